@@ -1,0 +1,170 @@
+"""Supernet checkpoints: OFA's public files and nat's own, always loaded without running pickle code.
+
+OFA checkpoints (``ofa_mbv3_d234_e346_k357_w1.0`` / ``_w1.2``) are ``torch.save`` files holding
+``{"state_dict": ...}`` or a bare state dict, with block keys either ``blocks.N.conv.`` (current OFA) or
+``blocks.N.mobile_inverted_conv.`` (legacy). They are read with ``torch.load(weights_only=True)``,
+which refuses anything but tensors and plain containers. nat's own supernets are safetensors files
+whose metadata carries the search space, width and class count, so they load without any guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from nat.errors import CheckpointError
+from nat.space.definition import SearchSpace, get_space
+from nat.supernet.network import Supernet
+
+FORMAT = "nat.supernet/1"
+_LEGACY = ".mobile_inverted_conv."
+
+
+def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict inside a ``torch.save`` file, loaded safely; `CheckpointError` if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        raise CheckpointError(f"{path} holds more than weights and was not loaded (only tensors and plain "
+                              f"containers are accepted, no pickled code): {first}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or wrong file?): "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path} does not hold a state dict (expected a mapping of tensor names to "
+                              "tensors, possibly under 'state_dict')")
+    return dict(data)
+
+
+def normalise_ofa_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """OFA's legacy ``mobile_inverted_conv`` key names mapped to the current ``conv`` names."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")  # saved from DataParallel/DDP
+        out[key.replace(_LEGACY, ".conv.")] = value
+    return out
+
+
+def _infer_width(state: Mapping[str, torch.Tensor], space: SearchSpace, path: Path) -> float:
+    try:
+        observed = (state["first_conv.conv.weight"].shape[0], state["final_expand_layer.conv.weight"].shape[0],
+                    state["feature_mix_layer.conv.weight"].shape[0])
+    except KeyError as exc:
+        raise CheckpointError(f"{path} is not an OFA MobileNetV3 supernet checkpoint "
+                              f"(no {exc.args[0]!r} weights)") from None
+    for w in space.width_mults:
+        widths = space.widths(w)
+        if observed == (widths[0], widths[7], widths[8]):
+            return w
+    raise CheckpointError(f"{path}: channel widths {observed} match no width multiplier of search space "
+                          f"'{space.name}' {list(space.width_mults)}")
+
+
+def load_ofa_state_dict(net: Supernet, state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
+    """Load an OFA-format state dict into ``net``; clear errors for missing, extra or mis-shaped keys."""
+    state = normalise_ofa_keys(state)
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es), e.g. {shapes[:2]}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit a supernet of space '{net.space.name}' width "
+                              f"{net.width_mult}: " + "; ".join(problems))
+    net.load_state_dict(state)
+
+
+def from_ofa_checkpoint(path: str | Path, space: SearchSpace | str | None = None,
+                        num_classes: int | None = None) -> Supernet:
+    """Build a `Supernet` from an OFA MobileNetV3 checkpoint; width and class count are inferred.
+
+    With ``num_classes`` different from the checkpoint's, the classifier is replaced (for a new task).
+    """
+    path = Path(path)
+    space = get_space(space)
+    state = normalise_ofa_keys(read_torch_checkpoint(path))
+    width = _infer_width(state, space, path)
+    if "classifier.linear.weight" not in state:
+        raise CheckpointError(f"{path} has no classifier weights ('classifier.linear.weight')")
+    ckpt_classes = state["classifier.linear.weight"].shape[0]
+    net = Supernet(space, width, ckpt_classes)
+    load_ofa_state_dict(net, state, str(path))
+    if num_classes is not None and num_classes != ckpt_classes:
+        net.reset_classifier(num_classes)
+    return net
+
+
+def save_supernet(net: Supernet, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Save weights as safetensors with the space, width and class count in the metadata (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": FORMAT, "space": net.space.model_dump_json(), "width_mult": str(net.width_mult),
+                "num_classes": str(net.num_classes), "extra": json.dumps(dict(extra or {}))}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def load_supernet(path: str | Path, num_classes: int | None = None) -> Supernet:
+    """Load a supernet saved by `save_supernet`, or (by content) an OFA ``torch.save`` checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch.save) or legacy pickle: an OFA checkpoint
+        return from_ofa_checkpoint(path, num_classes=num_classes)
+    try:
+        metadata = read_metadata(path)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is neither a nat supernet (safetensors) nor a PyTorch checkpoint: "
+                              f"{exc}") from None
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not a nat supernet "
+                              f"(metadata format {metadata.get('format')!r}, expected {FORMAT!r})")
+    try:
+        space = SearchSpace.model_validate_json(metadata["space"])
+        width = float(metadata["width_mult"])
+        classes = int(metadata["num_classes"])
+    except (KeyError, ValueError, ValidationError) as exc:
+        raise CheckpointError(f"{path} has damaged nat metadata: {exc}") from None
+    net = Supernet(space, width, classes)
+    load_ofa_state_dict(net, tensors, str(path))
+    if num_classes is not None and num_classes != classes:
+        net.reset_classifier(num_classes)
+    if not math.isfinite(width):
+        raise CheckpointError(f"{path}: invalid width multiplier {width}")
+    return net
