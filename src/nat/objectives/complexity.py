@@ -40,8 +40,16 @@ class Cost:
         return Cost(self.madds + other.madds, self.params + other.params)
 
 
-def mbconv_cost(c_in: int, mid: int, c_out: int, kernel: int, stride: int, size_in: int,
-                se_mid: int | None, expand: bool = True) -> Cost:
+def mbconv_cost(
+    c_in: int,
+    mid: int,
+    c_out: int,
+    kernel: int,
+    stride: int,
+    size_in: int,
+    se_mid: int | None,
+    expand: bool = True,
+) -> Cost:
     """Cost of one inverted-residual block at input side ``size_in``."""
     size_out = conv_out(size_in, stride)
     madds = params = 0
@@ -136,5 +144,11 @@ def profile_subnet(subnet: Subnet, space: SearchSpace | str | None = None, num_c
     """MAdds and params of one subnet (with resolution and width), as the CLI reports them."""
     space = get_space(space)
     cost = _table(space, num_classes).subnet(subnet)
-    return {"madds": cost.madds, "params": cost.params, "resolution": subnet.r, "width": subnet.w,
-            "num_classes": num_classes, "space": space.name}
+    return {
+        "madds": cost.madds,
+        "params": cost.params,
+        "resolution": subnet.r,
+        "width": subnet.w,
+        "num_classes": num_classes,
+        "space": space.name,
+    }

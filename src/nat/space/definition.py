@@ -73,8 +73,10 @@ class SearchSpace(BaseModel):
     @model_validator(mode="after")
     def _shapes(self) -> SearchSpace:
         if len(self.base_widths) != NUM_STAGES + 4:
-            raise ValueError(f"base_widths needs {NUM_STAGES + 4} entries (stem, first block, 5 stages, "
-                             f"final expand, feature mix), got {len(self.base_widths)}")
+            raise ValueError(
+                f"base_widths needs {NUM_STAGES + 4} entries (stem, first block, 5 stages, "
+                f"final expand, feature mix), got {len(self.base_widths)}"
+            )
         for field in ("stage_strides", "stage_se", "stage_acts"):
             if len(getattr(self, field)) != NUM_STAGES:
                 raise ValueError(f"{field} needs {NUM_STAGES} entries, got {len(getattr(self, field))}")
@@ -123,8 +125,9 @@ def ofa_mbv3() -> SearchSpace:
 
 def small_input() -> SearchSpace:
     """The paper's space for 28-64 px inputs (MNIST-like data): stem stride 1, full widths."""
-    return SearchSpace(name="small", resolutions=tuple(range(28, 45, 4)), stem_stride=1,
-                       stage_strides=(1, 2, 2, 1, 2))
+    return SearchSpace(
+        name="small", resolutions=tuple(range(28, 45, 4)), stem_stride=1, stage_strides=(1, 2, 2, 1, 2)
+    )
 
 
 def tiny() -> SearchSpace:

@@ -65,8 +65,9 @@ def decode(genome: np.ndarray | list[int], space: SearchSpace) -> Subnet:
     """The `Subnet` a genome describes (skips dropped); raises `ConfigError` on an invalid genome."""
     x = np.asarray(genome)
     if x.shape != (genome_length(space),):
-        raise ConfigError(f"genome must have {genome_length(space)} integers for space '{space.name}', "
-                          f"got shape {x.shape}")
+        raise ConfigError(
+            f"genome must have {genome_length(space)} integers for space '{space.name}', got shape {x.shape}"
+        )
     if not np.issubdtype(x.dtype, np.integer):
         if not np.all(np.equal(np.mod(x, 1), 0)):
             raise ConfigError(f"genome must hold integers, got {x.tolist()}")
@@ -81,15 +82,22 @@ def decode(genome: np.ndarray | list[int], space: SearchSpace) -> Subnet:
         start = 2 + stage * space.max_depth
         active = [int(c) for c in x[start : start + space.max_depth] if c > 0]
         if len(active) not in space.depths:
-            raise ConfigError(f"genome stage {stage + 1} has {len(active)} active blocks; "
-                              f"allowed depths are {list(space.depths)}")
+            raise ConfigError(
+                f"genome stage {stage + 1} has {len(active)} active blocks; "
+                f"allowed depths are {list(space.depths)}"
+            )
         ds.append(len(active))
         for code in active:
             e, k = space.op_choices[code - 1]
             ks.append(k)
             es.append(e)
-    return Subnet(ks=tuple(ks), e=tuple(es), d=tuple(ds), r=space.resolutions[int(x[0])],
-                  w=float(space.width_mults[int(x[1])]))
+    return Subnet(
+        ks=tuple(ks),
+        e=tuple(es),
+        d=tuple(ds),
+        r=space.resolutions[int(x[0])],
+        w=float(space.width_mults[int(x[1])]),
+    )
 
 
 def canonical(genome: np.ndarray | list[int], space: SearchSpace) -> np.ndarray:

@@ -52,7 +52,9 @@ class Subnet:
     def from_dict(cls, data: Mapping[str, Any], space: SearchSpace | None = None) -> Subnet:
         """Parse NAT's ``net.subnet`` dict; with ``space``, also check every value lies in it."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"a subnet must be a mapping with keys ks, e, d, r, w; got {type(data).__name__}")
+            raise ConfigError(
+                f"a subnet must be a mapping with keys ks, e, d, r, w; got {type(data).__name__}"
+            )
         missing = [k for k in ("ks", "e", "d", "r") if k not in data]
         if missing:
             raise ConfigError(f"subnet is missing key(s) {missing}; expected ks, e, d, r and optionally w")
@@ -89,9 +91,11 @@ class Subnet:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                              "expected a net.subnet object like "
-                              '{"ks": [...], "e": [...], "d": [...], "r": 224, "w": 1.0}') from None
+            raise ConfigError(
+                f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                "expected a net.subnet object like "
+                '{"ks": [...], "e": [...], "d": [...], "r": 224, "w": 1.0}'
+            ) from None
         if isinstance(data, dict) and "subnet" in data and "ks" not in data:
             data = data["subnet"]
         try:
@@ -108,9 +112,11 @@ class Subnet:
     # ----------------------------------------------------------------- checks and views
     def check(self, space: SearchSpace) -> Subnet:
         """Raise `ConfigError` unless every choice of this subnet exists in ``space``."""
+
         def bad(what: str, values: Any, allowed: Any) -> ConfigError:
-            return ConfigError(f"subnet {what} {values} outside the search space '{space.name}' "
-                               f"(allowed: {list(allowed)})")
+            return ConfigError(
+                f"subnet {what} {values} outside the search space '{space.name}' (allowed: {list(allowed)})"
+            )
 
         wrong_d = [x for x in self.d if x not in space.depths]
         if wrong_d:
@@ -149,23 +155,34 @@ class Subnet:
     @classmethod
     def largest(cls, space: SearchSpace, w: float | None = None, r: int | None = None) -> Subnet:
         n = NUM_STAGES * space.max_depth
-        return cls(ks=(max(space.kernel_sizes),) * n, e=(max(space.expand_ratios),) * n,
-                   d=(space.max_depth,) * NUM_STAGES, r=r or max(space.resolutions),
-                   w=w if w is not None else max(space.width_mults))
+        return cls(
+            ks=(max(space.kernel_sizes),) * n,
+            e=(max(space.expand_ratios),) * n,
+            d=(space.max_depth,) * NUM_STAGES,
+            r=r or max(space.resolutions),
+            w=w if w is not None else max(space.width_mults),
+        )
 
     @classmethod
     def smallest(cls, space: SearchSpace, w: float | None = None, r: int | None = None) -> Subnet:
         n = NUM_STAGES * space.min_depth
-        return cls(ks=(min(space.kernel_sizes),) * n, e=(min(space.expand_ratios),) * n,
-                   d=(space.min_depth,) * NUM_STAGES, r=r or min(space.resolutions),
-                   w=w if w is not None else min(space.width_mults))
+        return cls(
+            ks=(min(space.kernel_sizes),) * n,
+            e=(min(space.expand_ratios),) * n,
+            d=(space.min_depth,) * NUM_STAGES,
+            r=r or min(space.resolutions),
+            w=w if w is not None else min(space.width_mults),
+        )
 
     @classmethod
     def sample(cls, space: SearchSpace, rng: random.Random, w: float | None = None) -> Subnet:
         """OFA-style uniform sample: each depth, kernel, expansion, resolution and width independently."""
         d = tuple(rng.choice(space.depths) for _ in range(NUM_STAGES))
         n = sum(d)
-        return cls(ks=tuple(rng.choice(space.kernel_sizes) for _ in range(n)),
-                   e=tuple(rng.choice(space.expand_ratios) for _ in range(n)),
-                   d=d, r=rng.choice(space.resolutions),
-                   w=w if w is not None else rng.choice(space.width_mults))
+        return cls(
+            ks=tuple(rng.choice(space.kernel_sizes) for _ in range(n)),
+            e=tuple(rng.choice(space.expand_ratios) for _ in range(n)),
+            d=d,
+            r=rng.choice(space.resolutions),
+            w=w if w is not None else rng.choice(space.width_mults),
+        )

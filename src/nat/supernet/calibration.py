@@ -68,11 +68,18 @@ class BNCalibrator:
     ``images`` are normalised float images (N, 3, H, W) from the *training* split, at any size.
     """
 
-    def __init__(self, images: torch.Tensor, batch_size: int = 200, device: torch.device | str = "cpu",
-                 channels_last: bool = False, max_cached_resolutions: int = 32) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        batch_size: int = 200,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+        max_cached_resolutions: int = 32,
+    ) -> None:
         if images.dim() != 4 or images.size(1) != 3 or images.size(0) == 0:
-            raise DataError(f"calibration images must be a non-empty (N, 3, H, W) tensor, "
-                            f"got shape {tuple(images.shape)}")
+            raise DataError(
+                f"calibration images must be a non-empty (N, 3, H, W) tensor, got shape {tuple(images.shape)}"
+            )
         self.images = images.float()
         self.batch_size = batch_size
         self.device = torch.device(device)
@@ -86,8 +93,13 @@ class BNCalibrator:
                 self._cache.pop(next(iter(self._cache)))
             images = self.images
             if images.shape[-2:] != (resolution, resolution):
-                images = F.interpolate(images, size=(resolution, resolution), mode="bilinear",
-                                       align_corners=False, antialias=resolution < images.size(-1))
+                images = F.interpolate(
+                    images,
+                    size=(resolution, resolution),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=resolution < images.size(-1),
+                )
             images = images.to(self.device)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)

@@ -39,16 +39,26 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise CheckpointError(f"{path} holds more than weights and was not loaded (only tensors and plain "
-                              f"containers are accepted, no pickled code): {first}") from None
+        raise CheckpointError(
+            f"{path} holds more than weights and was not loaded (only tensors and plain "
+            f"containers are accepted, no pickled code): {first}"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or wrong file?): "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or wrong file?): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
         data = data["state_dict"]
-    if not isinstance(data, Mapping) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointError(f"{path} does not hold a state dict (expected a mapping of tensor names to "
-                              "tensors, possibly under 'state_dict')")
+    if (
+        not isinstance(data, Mapping)
+        or not data
+        or not all(isinstance(v, torch.Tensor) for v in data.values())
+    ):
+        raise CheckpointError(
+            f"{path} does not hold a state dict (expected a mapping of tensor names to "
+            "tensors, possibly under 'state_dict')"
+        )
     return dict(data)
 
 
@@ -63,17 +73,23 @@ def normalise_ofa_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
 
 def _infer_width(state: Mapping[str, torch.Tensor], space: SearchSpace, path: Path) -> float:
     try:
-        observed = (state["first_conv.conv.weight"].shape[0], state["final_expand_layer.conv.weight"].shape[0],
-                    state["feature_mix_layer.conv.weight"].shape[0])
+        observed = (
+            state["first_conv.conv.weight"].shape[0],
+            state["final_expand_layer.conv.weight"].shape[0],
+            state["feature_mix_layer.conv.weight"].shape[0],
+        )
     except KeyError as exc:
-        raise CheckpointError(f"{path} is not an OFA MobileNetV3 supernet checkpoint "
-                              f"(no {exc.args[0]!r} weights)") from None
+        raise CheckpointError(
+            f"{path} is not an OFA MobileNetV3 supernet checkpoint (no {exc.args[0]!r} weights)"
+        ) from None
     for w in space.width_mults:
         widths = space.widths(w)
         if observed == (widths[0], widths[7], widths[8]):
             return w
-    raise CheckpointError(f"{path}: channel widths {observed} match no width multiplier of search space "
-                          f"'{space.name}' {list(space.width_mults)}")
+    raise CheckpointError(
+        f"{path}: channel widths {observed} match no width multiplier of search space "
+        f"'{space.name}' {list(space.width_mults)}"
+    )
 
 
 def load_ofa_state_dict(net: Supernet, state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
@@ -82,8 +98,11 @@ def load_ofa_state_dict(net: Supernet, state: Mapping[str, torch.Tensor], source
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
@@ -92,13 +111,16 @@ def load_ofa_state_dict(net: Supernet, state: Mapping[str, torch.Tensor], source
     if shapes:
         problems.append(f"{len(shapes)} shape mismatch(es), e.g. {shapes[:2]}")
     if problems:
-        raise CheckpointError(f"{source} does not fit a supernet of space '{net.space.name}' width "
-                              f"{net.width_mult}: " + "; ".join(problems))
+        raise CheckpointError(
+            f"{source} does not fit a supernet of space '{net.space.name}' width "
+            f"{net.width_mult}: " + "; ".join(problems)
+        )
     net.load_state_dict(state)
 
 
-def from_ofa_checkpoint(path: str | Path, space: SearchSpace | str | None = None,
-                        num_classes: int | None = None) -> Supernet:
+def from_ofa_checkpoint(
+    path: str | Path, space: SearchSpace | str | None = None, num_classes: int | None = None
+) -> Supernet:
     """Build a `Supernet` from an OFA MobileNetV3 checkpoint; width and class count are inferred.
 
     With ``num_classes`` different from the checkpoint's, the classifier is replaced (for a new task).
@@ -121,8 +143,13 @@ def save_supernet(net: Supernet, path: str | Path, extra: Mapping[str, Any] | No
     """Save weights as safetensors with the space, width and class count in the metadata (atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": FORMAT, "space": net.space.model_dump_json(), "width_mult": str(net.width_mult),
-                "num_classes": str(net.num_classes), "extra": json.dumps(dict(extra or {}))}
+    metadata = {
+        "format": FORMAT,
+        "space": net.space.model_dump_json(),
+        "width_mult": str(net.width_mult),
+        "num_classes": str(net.num_classes),
+        "extra": json.dumps(dict(extra or {})),
+    }
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
@@ -150,11 +177,14 @@ def load_supernet(path: str | Path, num_classes: int | None = None) -> Supernet:
         metadata = read_metadata(path)
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is neither a nat supernet (safetensors) nor a PyTorch checkpoint: "
-                              f"{exc}") from None
+        raise CheckpointError(
+            f"{path} is neither a nat supernet (safetensors) nor a PyTorch checkpoint: {exc}"
+        ) from None
     if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a safetensors file but not a nat supernet "
-                              f"(metadata format {metadata.get('format')!r}, expected {FORMAT!r})")
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a nat supernet "
+            f"(metadata format {metadata.get('format')!r}, expected {FORMAT!r})"
+        )
     try:
         space = SearchSpace.model_validate_json(metadata["space"])
         width = float(metadata["width_mult"])

@@ -58,8 +58,16 @@ class BatchNorm2d(nn.BatchNorm2d):
             return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], weight, bias,
-                            self.training, self.momentum, self.eps)
+        return F.batch_norm(
+            x,
+            self.running_mean[:c],
+            self.running_var[:c],
+            weight,
+            bias,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
 
 
 class DynamicConv2d(nn.Module):
@@ -96,8 +104,15 @@ class DynamicDepthwiseConv2d(nn.Module):
         self.kernel_sizes = tuple(sorted(kernel_sizes))
         self.max_kernel = self.kernel_sizes[-1]
         self.stride = stride
-        self.conv = nn.Conv2d(max_channels, max_channels, self.max_kernel, stride,
-                              same_padding(self.max_kernel), groups=max_channels, bias=False)
+        self.conv = nn.Conv2d(
+            max_channels,
+            max_channels,
+            self.max_kernel,
+            stride,
+            same_padding(self.max_kernel),
+            groups=max_channels,
+            bias=False,
+        )
         for small, large in zip(self.kernel_sizes[:-1], self.kernel_sizes[1:], strict=True):
             self.register_parameter(f"{large}to{small}_matrix", nn.Parameter(torch.eye(small * small)))
 
@@ -124,24 +139,31 @@ class DynamicSE(nn.Module):
         super().__init__()
         self.reduction = reduction
         max_mid = make_divisible(max_channels // reduction, 8)
-        self.fc = nn.Sequential(OrderedDict(
-            reduce=nn.Conv2d(max_channels, max_mid, 1, bias=True),
-            relu=nn.ReLU(inplace=True),
-            expand=nn.Conv2d(max_mid, max_channels, 1, bias=True),
-            h_sigmoid=nn.Hardsigmoid(inplace=True),
-        ))
+        self.fc = nn.Sequential(
+            OrderedDict(
+                reduce=nn.Conv2d(max_channels, max_mid, 1, bias=True),
+                relu=nn.ReLU(inplace=True),
+                expand=nn.Conv2d(max_mid, max_channels, 1, bias=True),
+                h_sigmoid=nn.Hardsigmoid(inplace=True),
+            )
+        )
 
     def mid_channels(self, channels: int) -> int:
         return make_divisible(channels // self.reduction, 8)
 
     def active_weights(self, channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         mid = self.mid_channels(channels)
-        return (self.fc.reduce.weight[:mid, :channels], self.fc.reduce.bias[:mid],
-                self.fc.expand.weight[:channels, :mid], self.fc.expand.bias[:channels])
+        return (
+            self.fc.reduce.weight[:mid, :channels],
+            self.fc.reduce.bias[:mid],
+            self.fc.expand.weight[:channels, :mid],
+            self.fc.expand.bias[:channels],
+        )
 
 
-def _scale_excite(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                  b2: torch.Tensor) -> torch.Tensor:
+def _scale_excite(
+    x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor
+) -> torch.Tensor:
     s = x.mean((2, 3), keepdim=True)
     s = F.relu(F.conv2d(s, w1, b1))
     s = F.hardsigmoid(F.conv2d(s, w2, b2))
@@ -161,26 +183,43 @@ class DynamicMBConv(nn.Module):
     The hidden width for expansion ``e`` is ``make_divisible(round(in_channels * e), 8)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_sizes: tuple[int, ...],
-                 expand_ratios: tuple[int, ...], stride: int, act: Activation, use_se: bool,
-                 se_reduction: int = 4, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_sizes: tuple[int, ...],
+        expand_ratios: tuple[int, ...],
+        stride: int,
+        act: Activation,
+        use_se: bool,
+        se_reduction: int = 4,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.act_name = act
         self.use_se = use_se
         max_mid = make_divisible(round(in_channels * max(expand_ratios)), 8)
         bn = {"eps": bn_eps, "momentum": bn_momentum}
-        self.inverted_bottleneck = nn.Sequential(OrderedDict(
-            conv=DynamicConv2d(in_channels, max_mid), bn=DynamicBatchNorm2d(max_mid, **bn),
-            act=build_activation(act)))
+        self.inverted_bottleneck = nn.Sequential(
+            OrderedDict(
+                conv=DynamicConv2d(in_channels, max_mid),
+                bn=DynamicBatchNorm2d(max_mid, **bn),
+                act=build_activation(act),
+            )
+        )
         depth: OrderedDict[str, nn.Module] = OrderedDict(
             conv=DynamicDepthwiseConv2d(max_mid, kernel_sizes, stride),
-            bn=DynamicBatchNorm2d(max_mid, **bn), act=build_activation(act))
+            bn=DynamicBatchNorm2d(max_mid, **bn),
+            act=build_activation(act),
+        )
         if use_se:
             depth["se"] = DynamicSE(max_mid, se_reduction)
         self.depth_conv = nn.Sequential(depth)
-        self.point_linear = nn.Sequential(OrderedDict(
-            conv=DynamicConv2d(max_mid, out_channels), bn=DynamicBatchNorm2d(out_channels, **bn)))
+        self.point_linear = nn.Sequential(
+            OrderedDict(conv=DynamicConv2d(max_mid, out_channels), bn=DynamicBatchNorm2d(out_channels, **bn))
+        )
         self.active_kernel = max(kernel_sizes)
         self.active_expand = max(expand_ratios)
         self._act = F.relu if act == "relu" else F.hardswish
@@ -222,8 +261,12 @@ class DynamicMBConv(nn.Module):
     def _folded_weights(self) -> tuple:
         """BN-folded active weights, rebuilt only when the subnet or any tensor of the block changed."""
         tensors = [*self.parameters(), *self.buffers()]
-        key = (self.active_kernel, self.active_expand, tuple(t._version for t in tensors),
-               tuple(t.data_ptr() for t in tensors))
+        key = (
+            self.active_kernel,
+            self.active_expand,
+            tuple(t._version for t in tensors),
+            tuple(t.data_ptr() for t in tensors),
+        )
         if key != self._folded_key:
             mid, k = self.active_mid, self.active_kernel
             ib, dw, pl = self.inverted_bottleneck, self.depth_conv, self.point_linear

@@ -30,12 +30,22 @@ def same_padding(kernel_size: int) -> int:
 class ConvLayer(nn.Sequential):
     """conv -> (bn) -> act, OFA's ``ConvLayer`` with ``ops_order='weight_bn_act'``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 act: Activation | None = "relu", use_bn: bool = True, bn_momentum: float = 0.1,
-                 bn_eps: float = 1e-5, norm: type[nn.BatchNorm2d] = nn.BatchNorm2d) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        act: Activation | None = "relu",
+        use_bn: bool = True,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+        norm: type[nn.BatchNorm2d] = nn.BatchNorm2d,
+    ) -> None:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        layers["conv"] = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                                   same_padding(kernel_size), bias=False)
+        layers["conv"] = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, same_padding(kernel_size), bias=False
+        )
         if use_bn:
             layers["bn"] = norm(out_channels, eps=bn_eps, momentum=bn_momentum)
         if act is not None:
@@ -48,12 +58,14 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, mid_channels: int) -> None:
         super().__init__()
-        self.fc = nn.Sequential(OrderedDict(
-            reduce=nn.Conv2d(channels, mid_channels, 1, bias=True),
-            relu=nn.ReLU(inplace=True),
-            expand=nn.Conv2d(mid_channels, channels, 1, bias=True),
-            h_sigmoid=nn.Hardsigmoid(inplace=True),
-        ))
+        self.fc = nn.Sequential(
+            OrderedDict(
+                reduce=nn.Conv2d(channels, mid_channels, 1, bias=True),
+                relu=nn.ReLU(inplace=True),
+                expand=nn.Conv2d(mid_channels, channels, 1, bias=True),
+                h_sigmoid=nn.Hardsigmoid(inplace=True),
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(x.mean((2, 3), keepdim=True))
@@ -62,19 +74,34 @@ class SqueezeExcite(nn.Module):
 class MBConv(nn.Module):
     """Static inverted-residual block: 1x1 expand (unless ratio 1), depthwise kxk (+SE), 1x1 project."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 mid_channels: int, act: Activation, se_channels: int | None,
-                 expand: bool = True, bn_momentum: float = 0.1, bn_eps: float = 1e-5,
-                 norm: type[nn.BatchNorm2d] = nn.BatchNorm2d) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        mid_channels: int,
+        act: Activation,
+        se_channels: int | None,
+        expand: bool = True,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+        norm: type[nn.BatchNorm2d] = nn.BatchNorm2d,
+    ) -> None:
         super().__init__()
         bn = {"bn_momentum": bn_momentum, "bn_eps": bn_eps, "norm": norm}
         # OFA drops the 1x1 expansion only for expand ratio 1 (the fixed first block)
-        self.inverted_bottleneck = (
-            ConvLayer(in_channels, mid_channels, 1, 1, act, **bn) if expand else None
-        )
+        self.inverted_bottleneck = ConvLayer(in_channels, mid_channels, 1, 1, act, **bn) if expand else None
         depth: OrderedDict[str, nn.Module] = OrderedDict()
-        depth["conv"] = nn.Conv2d(mid_channels, mid_channels, kernel_size, stride, same_padding(kernel_size),
-                                  groups=mid_channels, bias=False)
+        depth["conv"] = nn.Conv2d(
+            mid_channels,
+            mid_channels,
+            kernel_size,
+            stride,
+            same_padding(kernel_size),
+            groups=mid_channels,
+            bias=False,
+        )
         depth["bn"] = norm(mid_channels, eps=bn_eps, momentum=bn_momentum)
         depth["act"] = build_activation(act)
         if se_channels is not None:

@@ -45,14 +45,16 @@ class Supernet(nn.Module):
     network itself is resolution-agnostic, as in OFA).
     """
 
-    def __init__(self, space: SearchSpace | str | None = None, width_mult: float | None = None,
-                 num_classes: int = 1000) -> None:
+    def __init__(
+        self, space: SearchSpace | str | None = None, width_mult: float | None = None, num_classes: int = 1000
+    ) -> None:
         super().__init__()
         space = get_space(space)
         width_mult = float(space.width_mults[0] if width_mult is None else width_mult)
         if not any(math.isclose(width_mult, w) for w in space.width_mults):
-            raise ConfigError(f"width multiplier {width_mult} is not in the search space "
-                              f"{list(space.width_mults)}")
+            raise ConfigError(
+                f"width multiplier {width_mult} is not in the search space {list(space.width_mults)}"
+            )
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         self.space, self.width_mult, self.num_classes = space, width_mult, num_classes
@@ -64,23 +66,34 @@ class Supernet(nn.Module):
             out_channels = widths[2 + stage]
             for j in range(space.max_depth):
                 stride = space.stage_strides[stage] if j == 0 else 1
-                conv = DynamicMBConv(in_channels, out_channels, space.kernel_sizes, space.expand_ratios,
-                                     stride, space.stage_acts[stage], space.stage_se[stage],
-                                     space.se_reduction, space.bn_momentum, space.bn_eps)
+                conv = DynamicMBConv(
+                    in_channels,
+                    out_channels,
+                    space.kernel_sizes,
+                    space.expand_ratios,
+                    stride,
+                    space.stage_acts[stage],
+                    space.stage_se[stage],
+                    space.se_reduction,
+                    space.bn_momentum,
+                    space.bn_eps,
+                )
                 blocks.append(ResidualBlock(conv, residual=stride == 1 and in_channels == out_channels))
                 in_channels = out_channels
         self.blocks = nn.ModuleList(blocks)
         self.final_expand_layer, self.feature_mix_layer, self.classifier = head_layers(
-            space, width_mult, num_classes, BatchNorm2d)
+            space, width_mult, num_classes, BatchNorm2d
+        )
         init_weights(self)
         self.active = Subnet.largest(space, w=width_mult)
         self.set_active(self.active)
 
     # ----------------------------------------------------------------- checkpoints
     @classmethod
-    def from_ofa_checkpoint(cls, path: str | Path, space: SearchSpace | str | None = None,
-                            num_classes: int | None = None) -> Supernet:
-        """Load one of OFA's public MobileNetV3 supernets from a local file (see `nat.supernet.checkpoint`)."""
+    def from_ofa_checkpoint(
+        cls, path: str | Path, space: SearchSpace | str | None = None, num_classes: int | None = None
+    ) -> Supernet:
+        """Load one of OFA's public MobileNetV3 supernets from a local file (`nat.supernet.checkpoint`)."""
         from nat.supernet.checkpoint import from_ofa_checkpoint
 
         return from_ofa_checkpoint(path, space, num_classes)
@@ -106,8 +119,10 @@ class Supernet(nn.Module):
         """Make ``subnet`` the network that ``forward`` runs; checks it belongs to this supernet."""
         subnet.check(self.space)
         if not math.isclose(subnet.w, self.width_mult):
-            raise ConfigError(f"subnet has width multiplier {subnet.w} but this supernet has "
-                              f"{self.width_mult}; use the supernet of that width")
+            raise ConfigError(
+                f"subnet has width multiplier {subnet.w} but this supernet has "
+                f"{self.width_mult}; use the supernet of that width"
+            )
         for stage, stage_blocks in enumerate(subnet.stage_blocks()):
             for block, (k, e) in zip(self.stage_blocks(stage), stage_blocks, strict=False):
                 block.conv.set_active(k, e)

@@ -18,24 +18,45 @@ from nat.supernet.layers import Classifier, ConvLayer, MBConv, ResidualBlock
 def first_block(space: SearchSpace, width_mult: float, norm: type[nn.BatchNorm2d]) -> ResidualBlock:
     """OFA's fixed first block: depthwise 3x3 + 1x1 projection (expansion 1), stride 1."""
     widths = space.widths(width_mult)
-    conv = MBConv(widths[0], widths[1], 3, 1, widths[0], space.first_block_act, None, expand=False,
-                  bn_momentum=space.bn_momentum, bn_eps=space.bn_eps, norm=norm)
+    conv = MBConv(
+        widths[0],
+        widths[1],
+        3,
+        1,
+        widths[0],
+        space.first_block_act,
+        None,
+        expand=False,
+        bn_momentum=space.bn_momentum,
+        bn_eps=space.bn_eps,
+        norm=norm,
+    )
     return ResidualBlock(conv, residual=widths[0] == widths[1])
 
 
-def head_layers(space: SearchSpace, width_mult: float, num_classes: int,
-                norm: type[nn.BatchNorm2d]) -> tuple[ConvLayer, ConvLayer, Classifier]:
+def head_layers(
+    space: SearchSpace, width_mult: float, num_classes: int, norm: type[nn.BatchNorm2d]
+) -> tuple[ConvLayer, ConvLayer, Classifier]:
     """Final 1x1 expand (BN, h-swish), feature mix after pooling (no BN, h-swish), classifier."""
     widths = space.widths(width_mult)
-    final_expand = ConvLayer(widths[6], widths[7], 1, 1, "h_swish", bn_momentum=space.bn_momentum,
-                             bn_eps=space.bn_eps, norm=norm)
+    final_expand = ConvLayer(
+        widths[6], widths[7], 1, 1, "h_swish", bn_momentum=space.bn_momentum, bn_eps=space.bn_eps, norm=norm
+    )
     feature_mix = ConvLayer(widths[7], widths[8], 1, 1, "h_swish", use_bn=False)
     return final_expand, feature_mix, Classifier(widths[8], num_classes, space.dropout_rate)
 
 
 def stem(space: SearchSpace, width_mult: float, norm: type[nn.BatchNorm2d]) -> ConvLayer:
-    return ConvLayer(3, space.widths(width_mult)[0], 3, space.stem_stride, "h_swish",
-                     bn_momentum=space.bn_momentum, bn_eps=space.bn_eps, norm=norm)
+    return ConvLayer(
+        3,
+        space.widths(width_mult)[0],
+        3,
+        space.stem_stride,
+        "h_swish",
+        bn_momentum=space.bn_momentum,
+        bn_eps=space.bn_eps,
+        norm=norm,
+    )
 
 
 class StaticMobileNetV3(nn.Module):
@@ -54,14 +75,23 @@ class StaticMobileNetV3(nn.Module):
             for j, (k, e) in enumerate(stage_blocks):
                 stride = space.stage_strides[stage] if j == 0 else 1
                 mid = space.middle_channels(in_channels, e)
-                conv = MBConv(in_channels, out_channels, k, stride, mid, space.stage_acts[stage],
-                              space.se_channels(mid) if space.stage_se[stage] else None,
-                              bn_momentum=space.bn_momentum, bn_eps=space.bn_eps)
+                conv = MBConv(
+                    in_channels,
+                    out_channels,
+                    k,
+                    stride,
+                    mid,
+                    space.stage_acts[stage],
+                    space.se_channels(mid) if space.stage_se[stage] else None,
+                    bn_momentum=space.bn_momentum,
+                    bn_eps=space.bn_eps,
+                )
                 blocks.append(ResidualBlock(conv, residual=stride == 1 and in_channels == out_channels))
                 in_channels = out_channels
         self.blocks = nn.ModuleList(blocks)
         self.final_expand_layer, self.feature_mix_layer, self.classifier = head_layers(
-            space, subnet.w, num_classes, nn.BatchNorm2d)
+            space, subnet.w, num_classes, nn.BatchNorm2d
+        )
         assert len(self.blocks) == 1 + sum(subnet.d) and len(subnet.d) == NUM_STAGES
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,5 +107,8 @@ class StaticMobileNetV3(nn.Module):
 
     def config(self) -> dict:
         """Everything needed to rebuild this network (besides its weights)."""
-        return {"space": self.space.model_dump(mode="json"), "subnet": self.subnet.to_dict(),
-                "num_classes": self.num_classes}
+        return {
+            "space": self.space.model_dump(mode="json"),
+            "subnet": self.subnet.to_dict(),
+            "num_classes": self.num_classes,
+        }
