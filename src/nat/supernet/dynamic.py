@@ -164,10 +164,19 @@ class DynamicSE(nn.Module):
 def _scale_excite(
     x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor
 ) -> torch.Tensor:
-    s = x.mean((2, 3), keepdim=True)
-    s = F.relu(F.conv2d(s, w1, b1))
-    s = F.hardsigmoid(F.conv2d(s, w2, b2))
-    return x * s
+    s = x.mean((2, 3))
+    s = F.relu(F.linear(s, w1.flatten(1), b1))
+    s = F.hardsigmoid(F.linear(s, w2.flatten(1), b2))
+    return x * s[:, :, None, None]
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """A 1x1 convolution as one GEMM over the channels of NHWC activations.
+
+    On channels-last inputs ``permute`` is free and ``linear`` runs a single BLAS call forward and
+    backward, which on CPU is much faster than the im2col convolution PyTorch picks for 1x1 kernels.
+    """
+    return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
 
 
 def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm2d, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,12 +248,12 @@ class DynamicMBConv(nn.Module):
             return self._forward_folded(x)
         mid, k, act = self.active_mid, self.active_kernel, self._act
         ib, dw, pl = self.inverted_bottleneck, self.depth_conv, self.point_linear
-        x = act(ib.bn(F.conv2d(x, ib.conv.active_weight(mid, self.in_channels))))
+        x = act(ib.bn(pointwise(x, ib.conv.active_weight(mid, self.in_channels))))
         x = F.conv2d(x, dw.conv.active_filter(mid, k), None, self.stride, same_padding(k), 1, mid)
         x = act(dw.bn(x))
         if self.use_se:
             x = _scale_excite(x, *dw.se.active_weights(mid))
-        return pl.bn(F.conv2d(x, pl.conv.active_weight(self.out_channels, mid)))
+        return pl.bn(pointwise(x, pl.conv.active_weight(self.out_channels, mid)))
 
     def _calibrating(self) -> bool:
         return self.inverted_bottleneck.bn.bn.calibration is not None
@@ -252,11 +261,11 @@ class DynamicMBConv(nn.Module):
     def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
         mid, k, act = self.active_mid, self.active_kernel, self._act
         w1, b1, w2, b2, w3, b3, se = self._folded_weights()
-        x = act(F.conv2d(x, w1, b1))
+        x = act(pointwise(x, w1, b1))
         x = act(F.conv2d(x, w2, b2, self.stride, same_padding(k), 1, mid))
         if se is not None:
             x = _scale_excite(x, *se)
-        return F.conv2d(x, w3, b3)
+        return pointwise(x, w3, b3)
 
     def _folded_weights(self) -> tuple:
         """BN-folded active weights, rebuilt only when the subnet or any tensor of the block changed."""
