@@ -86,9 +86,13 @@ def read_idx_images(images_path: Path, labels_path: Path) -> tuple[np.ndarray, n
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{images_path}: expected uint8 images of shape N x H x W, got {images.dtype} {images.shape}")
+        raise DataError(
+            f"{images_path}: expected uint8 images of shape N x H x W, got {images.dtype} {images.shape}"
+        )
     if labels.ndim != 1 or len(labels) != len(images):
-        raise DataError(f"{labels_path}: expected {len(images)} labels (one per image), got shape {labels.shape}")
+        raise DataError(
+            f"{labels_path}: expected {len(images)} labels (one per image), got shape {labels.shape}"
+        )
     return images[:, None], labels.astype(np.int64)
 
 
@@ -135,7 +139,9 @@ def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray
     """Read one CIFAR batch: ``data`` (N x 3072 uint8, channel-major) -> ``N x 3 x 32 x 32``."""
     batch = read_pickle_dict(path)
     if "data" not in batch or label_key not in batch:
-        raise DataError(f"{path} is not a CIFAR batch: expected keys 'data' and {label_key!r}, got {sorted(batch)}")
+        raise DataError(
+            f"{path} is not a CIFAR batch: expected keys 'data' and {label_key!r}, got {sorted(batch)}"
+        )
     data = np.asarray(batch["data"])
     labels = np.asarray(batch[label_key], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):

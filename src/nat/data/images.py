@@ -18,13 +18,24 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from nat.errors import DataError
 from nat.data.source import FileSplit, TensorSplit
+from nat.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 #: file name endings treated as images (lower case)
-IMG_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp")
+IMG_EXTENSIONS: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
 
 #: folders with more files than this are scanned with a progress bar
 _PROGRESS_MIN_FILES = 20_000
@@ -44,7 +55,10 @@ def _warn_skipped(skipped: list[str], where: Path) -> None:
     if skipped:
         examples = ", ".join(os.path.basename(p) for p in skipped[:3])
         logger.warning(
-            "skipped %d file(s) under %s that are not readable images (e.g. %s)", len(skipped), where, examples
+            "skipped %d file(s) under %s that are not readable images (e.g. %s)",
+            len(skipped),
+            where,
+            examples,
         )
 
 
@@ -64,7 +78,9 @@ def list_images(directory: Path, *, verify: bool) -> tuple[list[str], list[str]]
             else:
                 skipped.append(full)
     if verify and images:
-        bar = tqdm(images, desc=f"checking {directory.name}", unit="img", disable=len(images) < _PROGRESS_MIN_FILES)
+        bar = tqdm(
+            images, desc=f"checking {directory.name}", unit="img", disable=len(images) < _PROGRESS_MIN_FILES
+        )
         ok = [_is_readable_image(p) for p in bar]
         skipped.extend(p for p, good in zip(images, ok, strict=True) if not good)
         images = [p for p, good in zip(images, ok, strict=True) if good]
@@ -155,7 +171,9 @@ def materialize(
     """
     n = len(split)
     if n == 0:
-        return TensorSplit(torch.zeros((0, channels, size or 1, size or 1), dtype=torch.uint8), split.labels), 0
+        return TensorSplit(
+            torch.zeros((0, channels, size or 1, size or 1), dtype=torch.uint8), split.labels
+        ), 0
 
     def load(path: str) -> np.ndarray | None:
         try:
@@ -169,8 +187,15 @@ def materialize(
 
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        arrays = list(tqdm(pool.map(load, split.paths, chunksize=64), total=n, desc=desc, unit="img",
-                           disable=n < _PROGRESS_MIN_FILES // 4))
+        arrays = list(
+            tqdm(
+                pool.map(load, split.paths, chunksize=64),
+                total=n,
+                desc=desc,
+                unit="img",
+                disable=n < _PROGRESS_MIN_FILES // 4,
+            )
+        )
     good = [i for i, a in enumerate(arrays) if a is not None]
     bad = [split.paths[i] for i, a in enumerate(arrays) if a is None]
     _warn_skipped(bad, Path(os.path.commonpath(split.paths)) if n > 1 else Path(split.paths[0]).parent)

@@ -47,7 +47,9 @@ class TensorSplit:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 NxCxHxW, got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 NxCxHxW, got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         object.__setattr__(self, "labels", _as_label_tensor(self.labels))
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")

@@ -1,0 +1,106 @@
+"""`DataConfig`: the data section of a run configuration (validated with pydantic, embeddable).
+
+Every field maps to a `load_dataset` / `make_loader` argument, so a YAML ``data:`` block fully
+describes where the images come from and how they are fed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nat.data.loaders import FileLoader, InMemoryLoader, Resolution, make_loader
+from nat.data.registry import get_entry
+from nat.data.source import TaskData
+from nat.data.task import load_dataset
+from nat.errors import DataError
+
+
+class DataConfig(BaseModel):
+    """Which dataset, how it is split, and how batches are produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(description="registered dataset name, see `nat data list`")
+    root: Path | None = Field(None, description="folder holding the dataset (not needed for offline sets)")
+    val_size: float | int = Field(
+        0.1, description="search-validation hold-out when the set has no official val: fraction or count"
+    )
+    train_batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(2, ge=0, description="DataLoader workers (file-based sets only)")
+    pin_memory: bool | None = Field(None, description="None: pin when the device is CUDA")
+    in_memory: bool | Literal["auto"] = Field("auto", description="decode file-based sets into uint8 tensors")
+    memory_budget_gb: float = Field(4.0, gt=0, description="upper bound for in_memory='auto'")
+    cache_size: int = Field(256, ge=8, description="square side for caching variable-size images in memory")
+    normalization: Literal["dataset", "imagenet"] = "dataset"
+    rrc_scale: tuple[float, float] = Field((0.08, 1.0), description="random-resized-crop area range")
+    hflip: bool | None = Field(None, description="None: the dataset's default (off for digits)")
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        try:
+            return get_entry(v).name
+        except DataError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("val_size")
+    @classmethod
+    def _val_size(cls, v: float | int) -> float | int:
+        if isinstance(v, float) and not 0 < v < 1 and not (v >= 1 and v.is_integer()):
+            raise ValueError("val_size must be a fraction in (0, 1) or a count >= 1")
+        if isinstance(v, int) and v < 1:
+            raise ValueError("val_size must be a fraction in (0, 1) or a count >= 1")
+        return int(v) if isinstance(v, float) and v >= 1 else v
+
+    @model_validator(mode="after")
+    def _scale(self) -> DataConfig:
+        lo, hi = self.rrc_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"rrc_scale must satisfy 0 < low <= high <= 1, got {self.rrc_scale}")
+        return self
+
+
+def load_from_config(cfg: DataConfig, seed: int) -> TaskData:
+    """`load_dataset` with the config's settings and the run seed."""
+    return load_dataset(
+        cfg.dataset,
+        cfg.root,
+        val_size=cfg.val_size,
+        seed=seed,
+        in_memory=cfg.in_memory,
+        memory_budget_gb=cfg.memory_budget_gb,
+        cache_size=cfg.cache_size,
+        normalization=cfg.normalization,
+    )
+
+
+def loader_from_config(
+    task: TaskData,
+    cfg: DataConfig,
+    split: str,
+    *,
+    resolution: Resolution,
+    seed: int,
+    device: str | torch.device = "cpu",
+    train: bool | None = None,
+) -> InMemoryLoader | FileLoader:
+    """`make_loader` with the config's batch sizes, workers and augmentation settings."""
+    is_train = split == "train" if train is None else train
+    return make_loader(
+        task,
+        split,
+        batch_size=cfg.train_batch_size if is_train else cfg.eval_batch_size,
+        resolution=resolution,
+        train=is_train,
+        device=device,
+        seed=seed,
+        num_workers=cfg.num_workers,
+        pin_memory=cfg.pin_memory,
+        scale=cfg.rrc_scale,
+        hflip=cfg.hflip,
+    )

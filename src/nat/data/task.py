@@ -1,0 +1,91 @@
+"""`load_dataset`: from a dataset name to the three splits the search uses, cached in memory if it fits.
+
+Order matters for determinism: the search-validation hold-out is drawn from the labels alone (before any
+caching), so the same seed gives the same split whether a set is read from files or from memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from nat.data.images import materialize
+from nat.data.registry import get_source
+from nat.data.source import IMAGENET_MEAN, IMAGENET_STD, DatasetSource, FileSplit, Split, TaskData
+from nat.data.splits import stratified_holdout
+
+logger = logging.getLogger(__name__)
+
+InMemory = bool | Literal["auto"]
+
+
+def cache_bytes(source: DatasetSource, cache_size: int) -> int:
+    """Bytes the whole set takes as uint8 tensors (native size if fixed, else ``cache_size`` squares)."""
+    h, w = source.image_size or (cache_size, cache_size)
+    return sum(len(s) for s in source.splits.values()) * source.channels * h * w
+
+
+def wants_memory(
+    source: DatasetSource, in_memory: InMemory, memory_budget_gb: float, cache_size: int
+) -> bool:
+    """Decide whether file-based splits are decoded into memory (``"auto"``: when they fit the budget)."""
+    if in_memory == "auto":
+        return cache_bytes(source, cache_size) <= memory_budget_gb * 2**30
+    return bool(in_memory)
+
+
+def _apply_normalization(source: DatasetSource, normalization: str) -> None:
+    if normalization == "imagenet":
+        if source.channels == 3:
+            source.mean, source.std = IMAGENET_MEAN, IMAGENET_STD
+        else:
+            source.mean, source.std = (0.449,), (0.226,)
+    elif normalization != "dataset":
+        raise ValueError(f"normalization must be 'dataset' or 'imagenet', got {normalization!r}")
+
+
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    val_size: float | int = 0.1,
+    seed: int = 0,
+    in_memory: InMemory = "auto",
+    memory_budget_gb: float = 4.0,
+    cache_size: int = 256,
+    normalization: Literal["dataset", "imagenet"] = "dataset",
+) -> TaskData:
+    """Read dataset ``name`` and return its ``train`` / ``val`` (search-validation) / ``test`` splits.
+
+    ``val`` is the official validation split when the set has one; otherwise ``val_size`` (a fraction of
+    train in (0, 1), or a count) is held out of train, stratified by class, drawn from ``seed``.
+    ``in_memory`` applies to file-based sets: ``"auto"`` decodes them into uint8 tensors when the result
+    fits ``memory_budget_gb`` (variable-size images are cached at ``cache_size`` squares, shorter side
+    resized then centre-cropped). Raises `DataError` for anything wrong with the data.
+    """
+    source = get_source(name, root)
+    _apply_normalization(source, normalization)
+    train = source.splits["train"]
+    if "val" in source.splits:
+        val: Split = source.splits["val"]
+        origin = "official validation split"
+    else:
+        keep, held = stratified_holdout(train.labels.numpy(), val_size, seed)
+        train, val = train.subset(keep), train.subset(held)
+        origin = f"held out of train: {len(held)} images, stratified by class, seed {seed}"
+    splits: dict[str, Split] = {"train": train, "val": val, "test": source.splits["test"]}
+    if source.storage == "files" and wants_memory(source, in_memory, memory_budget_gb, cache_size):
+        size = None if source.image_size else cache_size
+        logger.info(
+            "decoding %s into memory (%.2f GiB)", source.name, cache_bytes(source, cache_size) / 2**30
+        )
+        for split_name, split in splits.items():
+            if isinstance(split, FileSplit):
+                splits[split_name], bad = materialize(
+                    split, channels=source.channels, size=size, desc=f"{source.name} {split_name}"
+                )
+                source.skipped_files += bad
+        if size is not None:
+            source.notes.append(f"cached in memory at {size}x{size} (shorter side resized, centre-cropped)")
+    return TaskData(source, splits["train"], splits["val"], splits["test"], origin)
