@@ -19,6 +19,8 @@ from nat.errors import NATError
 COMMAND_MODULES: tuple[str, ...] = (
     "nat.cli.profile",
     "nat.cli.data",
+    "nat.cli.search",
+    "nat.cli.pretrain",
 )
 
 
@@ -59,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nat {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `nat data list | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

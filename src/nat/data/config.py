@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from nat.data.loaders import FileLoader, InMemoryLoader, Resolution, make_loader
 from nat.data.registry import get_entry
-from nat.data.source import TaskData
+from nat.data.source import Split, TaskData
 from nat.data.task import load_dataset
 from nat.errors import DataError
 
@@ -82,7 +82,7 @@ def load_from_config(cfg: DataConfig, seed: int) -> TaskData:
 def loader_from_config(
     task: TaskData,
     cfg: DataConfig,
-    split: str,
+    split: str | Split,
     *,
     resolution: Resolution,
     seed: int,

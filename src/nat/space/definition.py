@@ -142,7 +142,19 @@ def tiny() -> SearchSpace:
     )
 
 
-PRESETS = {"ofa_mbv3": ofa_mbv3, "small": small_input, "tiny": tiny}
+def micro() -> SearchSpace:
+    """The smallest useful supernet (16-28 px, stem stride 2): smoke runs and tests in seconds on CPU."""
+    return SearchSpace(
+        name="micro",
+        resolutions=tuple(range(16, 29, 4)),
+        width_mults=(1.0,),
+        base_widths=(8, 8, 16, 24, 32, 40, 48, 128, 160),
+        stem_stride=2,
+        stage_strides=(1, 2, 2, 1, 2),
+    )
+
+
+PRESETS = {"ofa_mbv3": ofa_mbv3, "small": small_input, "tiny": tiny, "micro": micro}
 
 
 def get_space(name_or_space: str | SearchSpace | dict | None = None) -> SearchSpace:

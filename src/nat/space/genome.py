@@ -112,7 +112,7 @@ def canonical_batch(genomes: np.ndarray, space: SearchSpace) -> np.ndarray:
         raise ConfigError(f"expected genomes of shape (n, {genome_length(space)}), got {x.shape}")
     slots = x[:, 2:].reshape(len(x), NUM_STAGES, space.max_depth)
     order = np.argsort(slots == 0, axis=2, kind="stable")
-    x[:, 2:] = np.take_along_axis(slots, order, axis=2).reshape(len(x), -1)
+    x[:, 2:] = np.take_along_axis(slots, order, axis=2).reshape(len(x), x.shape[1] - 2)
     return x
 
 

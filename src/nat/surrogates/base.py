@@ -22,11 +22,14 @@ Adding a model is one decorated class::
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from nat.errors import ConfigError
 from nat.space import SearchSpace, get_space
@@ -51,6 +54,26 @@ def check_targets(y: np.ndarray | list, n: int) -> np.ndarray:
     if not np.all(np.isfinite(t)):
         raise ConfigError("targets must be finite (NaN or inf found); drop failed evaluations first")
     return t
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run BLAS/OpenMP and torch on one thread inside the block, restoring the settings after.
+
+    Surrogate problems are small (hundreds of rows), where threads buy little; on a busy machine (the
+    supernet evaluating in parallel, a 2-core CI box) oversubscribed BLAS threads made fits 10-50x
+    slower in our measurements. One thread keeps fit and predict times predictable.
+    """
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(limits=1):
+        if torch is not None:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if torch is not None and previous is not None:
+                torch.set_num_threads(previous)
 
 
 class Surrogate(ABC):
@@ -84,7 +107,8 @@ class Surrogate(ABC):
         std = float(t.std())
         self._y_scale = std if std > 1e-12 else 1.0
         z = (t - self._y_mean) / self._y_scale
-        self._fit(encode_genomes(x, self.encoding, self.space, validated=True), z)
+        with single_threaded():
+            self._fit(encode_genomes(x, self.encoding, self.space, validated=True), z)
         self._fitted = True
         return self
 
@@ -93,8 +117,9 @@ class Surrogate(ABC):
         if not self._fitted:
             raise RuntimeError(f"surrogate '{self.name}' must be fitted before predict()")
         x = check_genomes(genomes, self.space)
-        z = np.asarray(self._predict(encode_genomes(x, self.encoding, self.space, validated=True)),
-                       dtype=np.float64).reshape(-1)
+        with single_threaded():
+            z = np.asarray(self._predict(encode_genomes(x, self.encoding, self.space, validated=True)),
+                           dtype=np.float64).reshape(-1)
         return z * self._y_scale + self._y_mean
 
     @property

@@ -37,6 +37,12 @@ class OFAMLP(Surrogate):
         self.weight_decay = float(weight_decay)
         self._net = None
 
+    def fit(self, genomes: np.ndarray | list, y: np.ndarray | list) -> OFAMLP:
+        import torch  # noqa: F401 - imported before fitting so `single_threaded` also limits torch
+
+        super().fit(genomes, y)
+        return self
+
     def _build(self, n_in: int):  # noqa: ANN202 - torch is imported lazily
         import torch.nn as nn
 

@@ -119,12 +119,32 @@ class RBFEnsemble(Surrogate):
         self._members = members
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
-        x = features.astype(np.float64)
-        out = np.empty((len(self._members), len(x)))
+        x64 = features.astype(np.float64)
+        x32 = features.astype(np.float32)
+        out = np.empty((len(self._members), len(x64)))
         for i, mem in enumerate(self._members):
-            xs = x[:, mem.features]
-            d2 = np.sum(xs**2, axis=1)[:, None] + mem.centre_sq[None, :] - 2.0 * (xs @ mem.centres.T)
-            np.maximum(d2, 0.0, out=d2)
-            phi = d2 * np.sqrt(d2)
-            out[i] = phi @ mem.weights + mem.tail[0] + xs @ mem.tail[1:]
+            out[i] = _member_predict(mem, x32, x64)
         return np.median(out, axis=0)
+
+
+#: rows per block in prediction; a (block x centres) float32 buffer stays in cache, which is ~3x faster
+_PREDICT_BLOCK = 1024
+
+
+def _member_predict(mem: _Member, x32: np.ndarray, x64: np.ndarray) -> np.ndarray:
+    """One member's predictions: the kernel sum in float32 (bandwidth-bound), the linear tail in float64."""
+    xs = x32[:, mem.features]
+    xs_sq = np.einsum("ij,ij->i", xs, xs)
+    neg2_ct = (-2.0 * mem.centres.T).astype(np.float32)
+    c_sq = mem.centre_sq.astype(np.float32)
+    w = mem.weights.astype(np.float32)
+    out = x64[:, mem.features] @ mem.tail[1:] + mem.tail[0]
+    for start in range(0, len(xs), _PREDICT_BLOCK):
+        stop = start + _PREDICT_BLOCK
+        d2 = xs[start:stop] @ neg2_ct
+        d2 += xs_sq[start:stop, None]
+        d2 += c_sq[None, :]
+        np.maximum(d2, 0.0, out=d2)
+        d2 *= np.sqrt(d2)
+        out[start:stop] += d2 @ w
+    return out

@@ -1,0 +1,70 @@
+"""``nat search``: run NAT on a task, or resume a run from its directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from nat.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search", help="run NAT: a Pareto front of task-specific subnets",
+        description="Run Neural Architecture Transfer. Configuration: a preset, then --config, then "
+                    "--seed/--set overrides (any field, e.g. --set nsga3.pop_size=40).")
+    parser.add_argument("--config", type=Path, help="YAML run configuration")
+    parser.add_argument("--preset", help="named preset (e.g. smoke)")
+    parser.add_argument("--out", type=Path, help="run directory (created)")
+    parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    parser.add_argument("--seed", type=int, help="run seed (overrides the config)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field; VALUE is parsed as YAML")
+    parser.set_defaults(func=run)
+
+
+def parse_overrides(items: list[str], seed: int | None) -> dict:
+    from nat.search.config import set_by_path
+
+    overrides: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        set_by_path(overrides, key.strip(), parsed)
+    if seed is not None:
+        overrides["seed"] = seed
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from nat.search import NATSearch, load_config
+
+    overrides = parse_overrides(args.set, args.seed)
+    if args.resume is not None:
+        if args.config or args.preset or args.out:
+            raise ConfigError("--resume DIR continues a run with its saved config; drop --config/--preset/--out")
+        config_path = args.resume / "config.yaml"
+        if not config_path.is_file():
+            raise ConfigError(f"{args.resume} is not a nat run directory (no config.yaml)")
+        config = load_config(config_path, overrides=overrides)
+        search = NATSearch(config, args.resume, resume=True)
+    else:
+        if args.out is None:
+            raise ConfigError("--out DIR is required (where the run is written)")
+        if args.config is None and args.preset is None:
+            raise ConfigError("give --config FILE or --preset NAME (e.g. --preset smoke)")
+        config = load_config(args.config, args.preset, overrides)
+        search = NATSearch(config, args.out)
+    front = search.run()
+    print(f"front: {len(front)} subnets written to {search.out / 'front.json'}")
+    for record in sorted(front, key=lambda r: r.values.get("madds", 0.0)):
+        extras = "  ".join(f"{k} {v:.4g}" for k, v in record.values.items() if k != "top1")
+        print(f"  top1 {record.top1:.4f}  {extras}")
+    return 0

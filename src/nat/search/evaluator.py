@@ -1,0 +1,89 @@
+"""Real evaluation of subnets: supernet weights, BN recalibration, top-1 on search-validation data.
+
+This is the expensive step the surrogates stand in for. For each subnet: activate it on the supernet
+of its width, recalibrate BN on a fixed set of training images (cached per resolution), and measure
+top-1 on the search-validation split at the subnet's resolution (batches cached per resolution when
+they fit in memory). Latency, when it is an objective, is measured on the extracted standalone model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numpy as np
+import torch
+
+from nat.data import TaskData, loader_from_config
+from nat.objectives.latency import measure_latency_ms
+from nat.search.config import SearchConfig
+from nat.space.subnet import Subnet
+from nat.supernet import BNCalibrator, Supernet
+
+log = logging.getLogger(__name__)
+
+CACHE_BYTES = 512 * 2**20
+
+
+def supernet_for(supernets: dict[float, Supernet], subnet: Subnet) -> Supernet:
+    for width, net in supernets.items():
+        if math.isclose(width, subnet.w):
+            return net
+    raise KeyError(f"no supernet of width {subnet.w} (have {sorted(supernets)})")
+
+
+class SubnetEvaluator:
+    """Measures top-1 (and latency) of subnets with shared supernet weights."""
+
+    def __init__(self, supernets: dict[float, Supernet], task: TaskData, config: SearchConfig,
+                 device: torch.device) -> None:
+        self.supernets, self.task, self.config, self.device = supernets, task, config, device
+        space = next(iter(supernets.values())).space
+        rng = np.random.default_rng(config.seed + 17)
+        n_cal = min(config.evaluation.calibration_images, len(task.train))
+        cal_split = task.train.subset(np.sort(rng.choice(len(task.train), n_cal, replace=False)))
+        cal_loader = loader_from_config(task, config.data, cal_split, resolution=max(space.resolutions),
+                                        train=False, seed=config.seed)
+        images = torch.cat([x for x, _ in cal_loader]).cpu()
+        self.calibrator = BNCalibrator(images, batch_size=config.data.train_batch_size, device=device,
+                                       channels_last=True)
+        val = task.val
+        if config.evaluation.max_val_images and len(val) > config.evaluation.max_val_images:
+            idx = np.sort(rng.choice(len(val), config.evaluation.max_val_images, replace=False))
+            val = val.subset(idx)
+        self.val = val
+        self._val_cache: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def _val_batches(self, resolution: int):
+        if resolution in self._val_cache:
+            return self._val_cache[resolution]
+        loader = loader_from_config(self.task, self.config.data, self.val, resolution=resolution, train=False,
+                                    device=self.device, seed=self.config.seed)
+        if len(self.val) * 3 * resolution * resolution * 4 > CACHE_BYTES:
+            return loader
+        batches = [(x, y) for x, y in loader]
+        self._val_cache[resolution] = batches
+        return batches
+
+    @torch.no_grad()
+    def top1(self, subnet: Subnet) -> float:
+        net = supernet_for(self.supernets, subnet)
+        self.calibrator(net, subnet)
+        net.eval()
+        correct = total = 0
+        for images, labels in self._val_batches(subnet.r):
+            pred = net(images.to(self.device)).argmax(1)
+            correct += int((pred == labels.to(self.device)).sum())
+            total += labels.numel()
+        return correct / max(total, 1)
+
+    def latency_ms(self, subnet: Subnet) -> float:
+        model = supernet_for(self.supernets, subnet).extract(subnet)
+        lat = self.config.latency
+        return measure_latency_ms(model, subnet.r, lat.batch_size, lat.warmup, lat.repeats,
+                                  lat.device or self.device)
+
+    def evaluate(self, subnet: Subnet, measure_latency: bool) -> dict[str, float]:
+        values = {"top1": self.top1(subnet)}
+        if measure_latency:
+            values["latency"] = self.latency_ms(subnet)
+        return values

@@ -1,0 +1,196 @@
+"""The NAT loop end to end on the smoke preset: outputs, constraints, objectives, baselines, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from nat.cli import main
+from nat.errors import ConfigError
+from nat.search import Archive, NATSearch, load_config
+from nat.search.front import non_dominated
+from nat.search.problem import run_nsga3, select_diverse
+from nat.space import get_space
+
+TESTS = Path(__file__).parent
+FAST = {"initial_samples": 6, "iterations": 2, "candidates_per_iteration": 2,
+        "adaptation": {"initial_epochs": 1.0, "epochs": 0.3, "max_steps": 4},
+        "nsga3": {"pop_size": 12, "generations": 4}, "evaluation": {"calibration_images": 64},
+        "data": {"val_size": 120}}
+
+
+def fast_config(**overrides):
+    data = json.loads(json.dumps(FAST))
+    for key, value in overrides.items():
+        data[key] = value
+    return load_config(preset="smoke", overrides=data)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke")
+    args = ["search", "--preset", "smoke", "--out", str(out / "run")]
+    for key, value in [("initial_samples", 6), ("iterations", 2), ("candidates_per_iteration", 2),
+                       ("adaptation.max_steps", 4), ("nsga3.pop_size", 12), ("nsga3.generations", 4),
+                       ("evaluation.calibration_images", 64), ("data.val_size", 120)]:
+        args += ["--set", f"{key}={value}"]
+    assert main(args) == 0
+    return out / "run"
+
+
+def test_run_directory_contents(smoke_run: Path) -> None:
+    for name in ("config.yaml", "archive.jsonl", "front.json", "state.json", "search.log", "versions.json",
+                 "supernet_w1.safetensors"):
+        assert (smoke_run / name).is_file(), name
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    assert config["initial_samples"] == 6 and config["nsga3"]["pop_size"] == 12
+    lines = (smoke_run / "archive.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {"iteration", "subnet", "top1", "madds", "phase", "genome"} <= set(records[0])
+    assert [r["iteration"] for r in records if r["phase"] == "initial"] == [0] * 6
+    assert sum(r["phase"] == "candidate" for r in records) == 4  # 2 iterations x 2 candidates
+    assert sum(r["phase"] == "reeval" for r in records) > 0  # archive re-measured after adaptation
+    log = (smoke_run / "search.log").read_text()
+    assert log.count("hypervolume") == 3 and "surrogate" in log
+
+
+def test_front_is_non_dominated_current_archive(smoke_run: Path) -> None:
+    front = json.loads((smoke_run / "front.json").read_text())
+    archive = Archive(smoke_run / "archive.jsonl").current()
+    F = np.array([[1 - r.top1, r.values["madds"]] for r in archive])
+    expected = {json.dumps(archive[i].subnet.to_dict(), sort_keys=True) for i in non_dominated(F)}
+    assert {json.dumps(r["subnet"], sort_keys=True) for r in front} == expected
+
+
+def test_existing_run_needs_resume(smoke_run: Path, capsys) -> None:
+    assert main(["search", "--preset", "smoke", "--out", str(smoke_run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0]
+
+
+def test_resume_after_crash_gives_the_same_archive(tmp_path, monkeypatch) -> None:
+    config = fast_config()
+    straight = NATSearch(config, tmp_path / "straight")
+    straight.run()
+    expected = (tmp_path / "straight" / "archive.jsonl").read_text()
+
+    from nat.search import evaluator as evaluator_module
+
+    calls = {"n": 0}
+    original = evaluator_module.SubnetEvaluator.evaluate
+
+    def crashing(self, subnet, measure_latency):
+        calls["n"] += 1
+        if calls["n"] == 9:  # inside iteration 1, after its adaptation
+            raise KeyboardInterrupt
+        return original(self, subnet, measure_latency)
+
+    monkeypatch.setattr(evaluator_module.SubnetEvaluator, "evaluate", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        NATSearch(config, tmp_path / "crashed").run()
+    monkeypatch.setattr(evaluator_module.SubnetEvaluator, "evaluate", original)
+    # a kill in the middle of a write leaves a partial line: it must be dropped, not duplicated
+    with (tmp_path / "crashed" / "archive.jsonl").open("a") as f:
+        f.write('{"iteration": 1, "phase": "cand')
+    NATSearch(config, tmp_path / "crashed", resume=True).run()
+    assert (tmp_path / "crashed" / "archive.jsonl").read_text() == expected
+
+
+def test_constraints_are_respected(tmp_path) -> None:
+    bound = 1.0e6
+    config = fast_config(constraints={"madds": bound}, iterations=1)
+    front = NATSearch(config, tmp_path / "run").run()
+    assert front and all(r.values["madds"] <= bound for r in front)
+    candidates = [r for r in Archive(tmp_path / "run" / "archive.jsonl").records if r.phase == "candidate"]
+    assert candidates and all(r.values["madds"] <= bound for r in candidates)
+
+
+def test_four_objectives_with_a_user_function(tmp_path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(TESTS))
+    config = fast_config(objectives=["top1", "madds", "params", "user_objectives:total_kernel"], iterations=1)
+    NATSearch(config, tmp_path / "run").run()
+    record = Archive(tmp_path / "run" / "archive.jsonl").records[-1]
+    assert record.values["user_objectives:total_kernel"] == sum(record.subnet.ks)
+    assert record.values["params"] > 0
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_baselines_share_the_interface(tmp_path, strategy: str) -> None:
+    config = fast_config(strategy=strategy, constraints={"madds": 2.0e6}, iterations=1)
+    NATSearch(config, tmp_path / "run").run()
+    candidates = [r for r in Archive(tmp_path / "run" / "archive.jsonl").records if r.phase == "candidate"]
+    assert len(candidates) == 2 and all(r.values["madds"] <= 2.0e6 for r in candidates)
+
+
+@pytest.mark.parametrize("n_obj", [2, 3, 5, 12])
+def test_nsga3_scales_to_many_objectives(n_obj: int) -> None:
+    space = get_space()
+    rng = np.random.default_rng(0)
+    weights = rng.random((n_obj, 22))
+
+    def evaluate(x: np.ndarray):
+        return (x @ weights.T) * np.where(np.arange(n_obj) % 2 == 0, 1.0, -1.0), np.zeros((len(x), 0))
+
+    X, F = run_nsga3(space, evaluate, n_obj, 0, np.zeros((0, 22), dtype=int), pop_size=24, generations=3,
+                     seed=1)
+    assert F.shape[1] == n_obj and len(X) >= 24
+    picked = select_diverse(F, 6, seed=0)
+    assert len(set(picked)) == 6
+
+
+def test_select_diverse_spreads_along_the_front() -> None:
+    t = np.linspace(0, 1, 101)
+    F = np.stack([t, 1 - np.sqrt(t)], axis=1)
+    picked = sorted(F[select_diverse(F, 5, seed=0), 0])
+    assert picked[0] < 0.1 and picked[-1] > 0.9
+    assert min(np.diff(picked)) > 0.05
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"objectives": ["top1"]}, "at least 2"), ({"objectives": ["top1", "flops"]}, "unknown objective"),
+     ({"strategy": "evolution"}, "needs at least one constraint"), ({"bogus": 1}, "bogus"),
+     ({"constraints": {"madds": -1}}, "positive"), ({"data": {"dataset": "nope"}}, "unknown dataset")],
+)
+def test_config_errors(overrides, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(preset="smoke", overrides=overrides)
+
+
+def test_cli_errors(tmp_path, capsys) -> None:
+    assert main(["search", "--preset", "nope", "--out", str(tmp_path / "x")]) == 1
+    assert "unknown preset" in capsys.readouterr().err
+    assert main(["search", "--resume", str(tmp_path)]) == 1
+    assert "not a nat run directory" in capsys.readouterr().err
+    assert main(["search", "--preset", "smoke", "--out", str(tmp_path / "y"), "--set", "nsga3"]) == 1
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_matches_uninterrupted(tmp_path) -> None:
+    """A real SIGKILL at an arbitrary moment, then --resume: the same archive as a straight run."""
+    sets = []
+    for key, value in [("initial_samples", 8), ("iterations", 3), ("candidates_per_iteration", 3),
+                       ("adaptation.max_steps", 6)]:
+        sets += ["--set", f"{key}={value}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "nat.cli", "search", "--preset", "smoke"]
+    subprocess.run([*cmd, "--out", str(tmp_path / "a"), *sets], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "b"), *sets], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    archive = tmp_path / "b" / "archive.jsonl"
+    while proc.poll() is None and (not archive.exists() or archive.read_text().count("\n") < 12):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([*cmd, "--resume", str(tmp_path / "b")], check=True, env=env, capture_output=True)
+    assert archive.read_text() == (tmp_path / "a" / "archive.jsonl").read_text()
