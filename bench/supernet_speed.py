@@ -40,8 +40,14 @@ def build_pair(width: float = 1.0, classes: int = 1000):
         from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
         torch.manual_seed(0)
-        ofa = OFAMobileNetV3(n_classes=classes, dropout_rate=0.1, width_mult=width, ks_list=[3, 5, 7],
-                             expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+        ofa = OFAMobileNetV3(
+            n_classes=classes,
+            dropout_rate=0.1,
+            width_mult=width,
+            ks_list=[3, 5, 7],
+            expand_ratio_list=[3, 4, 6],
+            depth_list=[2, 3, 4],
+        )
     nat = Supernet(get_space(), width, classes)
     load_ofa_state_dict(nat, ofa.state_dict())
     return ofa, nat
@@ -50,7 +56,9 @@ def build_pair(width: float = 1.0, classes: int = 1000):
 def subnets(n: int, resolution: int, seed: int = 0) -> list[Subnet]:
     rng = random.Random(seed)
     space = get_space()
-    return [Subnet(s.ks, s.e, s.d, resolution, 1.0) for s in (Subnet.sample(space, rng, w=1.0) for _ in range(n))]
+    return [
+        Subnet(s.ks, s.e, s.d, resolution, 1.0) for s in (Subnet.sample(space, rng, w=1.0) for _ in range(n))
+    ]
 
 
 def activate(net, sub: Subnet) -> None:
@@ -87,8 +95,14 @@ def rss_child(which: str, batch: int, resolution: int, steps: int) -> None:
         from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
         if which == "ofa":
-            net = OFAMobileNetV3(n_classes=1000, dropout_rate=0.1, width_mult=1.0, ks_list=[3, 5, 7],
-                                 expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+            net = OFAMobileNetV3(
+                n_classes=1000,
+                dropout_rate=0.1,
+                width_mult=1.0,
+                ks_list=[3, 5, 7],
+                expand_ratio_list=[3, 4, 6],
+                depth_list=[2, 3, 4],
+            )
         else:
             net = Supernet(get_space(), 1.0, 1000)
     net.train()
@@ -141,27 +155,55 @@ def main() -> None:
                 inference[k].append(args.infer_batch * 2 / infer(nets[k], sub, xi, 2))
     rss = {}
     for k in nets:
-        out = subprocess.run([sys.executable, __file__, "--rss-child", k, "--threads", str(args.threads),
-                              "--batch", str(args.batch), "--resolution", str(args.resolution),
-                              "--subnets", "3"], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--rss-child",
+                k,
+                "--threads",
+                str(args.threads),
+                "--batch",
+                str(args.batch),
+                "--resolution",
+                str(args.resolution),
+                "--subnets",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rss[k] = float(out.stdout.strip().splitlines()[-1])
     step = {k: statistics.median(v) for k, v in train.items()}
     ips = {k: statistics.median(v) for k, v in inference.items()}
     result = {
-        "device": "cpu", "threads": args.threads, "batch": args.batch, "infer_batch": args.infer_batch,
-        "resolution": args.resolution, "subnets": args.subnets, "rounds": args.rounds,
+        "device": "cpu",
+        "threads": args.threads,
+        "batch": args.batch,
+        "infer_batch": args.infer_batch,
+        "resolution": args.resolution,
+        "subnets": args.subnets,
+        "rounds": args.rounds,
         "torch": torch.__version__,
-        "train_step_seconds": step, "train_speedup": step["ofa"] / step["nat"],
-        "inference_images_per_second": ips, "inference_speedup": ips["nat"] / ips["ofa"],
-        "train_peak_rss_mb": rss, "rss_ratio_nat_over_ofa": rss["nat"] / rss["ofa"],
+        "train_step_seconds": step,
+        "train_speedup": step["ofa"] / step["nat"],
+        "inference_images_per_second": ips,
+        "inference_speedup": ips["nat"] / ips["ofa"],
+        "train_peak_rss_mb": rss,
+        "rss_ratio_nat_over_ofa": rss["nat"] / rss["ofa"],
         "notes": "medians over interleaved runs; nat inference includes activating each subnet "
-                 "(BN folding) once per 2 batches",
+        "(BN folding) once per 2 batches",
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(result, indent=1))
-    print(f"train step  : OFA {step['ofa']:.3f} s  nat {step['nat']:.3f} s  -> {result['train_speedup']:.2f}x")
-    print(f"inference   : OFA {ips['ofa']:.1f} img/s  nat {ips['nat']:.1f} img/s  -> "
-          f"{result['inference_speedup']:.2f}x")
+    print(
+        f"train step  : OFA {step['ofa']:.3f} s  nat {step['nat']:.3f} s  -> {result['train_speedup']:.2f}x"
+    )
+    print(
+        f"inference   : OFA {ips['ofa']:.1f} img/s  nat {ips['nat']:.1f} img/s  -> "
+        f"{result['inference_speedup']:.2f}x"
+    )
     print(f"peak RSS    : OFA {rss['ofa']:.0f} MB  nat {rss['nat']:.0f} MB")
     print(f"wrote {RESULT.relative_to(ROOT)}")
 

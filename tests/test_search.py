@@ -22,10 +22,15 @@ from nat.search.problem import run_nsga3, select_diverse
 from nat.space import get_space
 
 TESTS = Path(__file__).parent
-FAST = {"initial_samples": 6, "iterations": 2, "candidates_per_iteration": 2,
-        "adaptation": {"initial_epochs": 1.0, "epochs": 0.3, "max_steps": 4},
-        "nsga3": {"pop_size": 12, "generations": 4}, "evaluation": {"calibration_images": 64},
-        "data": {"val_size": 120}}
+FAST = {
+    "initial_samples": 6,
+    "iterations": 2,
+    "candidates_per_iteration": 2,
+    "adaptation": {"initial_epochs": 1.0, "epochs": 0.3, "max_steps": 4},
+    "nsga3": {"pop_size": 12, "generations": 4},
+    "evaluation": {"calibration_images": 64},
+    "data": {"val_size": 120},
+}
 
 
 def fast_config(**overrides):
@@ -39,17 +44,31 @@ def fast_config(**overrides):
 def smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke")
     args = ["search", "--preset", "smoke", "--out", str(out / "run")]
-    for key, value in [("initial_samples", 6), ("iterations", 2), ("candidates_per_iteration", 2),
-                       ("adaptation.max_steps", 4), ("nsga3.pop_size", 12), ("nsga3.generations", 4),
-                       ("evaluation.calibration_images", 64), ("data.val_size", 120)]:
+    for key, value in [
+        ("initial_samples", 6),
+        ("iterations", 2),
+        ("candidates_per_iteration", 2),
+        ("adaptation.max_steps", 4),
+        ("nsga3.pop_size", 12),
+        ("nsga3.generations", 4),
+        ("evaluation.calibration_images", 64),
+        ("data.val_size", 120),
+    ]:
         args += ["--set", f"{key}={value}"]
     assert main(args) == 0
     return out / "run"
 
 
 def test_run_directory_contents(smoke_run: Path) -> None:
-    for name in ("config.yaml", "archive.jsonl", "front.json", "state.json", "search.log", "versions.json",
-                 "supernet_w1.safetensors"):
+    for name in (
+        "config.yaml",
+        "archive.jsonl",
+        "front.json",
+        "state.json",
+        "search.log",
+        "versions.json",
+        "supernet_w1.safetensors",
+    ):
         assert (smoke_run / name).is_file(), name
     config = yaml.safe_load((smoke_run / "config.yaml").read_text())
     assert config["initial_samples"] == 6 and config["nsga3"]["pop_size"] == 12
@@ -140,8 +159,9 @@ def test_nsga3_scales_to_many_objectives(n_obj: int) -> None:
     def evaluate(x: np.ndarray):
         return (x @ weights.T) * np.where(np.arange(n_obj) % 2 == 0, 1.0, -1.0), np.zeros((len(x), 0))
 
-    X, F = run_nsga3(space, evaluate, n_obj, 0, np.zeros((0, 22), dtype=int), pop_size=24, generations=3,
-                     seed=1)
+    X, F = run_nsga3(
+        space, evaluate, n_obj, 0, np.zeros((0, 22), dtype=int), pop_size=24, generations=3, seed=1
+    )
     assert F.shape[1] == n_obj and len(X) >= 24
     picked = select_diverse(F, 6, seed=0)
     assert len(set(picked)) == 6
@@ -157,9 +177,14 @@ def test_select_diverse_spreads_along_the_front() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"objectives": ["top1"]}, "at least 2"), ({"objectives": ["top1", "flops"]}, "unknown objective"),
-     ({"strategy": "evolution"}, "needs at least one constraint"), ({"bogus": 1}, "bogus"),
-     ({"constraints": {"madds": -1}}, "positive"), ({"data": {"dataset": "nope"}}, "unknown dataset")],
+    [
+        ({"objectives": ["top1"]}, "at least 2"),
+        ({"objectives": ["top1", "flops"]}, "unknown objective"),
+        ({"strategy": "evolution"}, "needs at least one constraint"),
+        ({"bogus": 1}, "bogus"),
+        ({"constraints": {"madds": -1}}, "positive"),
+        ({"data": {"dataset": "nope"}}, "unknown dataset"),
+    ],
 )
 def test_config_errors(overrides, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -179,14 +204,22 @@ def test_cli_errors(tmp_path, capsys) -> None:
 def test_sigkill_and_resume_matches_uninterrupted(tmp_path) -> None:
     """A real SIGKILL at an arbitrary moment, then --resume: the same archive as a straight run."""
     sets = []
-    for key, value in [("initial_samples", 8), ("iterations", 3), ("candidates_per_iteration", 3),
-                       ("adaptation.max_steps", 6)]:
+    for key, value in [
+        ("initial_samples", 8),
+        ("iterations", 3),
+        ("candidates_per_iteration", 3),
+        ("adaptation.max_steps", 6),
+    ]:
         sets += ["--set", f"{key}={value}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "nat.cli", "search", "--preset", "smoke"]
     subprocess.run([*cmd, "--out", str(tmp_path / "a"), *sets], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "b"), *sets], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "b"), *sets],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     archive = tmp_path / "b" / "archive.jsonl"
     while proc.poll() is None and (not archive.exists() or archive.read_text().count("\n") < 12):
         time.sleep(0.05)

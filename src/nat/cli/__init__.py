@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nat.cli.data",
     "nat.cli.search",
     "nat.cli.pretrain",
+    "nat.cli.quickstart",
 )
 
 

@@ -12,16 +12,23 @@ from nat.errors import ConfigError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "search", help="run NAT: a Pareto front of task-specific subnets",
+        "search",
+        help="run NAT: a Pareto front of task-specific subnets",
         description="Run Neural Architecture Transfer. Configuration: a preset, then --config, then "
-                    "--seed/--set overrides (any field, e.g. --set nsga3.pop_size=40).")
+        "--seed/--set overrides (any field, e.g. --set nsga3.pop_size=40).",
+    )
     parser.add_argument("--config", type=Path, help="YAML run configuration")
     parser.add_argument("--preset", help="named preset (e.g. smoke)")
     parser.add_argument("--out", type=Path, help="run directory (created)")
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
     parser.add_argument("--seed", type=int, help="run seed (overrides the config)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field; VALUE is parsed as YAML")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field; VALUE is parsed as YAML",
+    )
     parser.set_defaults(func=run)
 
 
@@ -49,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set, args.seed)
     if args.resume is not None:
         if args.config or args.preset or args.out:
-            raise ConfigError("--resume DIR continues a run with its saved config; drop --config/--preset/--out")
+            raise ConfigError(
+                "--resume DIR continues a run with its saved config; drop --config/--preset/--out"
+            )
         config_path = args.resume / "config.yaml"
         if not config_path.is_file():
             raise ConfigError(f"{args.resume} is not a nat run directory (no config.yaml)")

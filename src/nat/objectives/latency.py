@@ -15,8 +15,14 @@ from torch import nn
 
 
 @torch.no_grad()
-def measure_latency_ms(model: nn.Module, resolution: int, batch_size: int = 1, warmup: int = 3,
-                       repeats: int = 10, device: str | torch.device = "cpu") -> float:
+def measure_latency_ms(
+    model: nn.Module,
+    resolution: int,
+    batch_size: int = 1,
+    warmup: int = 3,
+    repeats: int = 10,
+    device: str | torch.device = "cpu",
+) -> float:
     """Median wall-clock milliseconds of one forward pass of ``batch_size`` images."""
     device = torch.device(device)
     model = model.to(device).eval()

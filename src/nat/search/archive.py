@@ -35,17 +35,28 @@ class Record:
     values: dict[str, float] = field(default_factory=dict)  # objective name -> value (top1 included)
 
     def to_json(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "phase": self.phase, "subnet": self.subnet.to_dict(),
-                "genome": list(self.genome), "top1": self.top1, **{k: v for k, v in self.values.items()
-                                                                    if k != "top1"}}
+        return {
+            "iteration": self.iteration,
+            "phase": self.phase,
+            "subnet": self.subnet.to_dict(),
+            "genome": list(self.genome),
+            "top1": self.top1,
+            **{k: v for k, v in self.values.items() if k != "top1"},
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
         reserved = {"iteration", "phase", "subnet", "genome", "top1"}
         values = {k: float(v) for k, v in data.items() if k not in reserved}
         values["top1"] = float(data["top1"])
-        return cls(int(data["iteration"]), str(data["phase"]), Subnet.from_dict(data["subnet"]),
-                   tuple(int(g) for g in data["genome"]), float(data["top1"]), values)
+        return cls(
+            int(data["iteration"]),
+            str(data["phase"]),
+            Subnet.from_dict(data["subnet"]),
+            tuple(int(g) for g in data["genome"]),
+            float(data["top1"]),
+            values,
+        )
 
     @property
     def key(self) -> tuple[int, str, Subnet]:

@@ -18,8 +18,10 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 class SurrogateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    models: list[str] = Field(default_factory=lambda: ["rbf", "gp", "cart", "mlp"],
-                              description="candidates for adaptive switching (a single name fixes the model)")
+    models: list[str] = Field(
+        default_factory=lambda: ["rbf", "gp", "cart", "mlp"],
+        description="candidates for adaptive switching (a single name fixes the model)",
+    )
     folds: int = Field(5, ge=2)
 
 
@@ -42,9 +44,12 @@ class AdaptationConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(4e-5, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    elite_fraction: float = Field(0.5, gt=0, le=1,
-                                  description="share of the archive (best fronts first) that forms the "
-                                              "sampling distribution")
+    elite_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of the archive (best fronts first) that forms the sampling distribution",
+    )
     max_steps: int | None = Field(None, ge=1, description="cap on steps per adaptation (for quick runs)")
 
 
@@ -53,7 +58,8 @@ class EvaluationConfig(BaseModel):
     calibration_images: int = Field(500, ge=1, description="training images used for BN recalibration")
     max_val_images: int | None = Field(None, ge=1, description="cap on search-validation images")
     reevaluate: Literal["all", "front", "none"] = Field(
-        "all", description="archive members re-measured after each adaptation (the paper: all)")
+        "all", description="archive members re-measured after each adaptation (the paper: all)"
+    )
 
 
 class LatencyConfig(BaseModel):
@@ -72,16 +78,21 @@ class SearchConfig(BaseModel):
     seed: int = 0
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1' ...")
     supernet: str | list[str] | None = Field(
-        None, description="supernet file(s) (nat safetensors or OFA .pth), one per width multiplier; "
-                          "'builtin:NAME' for a supernet shipped with nat; null: fresh weights (testing only)")
+        None,
+        description="supernet file(s) (nat safetensors or OFA .pth), one per width multiplier; "
+        "'builtin:NAME' for a supernet shipped with nat; null: fresh weights (testing only)",
+    )
     space: str | dict[str, Any] | None = Field(
-        None, description="search space preset or fields; default: the supernet's own (OFA: the paper's)")
+        None, description="search space preset or fields; default: the supernet's own (OFA: the paper's)"
+    )
     data: DataConfig
     objectives: list[str] = Field(default_factory=lambda: ["top1", "madds"], min_length=2, max_length=12)
     constraints: dict[str, float] = Field(default_factory=dict, description="upper bounds, e.g. madds: 3e8")
     strategy: Literal["nat", "random", "evolution"] = Field(
-        "nat", description="nat (the paper), or a baseline: random search, OFA-style single-objective "
-                           "evolution under the constraints")
+        "nat",
+        description="nat (the paper), or a baseline: random search, OFA-style single-objective "
+        "evolution under the constraints",
+    )
     initial_samples: int = Field(100, ge=3)
     iterations: int = Field(30, ge=0)
     candidates_per_iteration: int = Field(8, ge=1)
@@ -101,8 +112,10 @@ class SearchConfig(BaseModel):
             raise ValueError("objectives must include 'top1' (NAT searches accuracy against complexity)")
         for name in value:
             if name not in BUILTIN_OBJECTIVES and ":" not in name:
-                raise ValueError(f"unknown objective {name!r}: use one of {list(BUILTIN_OBJECTIVES)} or "
-                                 "'package.module:function' for your own")
+                raise ValueError(
+                    f"unknown objective {name!r}: use one of {list(BUILTIN_OBJECTIVES)} or "
+                    "'package.module:function' for your own"
+                )
         return value
 
     @model_validator(mode="after")
@@ -147,8 +160,9 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, preset: str | None = None,
-                overrides: dict[str, Any] | None = None) -> SearchConfig:
+def load_config(
+    path: str | Path | None = None, preset: str | None = None, overrides: dict[str, Any] | None = None
+) -> SearchConfig:
     """Preset (if any), then the YAML file (if any), then ``overrides``, merged and validated."""
     data: dict[str, Any] = {}
     if preset is not None:
@@ -166,8 +180,9 @@ def validate_config(data: dict[str, Any], source: str = "config") -> SearchConfi
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-                           for e in exc.errors())
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+        )
         raise ConfigError(f"{source}: {errors}") from None
 
 

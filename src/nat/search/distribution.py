@@ -46,10 +46,14 @@ class GenomeDistribution:
     @classmethod
     def uniform(cls, space: SearchSpace) -> GenomeDistribution:
         lower, upper = genome_bounds(space)
-        return cls([np.full(u - lo + 1, 1.0 / (u - lo + 1)) for lo, u in zip(lower, upper, strict=True)],
-                   lower, space)
+        return cls(
+            [np.full(u - lo + 1, 1.0 / (u - lo + 1)) for lo, u in zip(lower, upper, strict=True)],
+            lower,
+            space,
+        )
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        cols = [lo + rng.choice(len(p), size=n, p=p) for lo, p in zip(self.lower, self.probabilities,
-                                                                        strict=True)]
+        cols = [
+            lo + rng.choice(len(p), size=n, p=p) for lo, p in zip(self.lower, self.probabilities, strict=True)
+        ]
         return canonical_batch(np.stack(cols, axis=1), self.space)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+
 import numpy as np
 import torch
 
@@ -34,18 +35,21 @@ def supernet_for(supernets: dict[float, Supernet], subnet: Subnet) -> Supernet:
 class SubnetEvaluator:
     """Measures top-1 (and latency) of subnets with shared supernet weights."""
 
-    def __init__(self, supernets: dict[float, Supernet], task: TaskData, config: SearchConfig,
-                 device: torch.device) -> None:
+    def __init__(
+        self, supernets: dict[float, Supernet], task: TaskData, config: SearchConfig, device: torch.device
+    ) -> None:
         self.supernets, self.task, self.config, self.device = supernets, task, config, device
         space = next(iter(supernets.values())).space
         rng = np.random.default_rng(config.seed + 17)
         n_cal = min(config.evaluation.calibration_images, len(task.train))
         cal_split = task.train.subset(np.sort(rng.choice(len(task.train), n_cal, replace=False)))
-        cal_loader = loader_from_config(task, config.data, cal_split, resolution=max(space.resolutions),
-                                        train=False, seed=config.seed)
+        cal_loader = loader_from_config(
+            task, config.data, cal_split, resolution=max(space.resolutions), train=False, seed=config.seed
+        )
         images = torch.cat([x for x, _ in cal_loader]).cpu()
-        self.calibrator = BNCalibrator(images, batch_size=config.data.train_batch_size, device=device,
-                                       channels_last=True)
+        self.calibrator = BNCalibrator(
+            images, batch_size=config.data.train_batch_size, device=device, channels_last=True
+        )
         val = task.val
         if config.evaluation.max_val_images and len(val) > config.evaluation.max_val_images:
             idx = np.sort(rng.choice(len(val), config.evaluation.max_val_images, replace=False))
@@ -56,8 +60,15 @@ class SubnetEvaluator:
     def _val_batches(self, resolution: int):
         if resolution in self._val_cache:
             return self._val_cache[resolution]
-        loader = loader_from_config(self.task, self.config.data, self.val, resolution=resolution, train=False,
-                                    device=self.device, seed=self.config.seed)
+        loader = loader_from_config(
+            self.task,
+            self.config.data,
+            self.val,
+            resolution=resolution,
+            train=False,
+            device=self.device,
+            seed=self.config.seed,
+        )
         if len(self.val) * 3 * resolution * resolution * 4 > CACHE_BYTES:
             return loader
         batches = [(x, y) for x, y in loader]
@@ -79,8 +90,9 @@ class SubnetEvaluator:
     def latency_ms(self, subnet: Subnet) -> float:
         model = supernet_for(self.supernets, subnet).extract(subnet)
         lat = self.config.latency
-        return measure_latency_ms(model, subnet.r, lat.batch_size, lat.warmup, lat.repeats,
-                                  lat.device or self.device)
+        return measure_latency_ms(
+            model, subnet.r, lat.batch_size, lat.warmup, lat.repeats, lat.device or self.device
+        )
 
     def evaluate(self, subnet: Subnet, measure_latency: bool) -> dict[str, float]:
         values = {"top1": self.top1(subnet)}

@@ -38,7 +38,7 @@ from nat.space.genome import decode, encode
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
 from nat.supernet.checkpoint import load_supernet, read_metadata, save_supernet
-from nat.surrogates import adaptive_switching
+from nat.surrogates import ModelScore, SwitchReport, adaptive_switching, make_surrogate
 
 log = logging.getLogger("nat.search")
 
@@ -75,13 +75,21 @@ class NATSearch:
         self.config = config
         archive_path = self.out / "archive.jsonl"
         if not resume and archive_path.exists() and archive_path.stat().st_size > 0:
-            raise ConfigError(f"{self.out} already holds a run; continue it with `nat search --resume "
-                              f"{self.out}` or choose another --out")
+            raise ConfigError(
+                f"{self.out} already holds a run; continue it with `nat search --resume "
+                f"{self.out}` or choose another --out"
+            )
         self.out.mkdir(parents=True, exist_ok=True)
         self._setup_logging()
-        write_json_atomic(self.out / "versions.json", {
-            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "platform": platform.platform()})
+        write_json_atomic(
+            self.out / "versions.json",
+            {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "platform": platform.platform(),
+            },
+        )
         (self.out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         self.device = resolve_device(config.device)
         self.task: TaskData = load_from_config(config.data, config.seed)
@@ -121,15 +129,21 @@ class NATSearch:
                     torch.manual_seed(seed_for(cfg.seed, 99, int(w * 100)))
                     nets[w] = Supernet(space, w, self.task.num_classes)
                 continue
-            path = builtin_supernet(source.removeprefix("builtin:")) if source.startswith("builtin:") \
+            path = (
+                builtin_supernet(source.removeprefix("builtin:"))
+                if source.startswith("builtin:")
                 else Path(source).expanduser()
+            )
             net = load_supernet(path, num_classes=self.task.num_classes)
             if cfg.space is not None:
                 wanted = get_space(cfg.space)
                 if wanted.model_dump(exclude={"name", "resolutions", "width_mults"}) != net.space.model_dump(
-                        exclude={"name", "resolutions", "width_mults"}):
-                    raise ConfigError(f"space {cfg.space!r} does not describe the supernet in {path}: only "
-                                      "resolutions and width_mults may differ from the supernet's own space")
+                    exclude={"name", "resolutions", "width_mults"}
+                ):
+                    raise ConfigError(
+                        f"space {cfg.space!r} does not describe the supernet in {path}: only "
+                        "resolutions and width_mults may differ from the supernet's own space"
+                    )
                 net.space = wanted
             if net.width_mult in nets:
                 raise ConfigError(f"two supernets of width {net.width_mult} given: {sources}")
@@ -162,8 +176,11 @@ class NATSearch:
         return self.objectives.minimised({n: [r.values[n] for r in records] for n in self.objectives.names})
 
     def _feasible(self, records: list[Record]) -> list[Record]:
-        return [r for r in records if all(r.values.get(n, -math.inf) <= b
-                                          for n, b in self.config.constraints.items())]
+        return [
+            r
+            for r in records
+            if all(r.values.get(n, -math.inf) <= b for n, b in self.config.constraints.items())
+        ]
 
     def front(self, records: list[Record] | None = None) -> list[Record]:
         records = self._feasible(self.archive.current() if records is None else records)
@@ -190,8 +207,9 @@ class NATSearch:
             genome = encode(subnet, self.space)
             values = {k: float(v[0]) for k, v in self.objectives.exact(genome[None], names).items()}
             values.update(self.evaluator.evaluate(subnet, latency))
-            self.archive.append(Record(iteration, phase, subnet, tuple(int(g) for g in genome),
-                                       values["top1"], values))
+            self.archive.append(
+                Record(iteration, phase, subnet, tuple(int(g) for g in genome), values["top1"], values)
+            )
 
     def _adapt(self, iteration: int, genomes: np.ndarray, epochs: float) -> None:
         distribution = GenomeDistribution.from_genomes(genomes, self.space)
@@ -199,9 +217,17 @@ class NATSearch:
             if self._adapted_iteration(width) >= iteration:
                 continue
             if epochs > 0:
-                adapt_supernet(net, self.task, distribution, width, self.config, epochs,
-                               seed=seed_for(self.config.seed, iteration, wi), device=self.device,
-                               desc=f"iter {iteration} adapt w{width:g}")
+                adapt_supernet(
+                    net,
+                    self.task,
+                    distribution,
+                    width,
+                    self.config,
+                    epochs,
+                    seed=seed_for(self.config.seed, iteration, wi),
+                    device=self.device,
+                    desc=f"iter {iteration} adapt w{width:g}",
+                )
             save_supernet(net, self._checkpoint_path(width), extra={"iteration": iteration})
 
     def initial_subnets(self) -> list[Subnet]:
@@ -219,16 +245,11 @@ class NATSearch:
     def _surrogate_problem(self, records: list[Record], iteration: int):
         """Fit the accuracy (and latency) surrogates; return the batch evaluator for pymoo and a report."""
         genomes = np.array([r.genome for r in records])
-        cfg = self.config.surrogate
-        top1_model, report = adaptive_switching(genomes, np.array([r.top1 for r in records]), self.space,
-                                                models=cfg.models, folds=min(cfg.folds, len(records) // 3),
-                                                seed=seed_for(self.config.seed, iteration, 1))
+        top1_model, report = self._fit_surrogate(genomes, np.array([r.top1 for r in records]), iteration, 1)
         latency_model = None
         if "latency" in self.objectives.names:
-            latency_model, _ = adaptive_switching(genomes, np.array([r.values["latency"] for r in records]),
-                                                  self.space, models=cfg.models,
-                                                  folds=min(cfg.folds, len(records) // 3),
-                                                  seed=seed_for(self.config.seed, iteration, 2))
+            latency = np.array([r.values["latency"] for r in records])
+            latency_model, _ = self._fit_surrogate(genomes, latency, iteration, 2)
         names = self.objectives.names
         bounds = self.config.constraints
 
@@ -238,11 +259,30 @@ class NATSearch:
             if latency_model is not None:
                 values["latency"] = latency_model.predict(x)
             F = self.objectives.minimised(values)
-            G = np.stack([np.asarray(values[n]) - b for n, b in bounds.items()], axis=1) if bounds else \
-                np.zeros((len(x), 0))
+            G = (
+                np.stack([np.asarray(values[n]) - b for n, b in bounds.items()], axis=1)
+                if bounds
+                else np.zeros((len(x), 0))
+            )
             return F, G
 
         return evaluate, report
+
+    def _fit_surrogate(self, genomes: np.ndarray, y: np.ndarray, iteration: int, which: int):
+        """Adaptive switching; with too few points for cross-validation, the first model alone."""
+        cfg = self.config.surrogate
+        seed = seed_for(self.config.seed, iteration, which)
+        folds = min(cfg.folds, len(y) // 3)
+        if folds >= 2 and len(cfg.models) > 1:
+            return adaptive_switching(genomes, y, self.space, models=cfg.models, folds=folds, seed=seed)
+        model = make_surrogate(cfg.models[0], self.space, seed=seed).fit(genomes, y)
+        return model, SwitchReport(
+            chosen=cfg.models[0],
+            folds=0,
+            n_samples=len(y),
+            seed=seed,
+            scores={cfg.models[0]: ModelScore(cfg.models[0], [], *[float("nan")] * 4)},
+        )
 
     def _candidates(self, iteration: int) -> tuple[list[Subnet], dict[str, Any]]:
         cfg = self.config
@@ -262,12 +302,23 @@ class NATSearch:
         genomes = np.array([r.genome for r in records])
         n_constr = len(cfg.constraints)
         if cfg.strategy == "evolution":
-            X, F = run_single_objective_ga(self.space, evaluate, n_constr, genomes, cfg.nsga3.pop_size,
-                                           cfg.nsga3.generations, seed)
+            X, F = run_single_objective_ga(
+                self.space, evaluate, n_constr, genomes, cfg.nsga3.pop_size, cfg.nsga3.generations, seed
+            )
         else:
-            X, F = run_nsga3(self.space, evaluate, len(self.objectives.names), n_constr, genomes,
-                             cfg.nsga3.pop_size, cfg.nsga3.generations, seed, cfg.nsga3.crossover_prob,
-                             cfg.nsga3.mutation_eta, cfg.nsga3.n_partitions)
+            X, F = run_nsga3(
+                self.space,
+                evaluate,
+                len(self.objectives.names),
+                n_constr,
+                genomes,
+                cfg.nsga3.pop_size,
+                cfg.nsga3.generations,
+                seed,
+                cfg.nsga3.crossover_prob,
+                cfg.nsga3.mutation_eta,
+                cfg.nsga3.n_partitions,
+            )
         subnets = [decode(x, self.space) for x in X]
         fresh = [i for i, s in enumerate(subnets) if s not in known and self._satisfies(s)]
         fresh = [i for j, i in enumerate(fresh) if subnets[i] not in {subnets[f] for f in fresh[:j]}]
@@ -275,8 +326,11 @@ class NATSearch:
             order = sorted(fresh, key=lambda i: F[i, 0])[:k]
         else:
             order = [fresh[i] for i in select_diverse(F[fresh], k, seed)] if fresh else []
-        info = {"strategy": cfg.strategy, "surrogate": report.chosen,
-                "tau": float(report.scores[report.chosen].mean)}
+        info = {
+            "strategy": cfg.strategy,
+            "surrogate": report.chosen,
+            "tau": float(report.scores[report.chosen].mean),
+        }
         return [subnets[i] for i in order], info
 
     def _satisfies(self, subnet: Subnet) -> bool:
@@ -300,9 +354,16 @@ class NATSearch:
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
         elapsed = float(state.get("elapsed_s", 0.0))
         start = time.monotonic()
-        log.info("NAT run in %s: strategy %s, objectives %s, constraints %s, %d supernet(s), task %s "
-                 "(%d classes)", self.out, cfg.strategy, cfg.objectives, cfg.constraints or "none",
-                 len(self.supernets), self.task.name, self.task.num_classes)
+        log.info(
+            "NAT run in %s: strategy %s, objectives %s, constraints %s, %d supernet(s), task %s (%d classes)",
+            self.out,
+            cfg.strategy,
+            cfg.objectives,
+            cfg.constraints or "none",
+            len(self.supernets),
+            self.task.name,
+            self.task.num_classes,
+        )
         initial = self.initial_subnets()
         self._adapt(0, np.array([encode(s, self.space) for s in initial]), cfg.adaptation.initial_epochs)
         self._evaluate(initial, 0, "initial")
@@ -310,13 +371,17 @@ class NATSearch:
         for iteration in range(1, cfg.iterations + 1):
             spent = elapsed + time.monotonic() - start
             if cfg.time_budget_minutes is not None and spent > cfg.time_budget_minutes * 60:
-                log.info("time budget of %.1f min used up after iteration %d", cfg.time_budget_minutes,
-                         iteration - 1)
+                log.info(
+                    "time budget of %.1f min used up after iteration %d",
+                    cfg.time_budget_minutes,
+                    iteration - 1,
+                )
                 break
             candidates, info = self._candidates(iteration)
             records = self.archive.current(before_iteration=iteration)
-            elite_genomes = elite(np.array([r.genome for r in records]), self._matrix(records),
-                                  cfg.adaptation.elite_fraction)
+            elite_genomes = elite(
+                np.array([r.genome for r in records]), self._matrix(records), cfg.adaptation.elite_fraction
+            )
             self._adapt(iteration, elite_genomes, cfg.adaptation.epochs)
             self._evaluate(candidates, iteration, "candidate")
             self._evaluate(self._reevaluation_set(iteration), iteration, "reeval")
@@ -327,20 +392,34 @@ class NATSearch:
         self._log_handler.close()
         return front
 
-    def _finish_iteration(self, iteration: int, info: dict[str, Any], state: dict[str, Any],
-                          elapsed: float) -> None:
+    def _finish_iteration(
+        self, iteration: int, info: dict[str, Any], state: dict[str, Any], elapsed: float
+    ) -> None:
         current = self.archive.current()
         front = self.front(current)
         hv = self.hypervolume(current)
         best = max((r.top1 for r in front), default=float("nan"))
         surrogate = f", surrogate {info['surrogate']} (tau {info['tau']:.3f})" if "surrogate" in info else ""
-        log.info("iteration %d: archive %d, front %d, best top1 %.4f, hypervolume %.4f%s", iteration,
-                 len(current), len(front), best, hv, surrogate)
+        log.info(
+            "iteration %d: archive %d, front %d, best top1 %.4f, hypervolume %.4f%s",
+            iteration,
+            len(current),
+            len(front),
+            best,
+            hv,
+            surrogate,
+        )
         write_json_atomic(self.out / "front.json", [r.to_json() for r in front])
         state.update({"iteration": iteration, "elapsed_s": elapsed, "hypervolume": hv, **info})
         history = state.setdefault("history", [])
         history[:] = [h for h in history if h["iteration"] != iteration]
-        history.append({"iteration": iteration, "hypervolume": hv, "front_size": len(front),
-                        "archive_size": len(current), **info})
+        history.append(
+            {
+                "iteration": iteration,
+                "hypervolume": hv,
+                "front_size": len(front),
+                "archive_size": len(current),
+                **info,
+            }
+        )
         write_json_atomic(self.out / "state.json", state)
-

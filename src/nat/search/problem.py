@@ -47,8 +47,7 @@ class CanonicalRepair(Repair):
 class SurrogateProblem(Problem):
     def __init__(self, space: SearchSpace, n_obj: int, n_constr: int, evaluate: Evaluate) -> None:
         lower, upper = genome_bounds(space)
-        super().__init__(n_var=len(lower), n_obj=n_obj, n_ieq_constr=n_constr, xl=lower, xu=upper,
-                         vtype=int)
+        super().__init__(n_var=len(lower), n_obj=n_obj, n_ieq_constr=n_constr, xl=lower, xu=upper, vtype=int)
         self._evaluate_batch = evaluate
 
     def _evaluate(self, x, out, *args, **kwargs):  # noqa: ANN001 - pymoo's signature
@@ -68,8 +67,9 @@ def reference_directions(n_obj: int, n_points: int, seed: int, n_partitions: int
     return factory.do(random_state=np.random.default_rng(seed))
 
 
-def initial_population(archive_genomes: np.ndarray, pop_size: int, space: SearchSpace,
-                       rng: np.random.Generator) -> np.ndarray:
+def initial_population(
+    archive_genomes: np.ndarray, pop_size: int, space: SearchSpace, rng: np.random.Generator
+) -> np.ndarray:
     """The archive's genomes (up to ``pop_size``) topped up with random canonical genomes."""
     x = np.unique(canonical_batch(archive_genomes, space), axis=0)
     if len(x) > pop_size:
@@ -79,9 +79,19 @@ def initial_population(archive_genomes: np.ndarray, pop_size: int, space: Search
     return np.concatenate([x, canonical_batch(extra, space)]) if len(extra) else x
 
 
-def run_nsga3(space: SearchSpace, evaluate: Evaluate, n_obj: int, n_constr: int, archive_genomes: np.ndarray,
-              pop_size: int, generations: int, seed: int, crossover_prob: float = 0.9,
-              mutation_eta: float = 1.0, n_partitions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def run_nsga3(
+    space: SearchSpace,
+    evaluate: Evaluate,
+    n_obj: int,
+    n_constr: int,
+    archive_genomes: np.ndarray,
+    pop_size: int,
+    generations: int,
+    seed: int,
+    crossover_prob: float = 0.9,
+    mutation_eta: float = 1.0,
+    n_partitions: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """NSGA-III on the surrogate problem; returns the final population's genomes and objectives."""
     rng = np.random.default_rng(seed)
     ref_dirs = reference_directions(n_obj, pop_size, seed, n_partitions)
@@ -101,8 +111,15 @@ def run_nsga3(space: SearchSpace, evaluate: Evaluate, n_obj: int, n_constr: int,
     return np.asarray(pop.get("X"), dtype=np.int64), np.asarray(pop.get("F"), dtype=float)
 
 
-def run_single_objective_ga(space: SearchSpace, evaluate: Evaluate, n_constr: int, archive_genomes: np.ndarray,
-                            pop_size: int, generations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def run_single_objective_ga(
+    space: SearchSpace,
+    evaluate: Evaluate,
+    n_constr: int,
+    archive_genomes: np.ndarray,
+    pop_size: int,
+    generations: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """OFA-style baseline: maximise predicted accuracy (objective column 0) under the constraints."""
     rng = np.random.default_rng(seed)
 
@@ -112,9 +129,14 @@ def run_single_objective_ga(space: SearchSpace, evaluate: Evaluate, n_constr: in
 
     problem = SurrogateProblem(space, 1, n_constr, first_column)
     start = initial_population(archive_genomes, pop_size, space, rng)
-    algorithm = GA(pop_size=pop_size, sampling=Population.new("X", start),
-                   crossover=TwoPointCrossover(), mutation=PM(eta=1.0, vtype=float),
-                   repair=CanonicalRepair(space), eliminate_duplicates=True)
+    algorithm = GA(
+        pop_size=pop_size,
+        sampling=Population.new("X", start),
+        crossover=TwoPointCrossover(),
+        mutation=PM(eta=1.0, vtype=float),
+        repair=CanonicalRepair(space),
+        eliminate_duplicates=True,
+    )
     result = minimize(problem, algorithm, ("n_gen", generations), seed=seed, verbose=False)
     pop = result.pop
     return np.asarray(pop.get("X"), dtype=np.int64), np.asarray(pop.get("F"), dtype=float)
@@ -139,8 +161,11 @@ def select_diverse(F: np.ndarray, k: int, seed: int) -> list[int]:
     G = F[pool_arr]
     ideal, nadir = G.min(0), G.max(0)
     N = (G - ideal) / np.where(nadir - ideal > 1e-12, nadir - ideal, 1.0)
-    dirs = reference_directions(F.shape[1], k, seed) if F.shape[1] > 2 else np.stack(
-        [np.linspace(0, 1, k), 1 - np.linspace(0, 1, k)], axis=1)
+    dirs = (
+        reference_directions(F.shape[1], k, seed)
+        if F.shape[1] > 2
+        else np.stack([np.linspace(0, 1, k), 1 - np.linspace(0, 1, k)], axis=1)
+    )
     dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True).clip(1e-12)
     proj = N @ dirs.T  # (n, d)
     dist = np.sqrt(np.maximum((N**2).sum(1, keepdims=True) - proj**2, 0.0))

