@@ -225,5 +225,6 @@ def test_sigkill_and_resume_matches_uninterrupted(tmp_path) -> None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    subprocess.run([*cmd, "--resume", str(tmp_path / "b")], check=True, env=env, capture_output=True)
+    resume = [sys.executable, "-m", "nat.cli", "search", "--resume", str(tmp_path / "b")]
+    subprocess.run(resume, check=True, env=env, capture_output=True)
     assert archive.read_text() == (tmp_path / "a" / "archive.jsonl").read_text()

@@ -90,7 +90,10 @@ class NATSearch:
                 "platform": platform.platform(),
             },
         )
-        (self.out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        config_text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+        tmp = self.out / "config.yaml.tmp"
+        tmp.write_text(config_text)
+        tmp.replace(self.out / "config.yaml")  # atomic: a kill never leaves a half-written config
         self.device = resolve_device(config.device)
         self.task: TaskData = load_from_config(config.data, config.seed)
         self.supernets = self._load_supernets()

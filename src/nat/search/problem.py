@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from pymoo.algorithms.moo.nsga3 import NSGA3
 from pymoo.algorithms.soo.nonconvex.ga import GA
+from pymoo.core.callback import Callback
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
@@ -23,12 +24,34 @@ from pymoo.optimize import minimize
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from pymoo.util.ref_dirs import get_reference_directions
 from pymoo.util.ref_dirs.energy import RieszEnergyReferenceDirectionFactory
+from tqdm import tqdm
 
 from nat.space.definition import SearchSpace
 from nat.space.genome import canonical_batch, genome_bounds
 
 #: (genomes (n, L)) -> objective matrix (n, k) to minimise, and constraint matrix (n, c) (<= 0 feasible)
 Evaluate = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class _ProgressBar(Callback):
+    """One tqdm tick per generation, so long surrogate searches show progress."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        super().__init__()
+        self.bar = tqdm(total=total, desc=desc, leave=False, disable=None)
+
+    def notify(self, algorithm) -> None:  # noqa: ANN001 - pymoo's signature
+        self.bar.update(1)
+
+
+def _minimize(problem: Problem, algorithm, generations: int, seed: int, desc: str):  # noqa: ANN001
+    progress = _ProgressBar(generations, desc)
+    try:
+        return minimize(
+            problem, algorithm, ("n_gen", generations), seed=seed, verbose=False, callback=progress
+        )
+    finally:
+        progress.bar.close()
 
 
 class CanonicalRepair(Repair):
@@ -106,7 +129,7 @@ def run_nsga3(
         repair=CanonicalRepair(space),
         eliminate_duplicates=True,
     )
-    result = minimize(problem, algorithm, ("n_gen", generations), seed=seed, verbose=False)
+    result = _minimize(problem, algorithm, generations, seed, "NSGA-III on surrogate")
     pop = result.pop
     return np.asarray(pop.get("X"), dtype=np.int64), np.asarray(pop.get("F"), dtype=float)
 
@@ -137,7 +160,7 @@ def run_single_objective_ga(
         repair=CanonicalRepair(space),
         eliminate_duplicates=True,
     )
-    result = minimize(problem, algorithm, ("n_gen", generations), seed=seed, verbose=False)
+    result = _minimize(problem, algorithm, generations, seed, "GA on surrogate")
     pop = result.pop
     return np.asarray(pop.get("X"), dtype=np.int64), np.asarray(pop.get("F"), dtype=float)
 

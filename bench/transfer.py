@@ -1,0 +1,188 @@
+"""The transfer experiment (the paper's central claim, at our scale).
+
+From nat's Fashion-MNIST supernet to the mnist5k and digits tasks: NAT's front (search, then a short
+fine-tune of each front model) against the conventional approach, fine-tuning a fixed architecture
+(the largest subnet, and a subnet of MAdds similar to the middle of NAT's front) with the same training
+budget as one NAT model received (its share of adaptation plus its own fine-tune). Test-split top-1.
+
+    python bench/transfer.py [--tasks mnist5k digits] [--finetune-epochs 2]
+
+Writes bench/results/transfer.json and bench/results/transfer.png. Target (issue 6): every baseline
+point is dominated by some NAT front member.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from nat.data import loader_from_config  # noqa: E402
+from nat.objectives import profile_subnet  # noqa: E402
+from nat.search import NATSearch, load_config  # noqa: E402
+from nat.search.finalize import finalize  # noqa: E402
+from nat.space import Subnet  # noqa: E402
+from nat.train import evaluate_top1, train_supernet  # noqa: E402
+
+RESULT = ROOT / "bench" / "results" / "transfer.json"
+PLOT = ROOT / "bench" / "results" / "transfer.png"
+
+
+def finetune_fixed(search: NATSearch, subnet: Subnet, epochs: float, seed: int) -> float:
+    """Conventional transfer: fine-tune one fixed architecture from the *pretrained* supernet weights."""
+    cfg = search.config
+    net = copy.deepcopy(search.pretrained)
+    net.set_active(subnet)
+    loader = loader_from_config(
+        search.task, cfg.data, "train", resolution=subnet.r, train=True, seed=seed, device=search.device
+    )
+    net.train()
+    train_supernet(
+        net,
+        loader,
+        epochs=epochs,
+        sample_subnet=lambda _rng: subnet,
+        lr=cfg.adaptation.lr,
+        weight_decay=cfg.adaptation.weight_decay,
+        label_smoothing=cfg.adaptation.label_smoothing,
+        seed=seed,
+        device=search.device,
+        desc=f"baseline {subnet.r}px",
+    )
+    search.evaluator.calibrator(net, subnet)
+    model = net.extract(subnet).eval()
+    test = loader_from_config(
+        search.task, cfg.data, "test", resolution=subnet.r, train=False, seed=seed, device=search.device
+    )
+    return evaluate_top1(model, test, device=search.device)
+
+
+def dominated(point: dict, front: list[dict]) -> bool:
+    return any(
+        f["madds"] <= point["madds"]
+        and f["top1"] >= point["top1"]
+        and (f["madds"] < point["madds"] or f["top1"] > point["top1"])
+        for f in front
+    )
+
+
+def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
+    config = load_config(
+        preset="quickstart",
+        overrides={
+            "seed": args.seed,
+            "device": "cpu",
+            "data": {"dataset": task, "val_size": args.val_size},
+            "iterations": args.iterations,
+        },
+    )
+    search = NATSearch(config, workdir / task)
+    search.pretrained = copy.deepcopy(next(iter(search.supernets.values())))
+    start = time.time()
+    search.run()
+    models = finalize(search, finetune_epochs=args.finetune_epochs, max_models=args.models)
+    nat_seconds = time.time() - start
+    steps_per_epoch = max(1, len(search.task.train) // config.data.train_batch_size)
+    adaptation_epochs = config.adaptation.initial_epochs + config.adaptation.epochs * config.iterations
+    budget_epochs = adaptation_epochs / max(1, len(models)) + args.finetune_epochs
+    nat_points = [
+        {"madds": m["madds"], "top1": m["test_top1"], "name": m["name"], "subnet": m["subnet"]}
+        for m in models
+    ]
+    space = search.space
+    largest = Subnet.largest(space)
+    middle_madds = sorted(p["madds"] for p in nat_points)[len(nat_points) // 2]
+    rng = random.Random(args.seed)
+    pool = [Subnet.sample(space, rng) for _ in range(2000)]
+    similar = min(
+        pool, key=lambda s: abs(profile_subnet(s, space, search.task.num_classes)["madds"] - middle_madds)
+    )
+    baselines = []
+    for name, subnet in (("largest", largest), ("similar_madds", similar)):
+        top1 = finetune_fixed(search, subnet, budget_epochs, args.seed)
+        madds = profile_subnet(subnet, space, search.task.num_classes)["madds"]
+        baselines.append(
+            {"name": name, "madds": madds, "top1": top1, "subnet": subnet.to_dict(), "epochs": budget_epochs}
+        )
+    for b in baselines:
+        b["dominated_by_nat"] = dominated(b, nat_points)
+    return {
+        "nat": nat_points,
+        "baseline": baselines,
+        "nat_seconds": nat_seconds,
+        "budget": {
+            "baseline_epochs": budget_epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "nat_adaptation_epochs": adaptation_epochs,
+            "nat_finetune_epochs": args.finetune_epochs,
+        },
+    }
+
+
+def plot(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), dpi=110, squeeze=False)
+    for ax, (task, res) in zip(axes[0], results.items(), strict=True):
+        nat_pts = sorted(res["nat"], key=lambda p: p["madds"])
+        ax.plot(
+            [p["madds"] / 1e6 for p in nat_pts], [100 * p["top1"] for p in nat_pts], "o-", label="NAT front"
+        )
+        for b in res["baseline"]:
+            ax.plot(b["madds"] / 1e6, 100 * b["top1"], "x", ms=10, label=f"fine-tune {b['name']}")
+        ax.set_title(f"Fashion-MNIST supernet -> {task}")
+        ax.set_xlabel("MAdds (M)")
+        ax.set_ylabel("test top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(PLOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=["mnist5k", "digits"])
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--finetune-epochs", type=float, default=2.0)
+    parser.add_argument("--models", type=int, default=4)
+    parser.add_argument("--val-size", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks:
+            results[task] = run_task(task, args, Path(tmp))
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(results, indent=1))
+    plot(results)
+    for task, res in results.items():
+        print(f"{task}:")
+        for p in sorted(res["nat"], key=lambda p: p["madds"]):
+            print(f"  NAT      {p['madds'] / 1e6:7.2f} M  test top-1 {100 * p['top1']:.2f}%")
+        for b in res["baseline"]:
+            print(
+                f"  {b['name']:<8} {b['madds'] / 1e6:7.2f} M  test top-1 {100 * b['top1']:.2f}%  "
+                f"dominated by NAT: {b['dominated_by_nat']}"
+            )
+    print(f"wrote {RESULT.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""`python -m nat.cli`: the same as the `nat` command."""
+
+import sys
+
+from nat.cli import main
+
+sys.exit(main())
