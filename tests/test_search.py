@@ -228,3 +228,13 @@ def test_sigkill_and_resume_matches_uninterrupted(tmp_path) -> None:
     resume = [sys.executable, "-m", "nat.cli", "search", "--resume", str(tmp_path / "b")]
     subprocess.run(resume, check=True, env=env, capture_output=True)
     assert archive.read_text() == (tmp_path / "a" / "archive.jsonl").read_text()
+
+
+def test_latency_objective_is_measured_and_modelled(tmp_path) -> None:
+    config = fast_config(
+        objectives=["top1", "latency"], iterations=1, latency={"warmup": 1, "repeats": 2, "batch_size": 1}
+    )
+    NATSearch(config, tmp_path / "run").run()
+    records = Archive(tmp_path / "run" / "archive.jsonl").records
+    assert all(r.values["latency"] > 0 for r in records)
+    assert any(r.phase == "candidate" for r in records)
