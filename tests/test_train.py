@@ -17,6 +17,15 @@ RES = [24, 28]
 BATCH = 16  # tiny batches of 24-28 px digits: every test trains in a few seconds on a shared CPU
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small convolutions on shared cores: one thread is several times faster than two fighting others."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", seed=0)

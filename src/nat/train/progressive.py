@@ -275,8 +275,11 @@ def run_pretraining(
     if state is not None:
         net.load_state_dict(state["supernet"])
         start_phase, elapsed, trainer_state = int(state["phase"]), float(state["elapsed"]), state["trainer"]
-        logger.info("resuming %s at phase %d, step %s", out, start_phase,
-                    trainer_state["step"] if trainer_state else 0)
+        step = trainer_state["step"] if trainer_state else 0
+        logger.info("resuming %s at phase %d, step %d", out, start_phase, step)
+        # rows written after this checkpoint by the interrupted process are superseded by what follows
+        metrics.write({"kind": "resume", "phase_index": start_phase, "step": step,
+                       "seconds": round(elapsed, 1)})
     calibrator = BNCalibrator(
         calibration_images(task, cfg.calib_images, max(space.resolutions), cfg.seed),
         batch_size=cfg.data.eval_batch_size, device=device,
