@@ -15,7 +15,7 @@ from nat.space.definition import SearchSpace, get_space
 from nat.space.subnet import Subnet
 from nat.supernet.dynamic import BatchNorm2d, DynamicMBConv
 from nat.supernet.layers import Classifier, ResidualBlock
-from nat.supernet.static import StaticMobileNetV3, first_block, head_layers, stem
+from nat.supernet.static import StaticMobileNetV3, first_block, head_layers, mobilenet_features, stem
 
 
 def init_weights(module: nn.Module) -> None:
@@ -151,12 +151,7 @@ class Supernet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.first_conv(x)
-        for block in self.active_blocks():
-            x = block(x)
-        x = self.final_expand_layer(x)
-        x = x.mean((2, 3), keepdim=True)
-        return torch.flatten(self.feature_mix_layer(x), 1)
+        return mobilenet_features(self, self.active_blocks(), x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))

@@ -7,6 +7,8 @@ JSON is a complete, code-free model file.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -59,6 +61,16 @@ def stem(space: SearchSpace, width_mult: float, norm: type[nn.BatchNorm2d]) -> C
     )
 
 
+def mobilenet_features(net: nn.Module, blocks: Iterable[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Stem, ``blocks``, final expand, global pooling and feature mix: the trunk every network shares."""
+    x = net.first_conv(x)
+    for block in blocks:
+        x = block(x)
+    x = net.final_expand_layer(x)
+    x = x.mean((2, 3), keepdim=True)
+    return torch.flatten(net.feature_mix_layer(x), 1)
+
+
 class StaticMobileNetV3(nn.Module):
     """One fixed subnet as an ordinary network (no elastic ops, no supernet needed)."""
 
@@ -95,12 +107,7 @@ class StaticMobileNetV3(nn.Module):
         assert len(self.blocks) == 1 + sum(subnet.d) and len(subnet.d) == NUM_STAGES
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.first_conv(x)
-        for block in self.blocks:
-            x = block(x)
-        x = self.final_expand_layer(x)
-        x = x.mean((2, 3), keepdim=True)
-        return torch.flatten(self.feature_mix_layer(x), 1)
+        return mobilenet_features(self, self.blocks, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))
