@@ -110,7 +110,16 @@ def rss_child(which: str, batch: int, resolution: int, steps: int) -> None:
     x, y = torch.randn(batch, 3, resolution, resolution), torch.randint(0, 1000, (batch,))
     for sub in subnets(steps, resolution):
         train_step(net, opt, sub, x, y)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak_rss_mb())
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries that over from the
+    parent across fork+exec, so a child of a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
