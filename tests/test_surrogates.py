@@ -245,12 +245,13 @@ def fake_models():
 @pytest.mark.usefixtures("fake_models")
 def test_switching_picks_the_clearly_better_model(tiny, data) -> None:
     x, y = data
-    model, report = adaptive_switching(x, y, tiny, models=("_test_noise", "_test_oracle"), folds=4, seed=0)
+    model, report = adaptive_switching(x, y, tiny, models=("_test_noise", "_test_oracle"), folds=4, seed=0,
+                                       repeats=2)
     assert isinstance(report, SwitchReport)
     assert report.chosen == "_test_oracle" and model.name == "_test_oracle" and model.fitted
-    assert report.n_samples == len(x) and report.folds == 4
+    assert report.n_samples == len(x) and report.folds == 4 and report.repeats == 2
     for s in report.scores.values():
-        assert len(s.fold_taus) == 4
+        assert len(s.fold_taus) == 8
         assert s.mean == pytest.approx(np.mean(s.fold_taus)) and s.std == pytest.approx(np.std(s.fold_taus))
         assert s.score == pytest.approx(s.mean - s.std)
     assert report.scores["_test_oracle"].mean > 0.8 > 0.3 > report.scores["_test_noise"].mean
@@ -261,9 +262,9 @@ def test_switching_over_real_models_is_deterministic(tiny, data) -> None:
     x, y = data
     kwargs = {"cart": {"n_trees": 30}}
     m1, r1 = adaptive_switching(x[:60], y[:60], tiny, models=("rbf", "gp", "cart"), folds=3, seed=7,
-                                model_kwargs=kwargs)
+                                model_kwargs=kwargs, repeats=1)
     m2, r2 = adaptive_switching(x[:60], y[:60], tiny, models=("rbf", "gp", "cart"), folds=3, seed=7,
-                                model_kwargs=kwargs)
+                                model_kwargs=kwargs, repeats=1)
     assert r1.to_dict() | {"scores": None} == r2.to_dict() | {"scores": None}
     assert [s.fold_taus for s in r1.scores.values()] == [s.fold_taus for s in r2.scores.values()]
     best = max(r1.scores.values(), key=lambda s: s.score)
@@ -289,6 +290,8 @@ def test_switching_errors(tiny, data) -> None:
         adaptive_switching(x[:10], y[:10], tiny, folds=5)
     with pytest.raises(ConfigError, match="folds >= 2"):
         adaptive_switching(x, y, tiny, folds=1)
+    with pytest.raises(ConfigError, match="repeats >= 1"):
+        adaptive_switching(x, y, tiny, repeats=0)
     with pytest.raises(ConfigError, match="unknown surrogate"):
         adaptive_switching(x, y, tiny, models=("rbf", "svm"))
     with pytest.raises(ConfigError, match="at least one"):

@@ -23,6 +23,9 @@ class SurrogateConfig(BaseModel):
         description="candidates for adaptive switching (a single name fixes the model)",
     )
     folds: int = Field(5, ge=2)
+    repeats: int = Field(
+        1, ge=1, description="repeated k-fold rounds (1: NAT's exact rule; more: steadier choice)"
+    )
 
 
 class NSGA3Config(BaseModel):

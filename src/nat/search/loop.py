@@ -277,7 +277,9 @@ class NATSearch:
         seed = seed_for(self.config.seed, iteration, which)
         folds = min(cfg.folds, len(y) // 3)
         if folds >= 2 and len(cfg.models) > 1:
-            return adaptive_switching(genomes, y, self.space, models=cfg.models, folds=folds, seed=seed)
+            return adaptive_switching(
+                genomes, y, self.space, models=cfg.models, folds=folds, seed=seed, repeats=cfg.repeats
+            )
         model = make_surrogate(cfg.models[0], self.space, seed=seed).fit(genomes, y)
         return model, SwitchReport(
             chosen=cfg.models[0],

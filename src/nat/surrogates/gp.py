@@ -26,7 +26,7 @@ class GaussianProcess(Surrogate):
     encoding = "genome"
 
     def __init__(self, space: SearchSpace | str, seed: int = 0, *, nu: float = 2.5, ard: bool = True,
-                 n_restarts: int = 1) -> None:
+                 n_restarts: int = 0) -> None:
         super().__init__(space, seed)
         self.nu = float(nu)
         self.ard = bool(ard)

@@ -77,7 +77,7 @@ class RBFEnsemble(Surrogate):
 
     def __init__(self, space: SearchSpace | str, seed: int = 0, *, n_members: int = 40,
                  feature_fraction: tuple[float, float] = (0.3, 1.0), sample_fraction: float = 0.8,
-                 ridge: float = 1e-3) -> None:
+                 ridge: float = 1.0) -> None:
         super().__init__(space, seed)
         if n_members < 1:
             raise ValueError("n_members must be >= 1")
