@@ -76,6 +76,9 @@ class PretrainConfig(BaseModel):
     data: DataConfig
     space: str | dict[str, Any] = Field("tiny", description="search-space preset name or its fields")
     width_mult: float | None = Field(None, description="None: the space's first width multiplier")
+    init_from: Path | None = Field(
+        None, description="start from these supernet weights (a nat supernet file) instead of random ones"
+    )
     seed: int = 0
     device: str = Field("cpu", description="cpu, cuda, cuda:N, or auto")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")

@@ -172,6 +172,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _load_initial_weights(net: Supernet, path: Path) -> None:
+    """Copy a saved supernet's weights into ``net`` (same space and width; the classifier too if the
+    class counts agree, else it stays freshly initialised)."""
+    from nat.supernet import load_supernet
+
+    source = load_supernet(path)
+    if source.space != net.space or source.width_mult != net.width_mult:
+        raise CheckpointError(
+            f"init_from {path} is a supernet of space '{source.space.name}' width {source.width_mult}; "
+            f"this run trains space '{net.space.name}' width {net.width_mult}"
+        )
+    state = source.state_dict()
+    if source.num_classes != net.num_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    net.load_state_dict(state, strict=False)
+    logger.info("initial weights from %s", path)
+
+
 def load_saved_config(out: Path) -> PretrainConfig:
     """The resolved config a run folder was started with."""
     import yaml
@@ -270,6 +288,8 @@ def run_pretraining(
     with torch.random.fork_rng(devices=[]):  # initial weights from the run seed, global RNG untouched
         torch.manual_seed(cfg.seed)
         net = Supernet(space, width, task.num_classes).to(device)
+    if cfg.init_from is not None and state is None:
+        _load_initial_weights(net, Path(cfg.init_from))
     metrics = MetricsLog(out / "metrics.jsonl")
     start_phase, elapsed, trainer_state = 0, 0.0, None
     if state is not None:
