@@ -72,4 +72,4 @@ def test_finalize_writes_models_plot_and_summary(tmp_path) -> None:
         assert loaded.subnet == Subnet.from_dict(m["subnet"])
     assert (tmp_path / "run" / "front.png").stat().st_size > 1000
     summary = (tmp_path / "run" / "summary.md").read_text()
-    assert "test top-1" in summary and models[0]["name"] in summary
+    assert "test top-1" in summary and models[0]["name"] in summary and "nan" not in summary

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a field of the quickstart preset",
     )
-    parser.add_argument("--finetune-epochs", type=float, default=2.0)
+    parser.add_argument("--finetune-epochs", type=float, default=5.0)
     parser.add_argument("--models", type=int, default=5, help="front models to extract and fine-tune")
     parser.set_defaults(func=run)
 

@@ -75,7 +75,15 @@ def finalize(
         )
         top1 = evaluate_top1(model, test, device=search.device)
         name = f"natnet_{i + 1}_{record.values['madds'] / 1e6:.1f}M"
-        entry = {**record.to_json(), "name": name, "test_top1": top1, "finetune_epochs": finetune_epochs}
+        cost = search.objectives.table.subnet(subnet)
+        entry = {
+            **record.to_json(),
+            "madds": cost.madds,
+            "params": cost.params,
+            "name": name,
+            "test_top1": top1,
+            "finetune_epochs": finetune_epochs,
+        }
         save_model(
             model.cpu(),
             out / "models" / name,
