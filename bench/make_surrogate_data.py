@@ -57,15 +57,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--space", default="tiny-s2", help="'tiny-s2' (default) or a nat.space preset name")
     p.add_argument("--steps", type=int, default=500, help="sandwich-rule training steps")
     p.add_argument("--batch-size", type=int, default=96)
-    p.add_argument("--random-per-step", type=int, default=2, help="random subnets per step besides the "
-                   "largest and the smallest")
+    p.add_argument(
+        "--random-per-step",
+        type=int,
+        default=2,
+        help="random subnets per step besides the largest and the smallest",
+    )
     p.add_argument("--lr", type=float, default=0.08)
     p.add_argument("--subnets", type=int, default=350, help="random subnets to measure")
     p.add_argument("--calib-images", type=int, default=500, help="training images for BN recalibration")
     p.add_argument("--eval-images", type=int, default=2500, help="held-out images for top-1")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a "
-                   "shared 2-core machine)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)"
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return p.parse_args(argv)
 
@@ -73,8 +78,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_supernet(net: Supernet, task, space: SearchSpace, args: argparse.Namespace) -> None:  # noqa: ANN001
     """Sandwich-rule training: each step sums the losses of the largest, the smallest and random subnets."""
     rng = random.Random(args.seed)
-    loader = make_loader(task, "train", batch_size=args.batch_size, resolution=list(space.resolutions),
-                         train=True, seed=args.seed, scale=(0.35, 1.0))
+    loader = make_loader(
+        task,
+        "train",
+        batch_size=args.batch_size,
+        resolution=list(space.resolutions),
+        train=True,
+        seed=args.seed,
+        scale=(0.35, 1.0),
+    )
     decay, no_decay = [], []
     for name, param in net.named_parameters():
         (no_decay if param.ndim <= 1 or "bn" in name else decay).append(param)
@@ -109,8 +121,14 @@ def train_supernet(net: Supernet, task, space: SearchSpace, args: argparse.Names
             sched.step()
             step += 1
             if step % 25 == 0 or step == args.steps:
-                log.info("step %d/%d  loss largest %.3f smallest %.3f  (%.0f s)", step, args.steps, losses[0],
-                         losses[1], time.perf_counter() - start)
+                log.info(
+                    "step %d/%d  loss largest %.3f smallest %.3f  (%.0f s)",
+                    step,
+                    args.steps,
+                    losses[0],
+                    losses[1],
+                    time.perf_counter() - start,
+                )
 
 
 @torch.no_grad()
@@ -141,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     # fixed calibration images (training split, eval transform) and held-out batches per resolution
     calib_idx = np_rng.choice(len(task.train), size=args.calib_images, replace=False)
     native = task.source.image_size[0] if task.source.image_size else max(space.resolutions)
-    calib_loader = make_loader(task, task.train.subset(calib_idx), batch_size=args.calib_images,
-                               resolution=native, train=False)
+    calib_loader = make_loader(
+        task, task.train.subset(calib_idx), batch_size=args.calib_images, resolution=native, train=False
+    )
     calib_images = next(iter(calib_loader))[0]
     calibrator = BNCalibrator(calib_images, batch_size=250, channels_last=True)
     held = task.val.subset(np.arange(min(args.eval_images, len(task.val))))
@@ -162,11 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         assert np.array_equal(encode(sub, space), genome)
         calibrator(net, sub)
         acc = top1(net, eval_batches[sub.r])
-        rows.append([i, *(int(v) for v in genome), sub.to_json(), f"{acc:.2f}", int(madds[i]),
-                     int(params[i])])
+        rows.append(
+            [i, *(int(v) for v in genome), sub.to_json(), f"{acc:.2f}", int(madds[i]), int(params[i])]
+        )
         if (i + 1) % 25 == 0 or i + 1 == len(genomes):
-            log.info("measured %d/%d subnets (%.0f s), last top-1 %.2f", i + 1, len(genomes),
-                     time.perf_counter() - start, acc)
+            log.info(
+                "measured %d/%d subnets (%.0f s), last top-1 %.2f",
+                i + 1,
+                len(genomes),
+                time.perf_counter() - start,
+                acc,
+            )
 
     header = ["id", *(f"g{j}" for j in range(genome_length(space))), "subnet", "top1", "madds", "params"]
     with args.out.open("w", newline="") as f:
@@ -177,17 +202,29 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "description": "random subnets of a sandwich-trained supernet, top-1 after BN recalibration",
         "command": "python bench/make_surrogate_data.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "dataset": task.name, "held_out": task.val_origin, "eval_images": len(held),
+        "dataset": task.name,
+        "held_out": task.val_origin,
+        "eval_images": len(held),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "space": space.model_dump(mode="json"),
-        "top1": {"min": float(accs.min()), "max": float(accs.max()), "mean": float(accs.mean()),
-                 "std": float(accs.std())},
+        "top1": {
+            "min": float(accs.min()),
+            "max": float(accs.max()),
+            "mean": float(accs.mean()),
+            "std": float(accs.std()),
+        },
         "seconds": {"train": round(trained_s, 1), "total": round(time.perf_counter() - began, 1)},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("wrote %s (%d subnets, top-1 %.2f..%.2f) in %.0f s", args.out, len(rows), accs.min(), accs.max(),
-             time.perf_counter() - began)
+    log.info(
+        "wrote %s (%d subnets, top-1 %.2f..%.2f) in %.0f s",
+        args.out,
+        len(rows),
+        accs.min(),
+        accs.max(),
+        time.perf_counter() - began,
+    )
     return 0
 
 

@@ -43,9 +43,11 @@ def load_data(path: Path) -> tuple[SearchSpace, np.ndarray, np.ndarray, dict]:
     """Genomes, top-1 and metadata from the CSV and its JSON sidecar (which holds the search space)."""
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
-        sys.exit(f"error: surrogate data set not found: {path} (and its {meta_path.name} sidecar).\n"
-                 "Make it with `python bench/make_surrogate_data.py` (about 25 minutes on 2 CPU cores), "
-                 "see bench/data/README.md.")
+        sys.exit(
+            f"error: surrogate data set not found: {path} (and its {meta_path.name} sidecar).\n"
+            "Make it with `python bench/make_surrogate_data.py` (about 25 minutes on 2 CPU cores), "
+            "see bench/data/README.md."
+        )
     meta = json.loads(meta_path.read_text())
     space = get_space(meta["space"])
     length = genome_length(space)
@@ -56,8 +58,9 @@ def load_data(path: Path) -> tuple[SearchSpace, np.ndarray, np.ndarray, dict]:
     return space, genomes, top1, meta
 
 
-def evaluate(space: SearchSpace, genomes: np.ndarray, top1: np.ndarray, sizes: list[int], splits: int,
-             seed: int) -> dict[str, dict[str, dict]]:
+def evaluate(
+    space: SearchSpace, genomes: np.ndarray, top1: np.ndarray, sizes: list[int], splits: int, seed: int
+) -> dict[str, dict[str, dict]]:
     """Mean (and spread) of each metric over ``splits`` random train/test splits per size."""
     out: dict[str, dict[str, dict]] = {}
     for size in sizes:
@@ -81,12 +84,16 @@ def evaluate(space: SearchSpace, genomes: np.ndarray, top1: np.ndarray, sizes: l
                 if name == "adaptive":
                     chosen[model.report.chosen] += 1
             line = "  ".join(f"{m} {per[m]['tau'][-1]:.3f}" for m in MODELS)
-            print(f"size {size:>3} split {split}: tau  {line}  (adaptive chose {model.report.chosen})",
-                  flush=True)
+            print(
+                f"size {size:>3} split {split}: tau  {line}  (adaptive chose {model.report.chosen})",
+                flush=True,
+            )
         out[str(size)] = {
             name: {
-                "tau": float(np.mean(v["tau"])), "rho": float(np.mean(v["rho"])),
-                "rmse": float(np.mean(v["rmse"])), "tau_std": float(np.std(v["tau"])),
+                "tau": float(np.mean(v["tau"])),
+                "rho": float(np.mean(v["rho"])),
+                "rmse": float(np.mean(v["rmse"])),
+                "tau_std": float(np.std(v["tau"])),
                 "fit_seconds": float(np.mean(v["fit_s"])),
             }
             for name, v in per.items()
@@ -122,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     space, genomes, top1, meta = load_data(args.csv)
-    print(f"{len(genomes)} subnets of space '{space.name}' on {meta.get('dataset')}: top-1 "
-          f"{top1.min():.2f}..{top1.max():.2f} (mean {top1.mean():.2f}, std {top1.std():.2f})")
+    print(
+        f"{len(genomes)} subnets of space '{space.name}' on {meta.get('dataset')}: top-1 "
+        f"{top1.min():.2f}..{top1.max():.2f} (mean {top1.mean():.2f}, std {top1.std():.2f})"
+    )
     began = time.perf_counter()
     sizes = evaluate(space, genomes, top1, [int(s) for s in args.sizes.split(",")], args.splits, args.seed)
     pred = predict_times(space, genomes, top1, args.seed)
@@ -134,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     for size, res in sizes.items():
         for name in MODELS:
             r = res[name]
-            print(f"{size:>5} {name:<9} {r['tau']:6.3f} {r['rho']:6.3f} {r['rmse']:6.3f} "
-                  f"{r['fit_seconds']:6.2f}")
+            print(
+                f"{size:>5} {name:<9} {r['tau']:6.3f} {r['rho']:6.3f} {r['rmse']:6.3f} "
+                f"{r['fit_seconds']:6.2f}"
+            )
         best = max(SINGLE[:-1], key=lambda m: res[m]["tau"])
         best_any = max(SINGLE, key=lambda m: res[m]["tau"])
         checks[size] = {
@@ -148,18 +159,28 @@ def main(argv: list[str] | None = None) -> int:
     print("\npredict 10,000 genomes (s): " + "  ".join(f"{m} {t:.3f}" for m, t in pred.items()))
     fast = {m: t < PREDICT_LIMIT_S for m, t in pred.items()}
     ok = all(c["adaptive_within_0.02_of_best"] and c["adaptive_beats_ofa_mlp"] for c in checks.values())
-    print(f"targets: adaptive within {TAU_GAP} tau of the best and above ofa_mlp at every size: "
-          f"{'yes' if ok else 'NO'}; every model predicts 10k in < {PREDICT_LIMIT_S} s: "
-          f"{'yes' if all(fast.values()) else 'NO'}")
+    print(
+        f"targets: adaptive within {TAU_GAP} tau of the best and above ofa_mlp at every size: "
+        f"{'yes' if ok else 'NO'}; every model predicts 10k in < {PREDICT_LIMIT_S} s: "
+        f"{'yes' if all(fast.values()) else 'NO'}"
+    )
 
     result = {
         "sizes": sizes,
         "predict_10k_seconds": pred,
         "targets": {"per_size": checks, "predict_under_0.5s": fast, "met": ok and all(fast.values())},
-        "data": {"csv": str(args.csv.relative_to(HERE.parent)) if args.csv.is_relative_to(HERE.parent)
-                 else str(args.csv), "subnets": len(genomes), "space": space.name,
-                 "top1_mean": float(top1.mean()), "top1_std": float(top1.std())},
-        "splits": args.splits, "seed": args.seed, "seconds": round(time.perf_counter() - began, 1),
+        "data": {
+            "csv": str(args.csv.relative_to(HERE.parent))
+            if args.csv.is_relative_to(HERE.parent)
+            else str(args.csv),
+            "subnets": len(genomes),
+            "space": space.name,
+            "top1_mean": float(top1.mean()),
+            "top1_std": float(top1.std()),
+        },
+        "splits": args.splits,
+        "seed": args.seed,
+        "seconds": round(time.perf_counter() - began, 1),
         "machine": {"python": platform.python_version(), "processor": platform.machine()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,10 +54,13 @@ def data(tiny):
 
 
 # ------------------------------------------------------------------------------------------ encodings
-@pytest.mark.parametrize("preset, widths", [
-    ("ofa_mbv3", {"genome": 22, "onehot": 17 + 2 + 20 * 10, "ofa": 17 + 20 * 6 + 2}),
-    ("tiny", {"genome": 22, "onehot": 5 + 1 + 20 * 10, "ofa": 5 + 20 * 6}),
-])
+@pytest.mark.parametrize(
+    "preset, widths",
+    [
+        ("ofa_mbv3", {"genome": 22, "onehot": 17 + 2 + 20 * 10, "ofa": 17 + 20 * 6 + 2}),
+        ("tiny", {"genome": 22, "onehot": 5 + 1 + 20 * 10, "ofa": 5 + 20 * 6}),
+    ],
+)
 def test_encoding_shapes(preset: str, widths: dict[str, int]) -> None:
     space = get_space(preset)
     x = sample_genomes(space, 7, np.random.default_rng(1))
@@ -245,8 +248,9 @@ def fake_models():
 @pytest.mark.usefixtures("fake_models")
 def test_switching_picks_the_clearly_better_model(tiny, data) -> None:
     x, y = data
-    model, report = adaptive_switching(x, y, tiny, models=("_test_noise", "_test_oracle"), folds=4, seed=0,
-                                       repeats=2)
+    model, report = adaptive_switching(
+        x, y, tiny, models=("_test_noise", "_test_oracle"), folds=4, seed=0, repeats=2
+    )
     assert isinstance(report, SwitchReport)
     assert report.chosen == "_test_oracle" and model.name == "_test_oracle" and model.fitted
     assert report.n_samples == len(x) and report.folds == 4 and report.repeats == 2
@@ -261,10 +265,12 @@ def test_switching_picks_the_clearly_better_model(tiny, data) -> None:
 def test_switching_over_real_models_is_deterministic(tiny, data) -> None:
     x, y = data
     kwargs = {"cart": {"n_trees": 30}}
-    m1, r1 = adaptive_switching(x[:60], y[:60], tiny, models=("rbf", "gp", "cart"), folds=3, seed=7,
-                                model_kwargs=kwargs, repeats=1)
-    m2, r2 = adaptive_switching(x[:60], y[:60], tiny, models=("rbf", "gp", "cart"), folds=3, seed=7,
-                                model_kwargs=kwargs, repeats=1)
+    m1, r1 = adaptive_switching(
+        x[:60], y[:60], tiny, models=("rbf", "gp", "cart"), folds=3, seed=7, model_kwargs=kwargs, repeats=1
+    )
+    m2, r2 = adaptive_switching(
+        x[:60], y[:60], tiny, models=("rbf", "gp", "cart"), folds=3, seed=7, model_kwargs=kwargs, repeats=1
+    )
     assert r1.to_dict() | {"scores": None} == r2.to_dict() | {"scores": None}
     assert [s.fold_taus for s in r1.scores.values()] == [s.fold_taus for s in r2.scores.values()]
     best = max(r1.scores.values(), key=lambda s: s.score)

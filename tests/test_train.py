@@ -96,8 +96,14 @@ def test_inplace_distillation_and_teacher(digits) -> None:
         return sampled[-1]
 
     stats = train_supernet(
-        net, loader(digits), steps=2, sample_subnet=sampler, subnets_per_batch=2,
-        distill_from="largest", lr=0.05, progress=False,
+        net,
+        loader(digits),
+        steps=2,
+        sample_subnet=sampler,
+        subnets_per_batch=2,
+        distill_from="largest",
+        lr=0.05,
+        progress=False,
     )
     assert len(sampled) == 4
     assert {"loss", "top1", "loss_largest", "top1_largest"} <= set(stats)
@@ -116,13 +122,15 @@ class _Killed(Exception):
 
 def small_loader(task, seed: int = 0):
     """48 images in batches of 16: three batches per pass, so a few steps cross pass boundaries."""
-    return make_loader(task, task.train.subset(range(48)), batch_size=BATCH, resolution=RES, train=True,
-                       seed=seed)
+    return make_loader(
+        task, task.train.subset(range(48)), batch_size=BATCH, resolution=RES, train=True, seed=seed
+    )
 
 
 def test_resume_equals_uninterrupted(digits) -> None:
-    kw = dict(steps=5, distill_from="largest", subnets_per_batch=1, lr=0.05, seed=3, warmup_steps=1,
-              progress=False)
+    kw = dict(
+        steps=5, distill_from="largest", subnets_per_batch=1, lr=0.05, seed=3, warmup_steps=1, progress=False
+    )
     straight = make_net()
     train_supernet(straight, small_loader(digits), **kw)
 
@@ -174,12 +182,19 @@ def test_phase_sampler_only_samples_allowed_choices() -> None:
     cases = [
         (PhaseConfig(name="full", epochs=1, lr=0.1), {7}, {6}, {4}),
         (PhaseConfig(name="k", kernel_sizes=[5, 7], epochs=1, lr=0.1), {5, 7}, {6}, {4}),
-        (PhaseConfig(name="d", kernel_sizes=[3, 5, 7], depths=[3, 4], epochs=1, lr=0.1), {3, 5, 7}, {6},
-         {3, 4}),
         (
-            PhaseConfig(name="e", kernel_sizes=[3, 5, 7], depths=[2, 3, 4], expand_ratios=[4, 6], epochs=1,
-                        lr=0.1),
-            {3, 5, 7}, {4, 6}, {2, 3, 4},
+            PhaseConfig(name="d", kernel_sizes=[3, 5, 7], depths=[3, 4], epochs=1, lr=0.1),
+            {3, 5, 7},
+            {6},
+            {3, 4},
+        ),
+        (
+            PhaseConfig(
+                name="e", kernel_sizes=[3, 5, 7], depths=[2, 3, 4], expand_ratios=[4, 6], epochs=1, lr=0.1
+            ),
+            {3, 5, 7},
+            {4, 6},
+            {2, 3, 4},
         ),
     ]
     for phase, ks, es, ds in cases:
@@ -267,8 +282,15 @@ def test_cli_pretrain_end_to_end_and_exact_resume(tmp_path, capsys) -> None:
     config.write_text(yaml.safe_dump(_config_dict()))
     assert _cli("--config", str(config), "--out", str(tmp_path / "straight"), "--no-progress") == 0
     out = tmp_path / "straight"
-    assert {"config.yaml", "versions.json", "metrics.jsonl", "checkpoint.pt", "supernet.safetensors",
-            "summary.json", "pretrain.log"} <= {p.name for p in out.iterdir()}
+    assert {
+        "config.yaml",
+        "versions.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "supernet.safetensors",
+        "summary.json",
+        "pretrain.log",
+    } <= {p.name for p in out.iterdir()}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["phase"] for r in rows if r["kind"] == "phase"] == ["full", "kernel"]
     net = load_supernet(out / "supernet.safetensors")
@@ -281,8 +303,10 @@ def test_cli_pretrain_end_to_end_and_exact_resume(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit, match="already holds a pretraining run"):
         _cli("--config", str(config), "--out", str(part))
     assert _cli("--resume", str(part), "--no-progress") == 0
-    straight, resumed = _supernet_weights(out / "supernet.safetensors"), _supernet_weights(
-        part / "supernet.safetensors")
+    straight, resumed = (
+        _supernet_weights(out / "supernet.safetensors"),
+        _supernet_weights(part / "supernet.safetensors"),
+    )
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     capsys.readouterr()

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (config field device)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (config field threads)")
     parser.add_argument(
-        "--stop-after-steps", type=int, metavar="N",
+        "--stop-after-steps",
+        type=int,
+        metavar="N",
         help="checkpoint and exit after N optimiser steps of this process (resume later with --resume)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -66,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         if threads:
             torch.set_num_threads(threads)
         summary = run_pretraining(
-            cfg, out, resume=bool(args.resume), progress=not args.no_progress,
+            cfg,
+            out,
+            resume=bool(args.resume),
+            progress=not args.no_progress,
             stop_after_steps=args.stop_after_steps,
         )
     finally:

@@ -153,8 +153,10 @@ def adaptive_switching(
     x = check_genomes(genomes, space)
     t = check_targets(y, len(x))
     if len(x) < folds * MIN_FOLD_SIZE:
-        raise ConfigError(f"{folds}-fold cross-validation needs at least {folds * MIN_FOLD_SIZE} samples "
-                          f"({MIN_FOLD_SIZE} per fold), got {len(x)}; lower `folds` or evaluate more subnets")
+        raise ConfigError(
+            f"{folds}-fold cross-validation needs at least {folds * MIN_FOLD_SIZE} samples "
+            f"({MIN_FOLD_SIZE} per fold), got {len(x)}; lower `folds` or evaluate more subnets"
+        )
     parts = _fold_indices(len(x), folds, seed, repeats)
     report = SwitchReport(chosen="", folds=folds, n_samples=len(x), seed=seed, repeats=repeats)
     for name in models:
@@ -184,9 +186,16 @@ class AdaptiveSurrogate(Surrogate):
 
     encoding = "genome"
 
-    def __init__(self, space: SearchSpace | str, seed: int = 0, *, models: Sequence[str] = DEFAULT_MODELS,
-                 folds: int = 5, model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-                 repeats: int = 3) -> None:
+    def __init__(
+        self,
+        space: SearchSpace | str,
+        seed: int = 0,
+        *,
+        models: Sequence[str] = DEFAULT_MODELS,
+        folds: int = 5,
+        model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        repeats: int = 3,
+    ) -> None:
         super().__init__(space, seed)
         self.models = tuple(models)
         self.folds = int(folds)
@@ -196,8 +205,9 @@ class AdaptiveSurrogate(Surrogate):
         self.report: SwitchReport | None = None
 
     def fit(self, genomes: np.ndarray | list, y: np.ndarray | list) -> AdaptiveSurrogate:
-        self.chosen, self.report = adaptive_switching(genomes, y, self.space, self.models, self.folds,
-                                                      self.seed, self.model_kwargs, self.repeats)
+        self.chosen, self.report = adaptive_switching(
+            genomes, y, self.space, self.models, self.folds, self.seed, self.model_kwargs, self.repeats
+        )
         self._fitted = True
         return self
 

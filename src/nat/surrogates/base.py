@@ -101,8 +101,9 @@ class Surrogate(ABC):
         x = check_genomes(genomes, self.space)
         t = check_targets(y, len(x))
         if len(x) < MIN_TRAIN_POINTS:
-            raise ConfigError(f"surrogate '{self.name}' needs at least {MIN_TRAIN_POINTS} training points, "
-                              f"got {len(x)}")
+            raise ConfigError(
+                f"surrogate '{self.name}' needs at least {MIN_TRAIN_POINTS} training points, got {len(x)}"
+            )
         self._y_mean = float(t.mean())
         std = float(t.std())
         self._y_scale = std if std > 1e-12 else 1.0
@@ -118,8 +119,9 @@ class Surrogate(ABC):
             raise RuntimeError(f"surrogate '{self.name}' must be fitted before predict()")
         x = check_genomes(genomes, self.space)
         with single_threaded():
-            z = np.asarray(self._predict(encode_genomes(x, self.encoding, self.space, validated=True)),
-                           dtype=np.float64).reshape(-1)
+            z = np.asarray(
+                self._predict(encode_genomes(x, self.encoding, self.space, validated=True)), dtype=np.float64
+            ).reshape(-1)
         return z * self._y_scale + self._y_mean
 
     @property
@@ -128,8 +130,10 @@ class Surrogate(ABC):
 
     def __repr__(self) -> str:
         state = "fitted" if self._fitted else "unfitted"
-        return (f"{type(self).__name__}(name={self.name!r}, encoding={self.encoding!r}, "
-                f"seed={self.seed}, {state})")
+        return (
+            f"{type(self).__name__}(name={self.name!r}, encoding={self.encoding!r}, "
+            f"seed={self.seed}, {state})"
+        )
 
     # ----------------------------------------------------------------- model hooks
     @abstractmethod
@@ -148,15 +152,18 @@ S = TypeVar("S", bound=type[Surrogate])
 
 def register_surrogate(name: str) -> Callable[[S], S]:
     """Class decorator: make a `Surrogate` subclass available to `make_surrogate` under ``name``."""
+
     def decorate(cls: S) -> S:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"surrogate name {name!r} is already registered to {_REGISTRY[name].__name__}")
         if cls.encoding not in ENCODINGS:
-            raise ValueError(f"{cls.__name__}.encoding must be one of {list(ENCODINGS)}, "
-                             f"got {cls.encoding!r}")
+            raise ValueError(
+                f"{cls.__name__}.encoding must be one of {list(ENCODINGS)}, got {cls.encoding!r}"
+            )
         cls.name = name
         _REGISTRY[name] = cls
         return cls
+
     return decorate
 
 

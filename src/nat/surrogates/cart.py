@@ -22,8 +22,15 @@ class CARTEnsemble(Surrogate):
 
     encoding = "genome"
 
-    def __init__(self, space: SearchSpace | str, seed: int = 0, *, n_trees: int = 150,
-                 max_features: float = 0.5, min_samples_leaf: int = 1) -> None:
+    def __init__(
+        self,
+        space: SearchSpace | str,
+        seed: int = 0,
+        *,
+        n_trees: int = 150,
+        max_features: float = 0.5,
+        min_samples_leaf: int = 1,
+    ) -> None:
         super().__init__(space, seed)
         self.n_trees = int(n_trees)
         self.max_features = float(max_features)
@@ -32,8 +39,11 @@ class CARTEnsemble(Surrogate):
 
     def _fit(self, features: np.ndarray, z: np.ndarray) -> None:
         self._model = RandomForestRegressor(
-            n_estimators=self.n_trees, max_features=self.max_features, min_samples_leaf=self.min_samples_leaf,
-            random_state=self.seed, n_jobs=1,
+            n_estimators=self.n_trees,
+            max_features=self.max_features,
+            min_samples_leaf=self.min_samples_leaf,
+            random_state=self.seed,
+            n_jobs=1,
         ).fit(features, z)
 
     def _predict(self, features: np.ndarray) -> np.ndarray:

@@ -45,8 +45,9 @@ def check_genomes(genomes: np.ndarray | list, space: SearchSpace) -> np.ndarray:
     if x.ndim == 1 and x.size == length:
         x = x[None, :]
     if x.ndim != 2 or x.shape[1] != length:
-        raise ConfigError(f"genomes must be an array of shape (n, {length}) for space '{space.name}', "
-                          f"got shape {x.shape}")
+        raise ConfigError(
+            f"genomes must be an array of shape (n, {length}) for space '{space.name}', got shape {x.shape}"
+        )
     if x.shape[0] == 0:
         raise ConfigError("genomes must hold at least one row, got an empty array")
     if not np.issubdtype(x.dtype, np.integer):
@@ -59,8 +60,10 @@ def check_genomes(genomes: np.ndarray | list, space: SearchSpace) -> np.ndarray:
     bad = (x < lower) | (x > upper)
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
-        raise ConfigError(f"genome row {row}, variable {col} = {int(x[row, col])} outside "
-                          f"[{lower[col]}, {upper[col]}] for space '{space.name}'")
+        raise ConfigError(
+            f"genome row {row}, variable {col} = {int(x[row, col])} outside "
+            f"[{lower[col]}, {upper[col]}] for space '{space.name}'"
+        )
     return canonical_batch(x, space)
 
 
@@ -85,8 +88,9 @@ def _onehot(codes: np.ndarray, n_values: int) -> np.ndarray:
     return out.reshape(n, m * n_values)
 
 
-def encode_genomes(genomes: np.ndarray, encoding: str, space: SearchSpace,
-                   *, validated: bool = False) -> np.ndarray:
+def encode_genomes(
+    genomes: np.ndarray, encoding: str, space: SearchSpace, *, validated: bool = False
+) -> np.ndarray:
     """Features of a batch of genomes in one of :data:`ENCODINGS` (float32, shape ``(n, width)``).
 
     ``validated=True`` skips validation and canonicalisation when the caller already did both.
@@ -98,11 +102,14 @@ def encode_genomes(genomes: np.ndarray, encoding: str, space: SearchSpace,
         return ((x - lower) / span).astype(np.float32)
     slots = x[:, 2:]
     if encoding == "onehot":
-        return np.concatenate([
-            _onehot(x[:, :1], len(space.resolutions)),
-            _onehot(x[:, 1:2], len(space.width_mults)),
-            _onehot(slots, len(space.op_choices) + 1),
-        ], axis=1)
+        return np.concatenate(
+            [
+                _onehot(x[:, :1], len(space.resolutions)),
+                _onehot(x[:, 1:2], len(space.width_mults)),
+                _onehot(slots, len(space.op_choices) + 1),
+            ],
+            axis=1,
+        )
     if encoding == "ofa":
         # op code c >= 1 is op_choices[c - 1] = (expand, kernel), ordered expand-major
         n_k = len(space.kernel_sizes)
@@ -112,8 +119,11 @@ def encode_genomes(genomes: np.ndarray, encoding: str, space: SearchSpace,
         expand = _onehot(code // n_k, len(space.expand_ratios)).reshape(len(x), -1, len(space.expand_ratios))
         expand = expand * active[:, :, None]
         # OFA's order: resolution, then the kernels of all blocks, then the expansions of all blocks
-        parts = [_onehot(x[:, :1], len(space.resolutions)), kernel.reshape(len(x), -1),
-                 expand.reshape(len(x), -1)]
+        parts = [
+            _onehot(x[:, :1], len(space.resolutions)),
+            kernel.reshape(len(x), -1),
+            expand.reshape(len(x), -1),
+        ]
         if len(space.width_mults) > 1:
             parts.append(_onehot(x[:, 1:2], len(space.width_mults)))
         return np.concatenate(parts, axis=1).astype(np.float32)

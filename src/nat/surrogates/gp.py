@@ -25,8 +25,15 @@ class GaussianProcess(Surrogate):
 
     encoding = "genome"
 
-    def __init__(self, space: SearchSpace | str, seed: int = 0, *, nu: float = 2.5, ard: bool = True,
-                 n_restarts: int = 0) -> None:
+    def __init__(
+        self,
+        space: SearchSpace | str,
+        seed: int = 0,
+        *,
+        nu: float = 2.5,
+        ard: bool = True,
+        n_restarts: int = 0,
+    ) -> None:
         super().__init__(space, seed)
         self.nu = float(nu)
         self.ard = bool(ard)
@@ -36,11 +43,12 @@ class GaussianProcess(Surrogate):
     def _fit(self, features: np.ndarray, z: np.ndarray) -> None:
         d = features.shape[1]
         scale = np.ones(d) if self.ard else 1.0
-        kernel = (ConstantKernel(1.0, (1e-2, 1e2))
-                  * Matern(length_scale=scale, length_scale_bounds=(1e-2, 1e3), nu=self.nu)
-                  + WhiteKernel(0.1, (1e-6, 1e1)))
-        model = GaussianProcessRegressor(kernel=kernel, normalize_y=False,
-                                         n_restarts_optimizer=self.n_restarts, random_state=self.seed)
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
+            length_scale=scale, length_scale_bounds=(1e-2, 1e3), nu=self.nu
+        ) + WhiteKernel(0.1, (1e-6, 1e1))
+        model = GaussianProcessRegressor(
+            kernel=kernel, normalize_y=False, n_restarts_optimizer=self.n_restarts, random_state=self.seed
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(features.astype(np.float64), z)

@@ -22,8 +22,15 @@ class MLP(Surrogate):
 
     encoding = "onehot"
 
-    def __init__(self, space: SearchSpace | str, seed: int = 0, *, hidden: tuple[int, ...] = (64, 64),
-                 alpha: float = 1.0, max_iter: int = 500) -> None:
+    def __init__(
+        self,
+        space: SearchSpace | str,
+        seed: int = 0,
+        *,
+        hidden: tuple[int, ...] = (64, 64),
+        alpha: float = 1.0,
+        max_iter: int = 500,
+    ) -> None:
         super().__init__(space, seed)
         self.hidden = tuple(int(h) for h in hidden)
         self.alpha = float(alpha)
@@ -31,8 +38,13 @@ class MLP(Surrogate):
         self._model: MLPRegressor | None = None
 
     def _fit(self, features: np.ndarray, z: np.ndarray) -> None:
-        model = MLPRegressor(hidden_layer_sizes=self.hidden, alpha=self.alpha, solver="lbfgs",
-                             max_iter=self.max_iter, random_state=self.seed)
+        model = MLPRegressor(
+            hidden_layer_sizes=self.hidden,
+            alpha=self.alpha,
+            solver="lbfgs",
+            max_iter=self.max_iter,
+            random_state=self.seed,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(features, z)

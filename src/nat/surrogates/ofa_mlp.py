@@ -25,9 +25,18 @@ class OFAMLP(Surrogate):
 
     encoding = "ofa"
 
-    def __init__(self, space: SearchSpace | str, seed: int = 0, *, hidden: int = 400, n_layers: int = 3,
-                 epochs: int = 300, lr: float = 1e-3, batch_size: int = 256,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        space: SearchSpace | str,
+        seed: int = 0,
+        *,
+        hidden: int = 400,
+        n_layers: int = 3,
+        epochs: int = 300,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(space, seed)
         self.hidden = int(hidden)
         self.n_layers = int(n_layers)

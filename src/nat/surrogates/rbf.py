@@ -75,9 +75,16 @@ class RBFEnsemble(Surrogate):
 
     encoding = "genome"
 
-    def __init__(self, space: SearchSpace | str, seed: int = 0, *, n_members: int = 40,
-                 feature_fraction: tuple[float, float] = (0.3, 1.0), sample_fraction: float = 0.8,
-                 ridge: float = 1.0) -> None:
+    def __init__(
+        self,
+        space: SearchSpace | str,
+        seed: int = 0,
+        *,
+        n_members: int = 40,
+        feature_fraction: tuple[float, float] = (0.3, 1.0),
+        sample_fraction: float = 0.8,
+        ridge: float = 1.0,
+    ) -> None:
         super().__init__(space, seed)
         if n_members < 1:
             raise ValueError("n_members must be >= 1")

@@ -58,11 +58,19 @@ def ofa_phases() -> list[PhaseConfig]:
         PhaseConfig(name="depth_1", kernel_sizes=[3, 5, 7], depths=[3, 4], epochs=2.5, lr=0.0025),
         PhaseConfig(name="depth_2", kernel_sizes=[3, 5, 7], depths=[2, 3, 4], epochs=12, lr=0.0075),
         PhaseConfig(
-            name="expand_1", kernel_sizes=[3, 5, 7], depths=[2, 3, 4], expand_ratios=[4, 6], epochs=2.5,
+            name="expand_1",
+            kernel_sizes=[3, 5, 7],
+            depths=[2, 3, 4],
+            expand_ratios=[4, 6],
+            epochs=2.5,
             lr=0.0025,
         ),
         PhaseConfig(
-            name="expand_2", kernel_sizes=[3, 5, 7], depths=[2, 3, 4], expand_ratios=[3, 4, 6], epochs=12,
+            name="expand_2",
+            kernel_sizes=[3, 5, 7],
+            depths=[2, 3, 4],
+            expand_ratios=[3, 4, 6],
+            epochs=12,
             lr=0.0075,
         ),
     ]

@@ -207,8 +207,9 @@ def calibration_images(task: TaskData, n: int, resolution: int, seed: int) -> to
     """``n`` training images (eval transform, fixed by ``seed``) for BN recalibration."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(task.train), generator=g)[: min(n, len(task.train))]
-    loader = make_loader(task, task.train.subset(idx.numpy()), batch_size=500, resolution=resolution,
-                         train=False)
+    loader = make_loader(
+        task, task.train.subset(idx.numpy()), batch_size=500, resolution=resolution, train=False
+    )
     return torch.cat([x for x, _ in loader])
 
 
@@ -233,8 +234,9 @@ def evaluate_subnets(
     try:
         for name, subnet in subnets.items():
             calibrator(net, subnet)
-            loader = make_loader(task, data, batch_size=batch_size, resolution=subnet.r, train=False,
-                                 device=device)
+            loader = make_loader(
+                task, data, batch_size=batch_size, resolution=subnet.r, train=False, device=device
+            )
             out[name] = evaluate_top1(net, loader, device=device)
     finally:
         net.load_state_dict(saved, strict=False)
@@ -298,11 +300,13 @@ def run_pretraining(
         step = trainer_state["step"] if trainer_state else 0
         logger.info("resuming %s at phase %d, step %d", out, start_phase, step)
         # rows written after this checkpoint by the interrupted process are superseded by what follows
-        metrics.write({"kind": "resume", "phase_index": start_phase, "step": step,
-                       "seconds": round(elapsed, 1)})
+        metrics.write(
+            {"kind": "resume", "phase_index": start_phase, "step": step, "seconds": round(elapsed, 1)}
+        )
     calibrator = BNCalibrator(
         calibration_images(task, cfg.calib_images, max(space.resolutions), cfg.seed),
-        batch_size=cfg.data.eval_batch_size, device=device,
+        batch_size=cfg.data.eval_batch_size,
+        device=device,
     )
     t_start = time.perf_counter()
     budget = [stop_after_steps]  # remaining process-local steps, if limited
@@ -311,29 +315,44 @@ def run_pretraining(
         return elapsed + time.perf_counter() - t_start
 
     def checkpoint(phase_index: int, trainer: SupernetTrainer | None) -> None:
-        save_checkpoint(ckpt_path, {
-            "format": FORMAT,
-            "phase": phase_index,
-            "phase_name": cfg.phases[phase_index].name if phase_index < len(cfg.phases) else "done",
-            "trainer": trainer.state_dict() if trainer is not None else None,
-            "supernet": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "elapsed": now(),
-        })
+        save_checkpoint(
+            ckpt_path,
+            {
+                "format": FORMAT,
+                "phase": phase_index,
+                "phase_name": cfg.phases[phase_index].name if phase_index < len(cfg.phases) else "done",
+                "trainer": trainer.state_dict() if trainer is not None else None,
+                "supernet": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "elapsed": now(),
+            },
+        )
 
     class _Stop(Exception):
         pass
 
     for index in range(start_phase, len(cfg.phases)):
         phase = cfg.phases[index]
-        loader = loader_from_config(task, cfg.data, "train", resolution=cfg.resolutions(),
-                                    seed=phase_seed(cfg.seed, index), device=device)
+        loader = loader_from_config(
+            task,
+            cfg.data,
+            "train",
+            resolution=cfg.resolutions(),
+            seed=phase_seed(cfg.seed, index),
+            device=device,
+        )
         kwargs = phase_trainer_kwargs(cfg, phase, index, len(loader))
         steps = max(1, round(phase.epochs * len(loader)))
 
         def on_step(trainer: SupernetTrainer, index: int = index, phase: PhaseConfig = phase) -> None:
             if trainer.step % cfg.log_every == 0 or trainer.step == trainer.total_steps:
-                row = {"kind": "train", "phase": phase.name, "step": trainer.step, "epoch": trainer.epoch,
-                       "lr": trainer.optimizer.param_groups[0]["lr"], "seconds": round(now(), 1)}
+                row = {
+                    "kind": "train",
+                    "phase": phase.name,
+                    "step": trainer.step,
+                    "epoch": trainer.epoch,
+                    "lr": trainer.optimizer.param_groups[0]["lr"],
+                    "seconds": round(now(), 1),
+                }
                 row.update({k: round(v, 5) for k, v in trainer.averages(window=True).items()})
                 metrics.write(row)
                 trainer.reset_window()
@@ -348,30 +367,64 @@ def run_pretraining(
                 raise _Stop
 
         def on_epoch(trainer: SupernetTrainer, index: int = index, phase: PhaseConfig = phase) -> None:
-            metrics.write({"kind": "epoch", "phase": phase.name, "step": trainer.step, "epoch": trainer.epoch,
-                           "seconds": round(now(), 1)})
+            metrics.write(
+                {
+                    "kind": "epoch",
+                    "phase": phase.name,
+                    "step": trainer.step,
+                    "epoch": trainer.epoch,
+                    "seconds": round(now(), 1),
+                }
+            )
             if trainer.step < trainer.total_steps:
                 checkpoint(index, trainer)
 
-        logger.info("phase %d/%d %s: %d steps (%.2f epochs of %d batches), lr %g, %s", index + 1,
-                    len(cfg.phases), phase.name, steps, phase.epochs, len(loader), phase.lr,
-                    "distillation from the largest" if kwargs.get("distill_from") else "no distillation")
+        logger.info(
+            "phase %d/%d %s: %d steps (%.2f epochs of %d batches), lr %g, %s",
+            index + 1,
+            len(cfg.phases),
+            phase.name,
+            steps,
+            phase.epochs,
+            len(loader),
+            phase.lr,
+            "distillation from the largest" if kwargs.get("distill_from") else "no distillation",
+        )
         try:
-            stats = train_supernet(net, loader, steps=steps, resume=trainer_state, on_step=on_step,
-                                   on_epoch=on_epoch, progress=progress, desc=phase.name, device=device,
-                                   **kwargs)
+            stats = train_supernet(
+                net,
+                loader,
+                steps=steps,
+                resume=trainer_state,
+                on_step=on_step,
+                on_epoch=on_epoch,
+                progress=progress,
+                desc=phase.name,
+                device=device,
+                **kwargs,
+            )
         except _Stop:
             logger.info("stopped after the requested number of steps; resume with --resume %s", out)
             return {"finished": False, "seconds": now()}
         trainer_state = None
-        row = {"kind": "phase", "phase": phase.name, "steps": stats["steps"], "seconds": round(now(), 1),
-               "train_loss": round(stats.get("loss", float("nan")), 5)}
+        row = {
+            "kind": "phase",
+            "phase": phase.name,
+            "steps": stats["steps"],
+            "seconds": round(now(), 1),
+            "train_loss": round(stats.get("loss", float("nan")), 5),
+        }
         if cfg.val_images != 0:
             sampler = PhaseSampler(space, phase, width)
             check = evaluate_subnets(
-                net, task,
+                net,
+                task,
                 {"largest": Subnet.largest(space, w=width), "phase_smallest": sampler.smallest()},
-                calibrator, "val", cfg.val_images, cfg.data.eval_batch_size, device,
+                calibrator,
+                "val",
+                cfg.val_images,
+                cfg.data.eval_batch_size,
+                device,
             )
             row.update({f"val_top1_{k}": round(v, 5) for k, v in check.items()})
         metrics.write(row)
@@ -384,17 +437,35 @@ def run_pretraining(
 
 
 def finish(
-    net: Supernet, task: TaskData, cfg: PretrainConfig, out: Path, calibrator: BNCalibrator,
-    device: torch.device, seconds: float,
+    net: Supernet,
+    task: TaskData,
+    cfg: PretrainConfig,
+    out: Path,
+    calibrator: BNCalibrator,
+    device: torch.device,
+    seconds: float,
 ) -> dict[str, Any]:
     """Save the final supernet and evaluate its largest and smallest subnets on the test split."""
     space, width = cfg.search_space(), cfg.width()
-    path = save_supernet(net, out / "supernet.safetensors", extra={
-        "trained_on": cfg.data.dataset, "pretrain": "progressive shrinking", "seed": cfg.seed,
-        "phases": [p.name for p in cfg.phases], "train_seconds": round(seconds, 1),
-    })
-    summary: dict[str, Any] = {"finished": True, "supernet": str(path), "train_seconds": round(seconds, 1),
-                               "dataset": cfg.data.dataset, "space": space.name, "width_mult": width}
+    path = save_supernet(
+        net,
+        out / "supernet.safetensors",
+        extra={
+            "trained_on": cfg.data.dataset,
+            "pretrain": "progressive shrinking",
+            "seed": cfg.seed,
+            "phases": [p.name for p in cfg.phases],
+            "train_seconds": round(seconds, 1),
+        },
+    )
+    summary: dict[str, Any] = {
+        "finished": True,
+        "supernet": str(path),
+        "train_seconds": round(seconds, 1),
+        "dataset": cfg.data.dataset,
+        "space": space.name,
+        "width_mult": width,
+    }
     if cfg.test_eval:
         native = _native_resolution(task, space)
         subnets = {
@@ -406,13 +477,17 @@ def finish(
         t0 = time.perf_counter()
         summary["test_top1"] = {
             k: round(v, 5)
-            for k, v in evaluate_subnets(net, task, subnets, calibrator, "test", None,
-                                         cfg.data.eval_batch_size, device).items()
+            for k, v in evaluate_subnets(
+                net, task, subnets, calibrator, "test", None, cfg.data.eval_batch_size, device
+            ).items()
         }
         summary["test_subnets"] = {k: s.to_dict() for k, s in subnets.items()}
         summary["bn_calibration_images"] = cfg.calib_images
-        logger.info("test top-1 (BN recalibrated, %.0f s): %s", time.perf_counter() - t0,
-                    json.dumps(summary["test_top1"]))
+        logger.info(
+            "test top-1 (BN recalibrated, %.0f s): %s",
+            time.perf_counter() - t0,
+            json.dumps(summary["test_top1"]),
+        )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     MetricsLog(out / "metrics.jsonl").write({"kind": "final", **summary})
     return summary
