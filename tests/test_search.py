@@ -238,3 +238,17 @@ def test_latency_objective_is_measured_and_modelled(tmp_path) -> None:
     records = Archive(tmp_path / "run" / "archive.jsonl").records
     assert all(r.values["latency"] > 0 for r in records)
     assert any(r.phase == "candidate" for r in records)
+
+
+def test_cli_config_file_errors(tmp_path, capsys) -> None:
+    assert main(["search", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "r")]) == 1
+    assert "config file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    assert main(["search", "--config", str(bad), "--out", str(tmp_path / "r")]) == 1
+    assert "not valid YAML at line" in capsys.readouterr().err
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("data: {dataset: digits}\niteratons: 3\n")
+    assert main(["search", "--config", str(typo), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "iteratons: unknown field" in err[0]

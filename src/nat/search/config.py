@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nat.config_io import read_yaml_mapping, validation_message
 from nat.data.config import DataConfig
 from nat.errors import ConfigError
 
@@ -149,20 +149,6 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config fields, got {type(data).__name__}")
-    return data
-
-
 def load_config(
     path: str | Path | None = None, preset: str | None = None, overrides: dict[str, Any] | None = None
 ) -> SearchConfig:
@@ -172,9 +158,9 @@ def load_config(
         preset_path = PRESET_DIR / f"{preset}.yaml"
         if not preset_path.is_file():
             raise ConfigError(f"unknown preset {preset!r}; choose one of {list_presets()}")
-        data = read_yaml(preset_path)
+        data = read_yaml_mapping(preset_path)
     if path is not None:
-        data = _merge(data, read_yaml(Path(path)))
+        data = _merge(data, read_yaml_mapping(path))
     data = _merge(data, overrides or {})
     return validate_config(data, source=str(path or preset or "config"))
 
@@ -183,10 +169,7 @@ def validate_config(data: dict[str, Any], source: str = "config") -> SearchConfi
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{source}: {errors}") from None
+        raise ConfigError(f"{source}: {validation_message(exc)}") from None
 
 
 def set_by_path(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nat.config_io import read_yaml_mapping, validation_message
 from nat.data import DataConfig
 from nat.errors import ConfigError
 from nat.space.definition import SearchSpace, get_space
@@ -158,17 +159,6 @@ class PretrainConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _format_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (check its spelling; see docs/pretraining.md for the fields)"
-        parts.append(f"{where}: {msg}")
-    return "; ".join(parts)
-
-
 def parse_config(data: Any, source: str = "config") -> PretrainConfig:
     """Validate a mapping into a `PretrainConfig`; `ConfigError` naming every bad field otherwise."""
     if not isinstance(data, dict):
@@ -176,25 +166,13 @@ def parse_config(data: Any, source: str = "config") -> PretrainConfig:
     try:
         return PretrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_errors(exc)}") from None
+        raise ConfigError(f"{source}: {validation_message(exc, 'docs/pretraining.md')}") from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
     """Read a YAML pretraining config (``overrides`` replace top-level fields, e.g. from CLI flags)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    data = {} if data is None else data
+    data = read_yaml_mapping(path)
     if isinstance(data, dict) and overrides:
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     return parse_config(data, str(path))
