@@ -15,16 +15,21 @@ from pydantic import ValidationError
 from nat.errors import ConfigError
 
 
+def read_text(path: str | Path, what: str = "config file") -> str:
+    """The text of ``path``; `ConfigError` saying which ``what`` is missing or unreadable."""
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML file (empty file: ``{}``); `ConfigError` for a missing, unreadable or
     malformed file, or one whose top level is not a mapping."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    text = read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -192,7 +192,10 @@ class NATSearch:
         return [records[i] for i in non_dominated(self._matrix(records))]
 
     def hypervolume(self, records: list[Record]) -> float:
-        front = self.front(records)
+        return self.front_hypervolume(self.front(records))
+
+    def front_hypervolume(self, front: list[Record]) -> float:
+        """Hypervolume of an already computed front (error and complexity scaled to [0, 1])."""
         if not front:
             return 0.0
         F = self._matrix(front)
@@ -402,7 +405,7 @@ class NATSearch:
     ) -> None:
         current = self.archive.current()
         front = self.front(current)
-        hv = self.hypervolume(current)
+        hv = self.front_hypervolume(front)
         best = max((r.top1 for r in front), default=float("nan"))
         surrogate = f", surrogate {info['surrogate']} (tau {info['tau']:.3f})" if "surrogate" in info else ""
         log.info(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nat.config_io import read_text
 from nat.errors import ConfigError
 from nat.space.definition import NUM_STAGES, SearchSpace
 
@@ -82,12 +83,7 @@ class Subnet:
     def from_file(cls, path: str | Path, space: SearchSpace | None = None) -> Subnet:
         """Read a ``net.subnet`` JSON file (a bare subnet dict or ``{"subnet": {...}}``)."""
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"subnet file not found: {path}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read subnet file {path}: {exc.strerror}") from None
+        text = read_text(path, "subnet file")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

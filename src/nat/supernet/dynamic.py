@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nat.space.definition import Activation, make_divisible
-from nat.supernet.layers import build_activation, same_padding
+from nat.supernet.layers import build_activation, same_padding, se_bottleneck
 
 
 class RunningAverage:
@@ -141,15 +141,7 @@ class DynamicSE(nn.Module):
     def __init__(self, max_channels: int, reduction: int) -> None:
         super().__init__()
         self.reduction = reduction
-        max_mid = make_divisible(max_channels // reduction, 8)
-        self.fc = nn.Sequential(
-            OrderedDict(
-                reduce=nn.Conv2d(max_channels, max_mid, 1, bias=True),
-                relu=nn.ReLU(inplace=True),
-                expand=nn.Conv2d(max_mid, max_channels, 1, bias=True),
-                h_sigmoid=nn.Hardsigmoid(inplace=True),
-            )
-        )
+        self.fc = se_bottleneck(max_channels, make_divisible(max_channels // reduction, 8))
 
     def mid_channels(self, channels: int) -> int:
         return make_divisible(channels // self.reduction, 8)

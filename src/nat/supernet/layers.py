@@ -53,19 +53,24 @@ class ConvLayer(nn.Sequential):
         super().__init__(layers)
 
 
+def se_bottleneck(channels: int, mid_channels: int) -> nn.Sequential:
+    """OFA's SE layers (``reduce``, ``relu``, ``expand``, ``h_sigmoid``), shared by static and elastic SE."""
+    return nn.Sequential(
+        OrderedDict(
+            reduce=nn.Conv2d(channels, mid_channels, 1, bias=True),
+            relu=nn.ReLU(inplace=True),
+            expand=nn.Conv2d(mid_channels, channels, 1, bias=True),
+            h_sigmoid=nn.Hardsigmoid(inplace=True),
+        )
+    )
+
+
 class SqueezeExcite(nn.Module):
     """OFA's SE module: global average pool, 1x1 reduce + ReLU, 1x1 expand + h-sigmoid, rescale."""
 
     def __init__(self, channels: int, mid_channels: int) -> None:
         super().__init__()
-        self.fc = nn.Sequential(
-            OrderedDict(
-                reduce=nn.Conv2d(channels, mid_channels, 1, bias=True),
-                relu=nn.ReLU(inplace=True),
-                expand=nn.Conv2d(mid_channels, channels, 1, bias=True),
-                h_sigmoid=nn.Hardsigmoid(inplace=True),
-            )
-        )
+        self.fc = se_bottleneck(channels, mid_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(x.mean((2, 3), keepdim=True))
