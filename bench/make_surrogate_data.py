@@ -7,11 +7,17 @@ training images, top-1 on held-out images (a stratified hold-out of the official
 split is never touched). Writes a CSV (genome columns, subnet JSON, top-1, MAdds, params) and a JSON
 sidecar with the search space and every setting, so the benchmark can decode the genomes.
 
+With ``--supernet PATH`` nothing is trained: the subnets of that (``nat pretrain``) supernet are measured,
+on held-out images of the split ``--val-size``/``--seed`` define, which must be the split the supernet
+was pretrained with (so that no measured image was trained on).
+
 The space is the ``tiny`` preset with a stride-2 stem (``--space tiny-s2``, the default): the preset's
 stride-1 stem keeps the first stage at full resolution, which made CPU training ~4x slower for no gain
 on 28 px images. The genome layout is unchanged (22 variables, 21 of them free).
 
     python bench/make_surrogate_data.py                    # ~27 min on a busy 2-core machine
+    python bench/make_surrogate_data.py --supernet runs/pretrain_fashion_mnist_s2/supernet.safetensors \
+        --val-size 10000 --eval-images 10000 --out bench/data/fmnist_s2_subnets.csv   # measure only
     python bench/make_surrogate_data.py --steps 20 --subnets 10 --out /tmp/smoke.csv   # smoke test
 """
 
@@ -35,6 +41,7 @@ from nat.data import load_dataset, make_loader
 from nat.objectives.complexity import ComplexityTable
 from nat.space import SearchSpace, Subnet, decode, encode, genome_length, get_space, sample_genomes
 from nat.supernet import BNCalibrator, Supernet
+from nat.supernet.checkpoint import load_supernet
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "data" / "fmnist_tiny_subnets.csv"
@@ -42,11 +49,7 @@ log = logging.getLogger("make_surrogate_data")
 
 
 def data_space(name: str) -> SearchSpace:
-    """The search space of the data set (``tiny-s2``: ``tiny`` with a stride-2 stem), or any preset."""
-    if name == "tiny-s2":
-        fields = get_space("tiny").model_dump()
-        fields.update(name="tiny-s2", stem_stride=2)
-        return get_space(fields)
+    """The search space of the data set (default ``tiny-s2``: ``tiny`` with a stride-2 stem)."""
     return get_space(name)
 
 
@@ -55,6 +58,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", default="fashion-mnist", help="a nat.data dataset name")
     p.add_argument("--root", default=None, help="dataset root (default: the registry's default location)")
     p.add_argument("--space", default="tiny-s2", help="'tiny-s2' (default) or a nat.space preset name")
+    p.add_argument(
+        "--supernet",
+        type=Path,
+        default=None,
+        help="measure this nat supernet file instead of training one (its own space is used)",
+    )
+    p.add_argument(
+        "--val-size",
+        type=int,
+        default=None,
+        help="held-out training images (default: max(eval-images, 1000)); with --supernet, the val_size "
+        "it was pretrained with",
+    )
     p.add_argument("--steps", type=int, default=500, help="sandwich-rule training steps")
     p.add_argument("--batch-size", type=int, default=96)
     p.add_argument(
@@ -147,13 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np_rng = np.random.default_rng(args.seed)
-    space = data_space(args.space)
     began = time.perf_counter()
-
-    task = load_dataset(args.dataset, args.root, val_size=max(args.eval_images, 1000), seed=args.seed)
+    val_size = args.val_size if args.val_size is not None else max(args.eval_images, 1000)
+    task = load_dataset(args.dataset, args.root, val_size=val_size, seed=args.seed)
     log.info("%s: train %d, held-out %d (%s)", task.name, len(task.train), len(task.val), task.val_origin)
-    net = Supernet(space, num_classes=task.num_classes).to(memory_format=torch.channels_last)
-    train_supernet(net, task, space, args)
+    if args.supernet is not None:
+        net = load_supernet(args.supernet, num_classes=task.num_classes).to(memory_format=torch.channels_last)
+        space = net.space
+        log.info("measuring %s (space %s): no training", args.supernet, space.name)
+    else:
+        space = data_space(args.space)
+        net = Supernet(space, num_classes=task.num_classes).to(memory_format=torch.channels_last)
+        train_supernet(net, task, space, args)
     trained_s = time.perf_counter() - began
 
     # fixed calibration images (training split, eval transform) and held-out batches per resolution
@@ -200,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     accs = np.array([float(r[-3]) for r in rows])
     meta = {
-        "description": "random subnets of a sandwich-trained supernet, top-1 after BN recalibration",
+        "description": (
+            f"random subnets of the supernet {args.supernet}, top-1 after BN recalibration"
+            if args.supernet is not None
+            else "random subnets of a sandwich-trained supernet, top-1 after BN recalibration"
+        ),
         "command": "python bench/make_surrogate_data.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "dataset": task.name,
         "held_out": task.val_origin,

@@ -5,7 +5,7 @@ fine-tune of each front model) against the conventional approach, fine-tuning a 
 (the largest subnet, and a subnet of MAdds similar to the middle of NAT's front) with the same training
 budget as one NAT model received (its share of adaptation plus its own fine-tune). Test-split top-1.
 
-    python bench/transfer.py [--tasks mnist5k digits] [--finetune-epochs 2]
+    python bench/transfer.py [--tasks mnist5k digits] [--seed 0] [--threads 1] [--out FILE.json]
 
 Writes bench/results/transfer.json and bench/results/transfer.png. Target (issue 6): every baseline
 point is dominated by some NAT front member.
@@ -36,7 +36,6 @@ from nat.space import Subnet  # noqa: E402
 from nat.train import evaluate_top1, train_supernet  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "transfer.json"
-PLOT = ROOT / "bench" / "results" / "transfer.png"
 
 
 def finetune_fixed(search: NATSearch, subnet: Subnet, epochs: float, seed: int) -> float:
@@ -130,7 +129,7 @@ def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
     }
 
 
-def plot(results: dict) -> None:
+def plot(results: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,18 +149,19 @@ def plot(results: dict) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(PLOT)
+    fig.savefig(path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["mnist5k", "digits"])
-    parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--finetune-epochs", type=float, default=2.0)
-    parser.add_argument("--models", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--finetune-epochs", type=float, default=5.0)
+    parser.add_argument("--models", type=int, default=5)
     parser.add_argument("--val-size", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, default=RESULT, help="result JSON (the plot goes beside it)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -169,9 +169,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             results[task] = run_task(task, args, Path(tmp))
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(results, indent=1))
-    plot(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    plot(results, args.out.with_suffix(".png"))
     for task, res in results.items():
         print(f"{task}:")
         for p in sorted(res["nat"], key=lambda p: p["madds"]):
@@ -181,7 +181,7 @@ def main() -> None:
                 f"  {b['name']:<8} {b['madds'] / 1e6:7.2f} M  test top-1 {100 * b['top1']:.2f}%  "
                 f"dominated by NAT: {b['dominated_by_nat']}"
             )
-    print(f"wrote {RESULT.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -226,6 +226,11 @@ def test_data_config_validates_and_drives_loading():
     x, _ = next(iter(loader_from_config(task, cfg, "train", resolution=16, seed=0)))
     assert x.shape == (32, 3, 16, 16)
     assert len(loader_from_config(task, cfg, "val", resolution=8, seed=0)) == 4
+    # the hold-out follows the run seed unless split_seed pins it
+    other = load_from_config(cfg, seed=5)
+    pinned = load_from_config(cfg.model_copy(update={"split_seed": 0}), seed=5)
+    assert not torch.equal(other.val.images, task.val.images)
+    assert torch.equal(pinned.val.images, task.val.images)
     for bad in (
         {"dataset": "nope"},
         {"dataset": "digits", "val_size": 0},

@@ -18,7 +18,8 @@ from nat.cli import main
 from nat.errors import ConfigError
 from nat.search import Archive, NATSearch, load_config
 from nat.search.front import non_dominated
-from nat.search.problem import run_nsga3, select_diverse
+from nat.search.problem import run_nsga3
+from nat.search.selection import select_by_hypervolume, select_diverse
 from nat.space import get_space
 
 TESTS = Path(__file__).parent
@@ -184,6 +185,9 @@ def test_select_diverse_spreads_along_the_front() -> None:
         ({"bogus": 1}, "bogus"),
         ({"constraints": {"madds": -1}}, "positive"),
         ({"data": {"dataset": "nope"}}, "unknown dataset"),
+        ({"surrogate": {"models": ["rbf", "svm"]}}, "unknown surrogate"),
+        ({"surrogate": {"models": ["rbf", "ensemble"]}}, "at least two besides it"),
+        ({"surrogate": {"models": ["gp", "gp"]}}, "distinct"),
     ],
 )
 def test_config_errors(overrides, message: str) -> None:
@@ -252,3 +256,34 @@ def test_cli_config_file_errors(tmp_path, capsys) -> None:
     assert main(["search", "--config", str(typo), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "iteratons: unknown field" in err[0]
+
+
+def test_select_by_hypervolume_prefers_the_gain() -> None:
+    archive = np.array([[0.5, 0.1], [0.3, 0.5], [0.2, 0.9]])
+    cands = np.array(
+        [
+            [0.25, 0.95],  # dominated by the archive: adds nothing
+            [0.35, 0.12],  # much more accurate at almost the smallest cost: a large gain
+            [0.18, 0.95],  # a little more accurate at a high cost: a thin sliver
+            [0.45, 0.11],  # a smaller gain in the same place as the second
+            [1.5, 0.05],  # outside the reference box
+        ]
+    )
+    assert select_by_hypervolume(cands, archive, 1, seed=0) == [1]
+    picked = select_by_hypervolume(cands, archive, 2, seed=0)
+    assert picked[0] == 1 and picked[1] == 2  # after the first pick, candidate 3 adds less than 2
+    assert len(set(select_by_hypervolume(cands, archive, 4, seed=0))) == 4  # the rest by spread
+    assert sorted(select_by_hypervolume(cands, archive, 5, seed=0)) == [0, 1, 2, 3, 4]
+    assert select_by_hypervolume(cands, np.zeros((0, 2)), 1, seed=0) == [1]
+
+
+def test_paper_candidate_selection_runs(tmp_path) -> None:
+    config = fast_config(candidate_selection="reference_directions", iterations=1)
+    NATSearch(config, tmp_path / "run").run()
+    records = Archive(tmp_path / "run" / "archive.jsonl").records
+    candidates = [r for r in records if r.phase == "candidate"]
+    assert len(candidates) == 2 and not {r.subnet for r in candidates} & {
+        r.subnet for r in records if r.phase == "initial"
+    }
+    with pytest.raises(ConfigError, match="candidate_selection"):
+        fast_config(candidate_selection="best")

@@ -13,6 +13,7 @@ from nat.errors import ConfigError
 from nat.space import genome_bounds, genome_length, get_space, sample_genomes
 from nat.surrogates import (
     ENCODINGS,
+    MeanEnsemble,
     Surrogate,
     SwitchReport,
     adaptive_switching,
@@ -27,7 +28,11 @@ from nat.surrogates import (
 )
 
 MODELS = [m for m in available_surrogates() if m != "adaptive"]
-FAST = {"ofa_mlp": {"epochs": 60}, "cart": {"n_trees": 40}}
+FAST = {
+    "ofa_mlp": {"epochs": 60},
+    "cart": {"n_trees": 40},
+    "ensemble": {"member_kwargs": {"cart": {"n_trees": 40}}},
+}
 
 
 def synthetic_accuracy(genomes: np.ndarray, space, noise: float = 0.2, seed: int = 0) -> np.ndarray:  # noqa: ANN001
@@ -221,6 +226,20 @@ class _Oracle(Surrogate):
         return (synthetic_accuracy(genomes, self.space, noise=0.0) - self._y_mean) / self._y_scale
 
 
+class _OracleA(_Oracle):
+    """The noiseless function plus one fixed pattern of errors."""
+
+    def _predict(self, features: np.ndarray) -> np.ndarray:
+        return super()._predict(features) + 0.8 * np.sin(features @ np.arange(1.0, 23.0) * 7.0)
+
+
+class _OracleB(_Oracle):
+    """The noiseless function plus another, independent pattern of errors."""
+
+    def _predict(self, features: np.ndarray) -> np.ndarray:
+        return super()._predict(features) + 0.8 * np.cos(features @ np.arange(22.0, 0.0, -1.0) * 11.0)
+
+
 class _Noise(Surrogate):
     """Random guesses: should always lose."""
 
@@ -238,11 +257,12 @@ def fake_models():
     """Register the oracle and the noise model for one test only (the registry is global)."""
     from nat.surrogates import base
 
-    register_surrogate("_test_oracle")(_Oracle)
-    register_surrogate("_test_noise")(_Noise)
+    fakes = {"_test_oracle": _Oracle, "_test_noise": _Noise, "_test_a": _OracleA, "_test_b": _OracleB}
+    for name, cls in fakes.items():
+        register_surrogate(name)(cls)
     yield
-    base._REGISTRY.pop("_test_oracle")
-    base._REGISTRY.pop("_test_noise")
+    for name in fakes:
+        base._REGISTRY.pop(name)
 
 
 @pytest.mark.usefixtures("fake_models")
@@ -290,6 +310,47 @@ def test_adaptive_surrogate_through_the_registry(tiny, data) -> None:
     np.testing.assert_array_equal(model.predict(x[60:]), model.chosen.predict(x[60:]))
 
 
+def test_ensemble_is_the_mean_of_its_members(tiny, data) -> None:
+    x, y = data
+    kwargs = {"cart": {"n_trees": 30}}
+    ens = make_surrogate("ensemble", tiny, seed=4, members=("rbf", "cart"), member_kwargs=kwargs)
+    ens.fit(x[:80], y[:80])
+    rbf = make_surrogate("rbf", tiny, seed=4).fit(x[:80], y[:80])
+    cart = make_surrogate("cart", tiny, seed=4, n_trees=30).fit(x[:80], y[:80])
+    np.testing.assert_allclose(ens.predict(x[80:]), (rbf.predict(x[80:]) + cart.predict(x[80:])) / 2)
+    assert isinstance(ens, MeanEnsemble) and [m.name for m in ens.fitted_members] == ["rbf", "cart"]
+    with pytest.raises(ConfigError, match="at least two"):
+        make_surrogate("ensemble", tiny, members=("rbf",))
+    with pytest.raises(ConfigError, match="distinct"):
+        make_surrogate("ensemble", tiny, members=("rbf", "rbf"))
+    with pytest.raises(ConfigError, match="plain models"):
+        make_surrogate("ensemble", tiny, members=("rbf", "adaptive"))
+    with pytest.raises(ConfigError, match="not members"):
+        make_surrogate("ensemble", tiny, members=("rbf", "gp"), member_kwargs={"cart": {}})
+    with pytest.raises(RuntimeError, match="fitted"):
+        make_surrogate("ensemble", tiny).predict(x)
+
+
+@pytest.mark.usefixtures("fake_models")
+def test_switching_scores_the_ensemble_from_its_members_folds(tiny, data) -> None:
+    """Two models with independent errors: their mean ranks better, and switching sees it for free."""
+    x, y = data
+    model, report = adaptive_switching(
+        x, y, tiny, models=("_test_a", "_test_b", "ensemble"), folds=4, seed=0, repeats=2
+    )
+    assert report.chosen == "ensemble" and isinstance(model, MeanEnsemble)
+    assert report.scores["ensemble"].mean > max(report.scores[m].mean for m in ("_test_a", "_test_b"))
+    assert report.scores["ensemble"].seconds == 0.0  # no fits of its own
+    a = make_surrogate("_test_a", tiny).fit(x, y)
+    b = make_surrogate("_test_b", tiny).fit(x, y)
+    np.testing.assert_allclose(model.predict(x[:20]), (a.predict(x[:20]) + b.predict(x[:20])) / 2)
+    # the oracle alone still beats an average that includes a worse model
+    _, report = adaptive_switching(
+        x, y, tiny, models=("_test_oracle", "_test_noise", "ensemble"), folds=4, seed=0
+    )
+    assert report.chosen == "_test_oracle"
+
+
 def test_switching_errors(tiny, data) -> None:
     x, y = data
     with pytest.raises(ConfigError, match="at least 15 samples"):
@@ -308,6 +369,10 @@ def test_switching_errors(tiny, data) -> None:
         adaptive_switching(x, y, tiny, models=("rbf", "adaptive"))
     with pytest.raises(ConfigError, match="not candidate"):
         adaptive_switching(x, y, tiny, models=("rbf",), model_kwargs={"gp": {}})
+    with pytest.raises(ConfigError, match="at least two of them"):
+        adaptive_switching(x, y, tiny, models=("rbf", "ensemble"))
+    with pytest.raises(ConfigError, match="takes no options"):
+        adaptive_switching(x, y, tiny, models=("rbf", "gp", "ensemble"), model_kwargs={"ensemble": {}})
 
 
 def test_metrics() -> None:

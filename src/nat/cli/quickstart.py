@@ -31,15 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nat.cli.search import parse_overrides
+    from nat.cli.search import parse_overrides, torch_threads
     from nat.search import NATSearch, load_config
     from nat.search.finalize import finalize
 
     config = load_config(preset="quickstart", overrides=parse_overrides(args.set, None))
     resume = (args.out / "archive.jsonl").exists()
     search = NATSearch(config, args.out, resume=resume)
-    search.run()
-    models = finalize(search, finetune_epochs=args.finetune_epochs, max_models=args.models)
+    with torch_threads(config.threads):
+        search.run()
+        models = finalize(search, finetune_epochs=args.finetune_epochs, max_models=args.models)
     print(f"quickstart done: {args.out}/summary.md, front.png, models/ ({len(models)} NATNets)")
     for m in sorted(models, key=lambda m: m["madds"]):
         print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:6.2f}M  test top-1 {100 * m['test_top1']:.2f}%")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -50,6 +52,20 @@ def parse_overrides(items: list[str], seed: int | None) -> dict:
     return overrides
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (when given), restoring the setting after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run(args: argparse.Namespace) -> int:
     from nat.search import NATSearch, load_config
 
@@ -71,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give --config FILE or --preset NAME (e.g. --preset smoke)")
         config = load_config(args.config, args.preset, overrides)
         search = NATSearch(config, args.out)
-    front = search.run()
+    with torch_threads(config.threads):
+        front = search.run()
     print(f"front: {len(front)} subnets written to {search.out / 'front.json'}")
     for record in sorted(front, key=lambda r: r.values.get("madds", 0.0)):
         extras = "  ".join(f"{k} {v:.4g}" for k, v in record.values.items() if k != "top1")

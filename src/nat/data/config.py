@@ -29,6 +29,11 @@ class DataConfig(BaseModel):
     val_size: float | int = Field(
         0.1, description="search-validation hold-out when the set has no official val: fraction or count"
     )
+    split_seed: int | None = Field(
+        None,
+        description="seed of the train / search-val hold-out (None: the run seed); fix it to keep the "
+        "same split across runs, e.g. the split a supernet was pretrained with",
+    )
     train_batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(256, ge=1)
     num_workers: int = Field(2, ge=0, description="DataLoader workers (file-based sets only)")
@@ -66,12 +71,12 @@ class DataConfig(BaseModel):
 
 
 def load_from_config(cfg: DataConfig, seed: int) -> TaskData:
-    """`load_dataset` with the config's settings and the run seed."""
+    """`load_dataset` with the config's settings; the split comes from ``split_seed`` or the run seed."""
     return load_dataset(
         cfg.dataset,
         cfg.root,
         val_size=cfg.val_size,
-        seed=seed,
+        seed=seed if cfg.split_seed is None else cfg.split_seed,
         in_memory=cfg.in_memory,
         memory_budget_gb=cfg.memory_budget_gb,
         cache_size=cfg.cache_size,

@@ -19,13 +19,33 @@ PRESET_DIR = Path(__file__).parent / "presets"
 class SurrogateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     models: list[str] = Field(
-        default_factory=lambda: ["rbf", "gp", "cart", "mlp"],
-        description="candidates for adaptive switching (a single name fixes the model)",
+        default_factory=lambda: ["rbf", "gp", "cart", "mlp", "ensemble"],
+        min_length=1,
+        description="candidates for adaptive switching (a single name fixes the model); 'ensemble' is "
+        "the mean of the other candidates",
     )
     folds: int = Field(5, ge=2)
     repeats: int = Field(
         1, ge=1, description="repeated k-fold rounds (1: NAT's exact rule; more: steadier choice)"
     )
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        from nat.surrogates import available_surrogates
+
+        known = [m for m in available_surrogates() if m != "adaptive"]
+        unknown = [m for m in value if m not in known]
+        if unknown:
+            raise ValueError(f"unknown surrogate(s) {unknown}; choose from {known}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"surrogate models must be distinct, got {value}")
+        if "ensemble" in value and len(value) == 2:
+            raise ValueError(
+                "'ensemble' averages the other listed models, so list at least two besides it "
+                "(or 'ensemble' alone for the mean of rbf, gp, cart and mlp)"
+            )
+        return value
 
 
 class NSGA3Config(BaseModel):
@@ -80,6 +100,12 @@ class SearchConfig(BaseModel):
 
     seed: int = 0
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1' ...")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads for `nat search` / `nat quickstart` (None: torch's default); on "
+        "a machine shared with other jobs 1 is often fastest",
+    )
     supernet: str | list[str] | None = Field(
         None,
         description="supernet file(s) (nat safetensors or OFA .pth), one per width multiplier; "
@@ -99,6 +125,11 @@ class SearchConfig(BaseModel):
     initial_samples: int = Field(100, ge=3)
     iterations: int = Field(30, ge=0)
     candidates_per_iteration: int = Field(8, ge=1)
+    candidate_selection: Literal["hypervolume", "reference_directions"] = Field(
+        "hypervolume",
+        description="how the candidates are picked from the surrogate search's result: the most "
+        "predicted hypervolume gain (nat) or spread by reference directions (the paper)",
+    )
     time_budget_minutes: float | None = Field(None, gt=0)
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
     nsga3: NSGA3Config = Field(default_factory=NSGA3Config)

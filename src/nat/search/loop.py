@@ -32,7 +32,8 @@ from nat.search.distribution import GenomeDistribution, elite
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.front import hypervolume, non_dominated
 from nat.search.objectives import ObjectiveSet
-from nat.search.problem import run_nsga3, run_single_objective_ga, select_diverse
+from nat.search.problem import run_nsga3, run_single_objective_ga
+from nat.search.selection import select_by_hypervolume, select_diverse
 from nat.space.definition import SearchSpace, get_space
 from nat.space.genome import decode, encode
 from nat.space.subnet import Subnet
@@ -199,8 +200,11 @@ class NATSearch:
         if not front:
             return 0.0
         F = self._matrix(front)
-        scale = np.where(np.isfinite(self.hv_scale), self.hv_scale, F.max(0).clip(1e-12))
-        return hypervolume(F / scale)
+        return hypervolume(F / self._hv_divisor(F))
+
+    def _hv_divisor(self, F: np.ndarray) -> np.ndarray:
+        """What each objective column is divided by for hypervolume (measured ones: their maximum)."""
+        return np.where(np.isfinite(self.hv_scale), self.hv_scale, F.max(0).clip(1e-12))
 
     # ----------------------------------------------------------------- phases
     def _evaluate(self, subnets: list[Subnet], iteration: int, phase: str) -> None:
@@ -332,8 +336,18 @@ class NATSearch:
         fresh = [i for j, i in enumerate(fresh) if subnets[i] not in {subnets[f] for f in fresh[:j]}]
         if cfg.strategy == "evolution":
             order = sorted(fresh, key=lambda i: F[i, 0])[:k]
+        elif not fresh:
+            order = []
+        elif cfg.candidate_selection == "hypervolume":
+            feasible = self._feasible(records)
+            F_archive = (
+                evaluate(np.array([r.genome for r in feasible]))[0] if feasible else np.zeros((0, F.shape[1]))
+            )
+            divisor = self._hv_divisor(np.vstack([F_archive, F[fresh]]))
+            picked = select_by_hypervolume(F[fresh] / divisor, F_archive / divisor, k, seed)
+            order = [fresh[i] for i in picked]
         else:
-            order = [fresh[i] for i in select_diverse(F[fresh], k, seed)] if fresh else []
+            order = [fresh[i] for i in select_diverse(F[fresh], k, seed)]
         info = {
             "strategy": cfg.strategy,
             "surrogate": report.chosen,

@@ -1,4 +1,4 @@
-"""The search on surrogates: a pymoo problem over NAT genomes, NSGA-III, and candidate selection.
+"""The search on surrogates: a pymoo problem over NAT genomes, NSGA-III and the single-objective GA.
 
 pymoo does the evolutionary work (NSGA-III with reference directions for any number of objectives,
 two-point crossover and polynomial mutation on integers); nat supplies the problem (surrogate
@@ -21,7 +21,6 @@ from pymoo.operators.crossover.pntx import TwoPointCrossover
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from pymoo.util.ref_dirs import get_reference_directions
 from pymoo.util.ref_dirs.energy import RieszEnergyReferenceDirectionFactory
 from tqdm import tqdm
@@ -163,47 +162,3 @@ def run_single_objective_ga(
     result = _minimize(problem, algorithm, generations, seed, "GA on surrogate")
     pop = result.pop
     return np.asarray(pop.get("X"), dtype=np.int64), np.asarray(pop.get("F"), dtype=float)
-
-
-def select_diverse(F: np.ndarray, k: int, seed: int) -> list[int]:
-    """Pick ``k`` rows of ``F`` spread along its non-dominated front (reference-direction niching).
-
-    The front is normalised by its ideal and nadir points; for each of ``k`` reference directions the
-    closest unpicked point (perpendicular distance) is chosen, as NSGA-III's niching does. When the
-    front has fewer than ``k`` points, later fronts fill up.
-    """
-    if len(F) <= k:
-        return list(range(len(F)))
-    fronts = NonDominatedSorting().do(F)
-    pool: list[int] = []
-    for front in fronts:
-        pool.extend(int(i) for i in front)
-        if len(pool) >= k:
-            break
-    pool_arr = np.array(pool)
-    G = F[pool_arr]
-    ideal, nadir = G.min(0), G.max(0)
-    N = (G - ideal) / np.where(nadir - ideal > 1e-12, nadir - ideal, 1.0)
-    dirs = (
-        reference_directions(F.shape[1], k, seed)
-        if F.shape[1] > 2
-        else np.stack([np.linspace(0, 1, k), 1 - np.linspace(0, 1, k)], axis=1)
-    )
-    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True).clip(1e-12)
-    proj = N @ dirs.T  # (n, d)
-    dist = np.sqrt(np.maximum((N**2).sum(1, keepdims=True) - proj**2, 0.0))
-    chosen: list[int] = []
-    available = np.ones(len(G), dtype=bool)
-    for d in range(len(dirs)):
-        if len(chosen) == k:
-            break
-        cand = np.where(available, dist[:, d], np.inf)
-        i = int(np.argmin(cand))
-        if np.isfinite(cand[i]):
-            chosen.append(i)
-            available[i] = False
-    for i in np.flatnonzero(available):  # fewer directions than k, or duplicates
-        if len(chosen) == k:
-            break
-        chosen.append(int(i))
-    return [int(pool_arr[i]) for i in chosen]

@@ -4,7 +4,7 @@ The search loop's entry points::
 
     from nat.surrogates import adaptive_switching, make_surrogate
 
-    model, report = adaptive_switching(genomes, top1, space)  # CV picks rbf / gp / cart / mlp
+    model, report = adaptive_switching(genomes, top1, space)  # CV picks rbf / gp / cart / mlp / their mean
     predicted = model.predict(candidate_genomes)              # (n,) in the units of top1
 
     rbf = make_surrogate("rbf", space, seed=0).fit(genomes, top1)
@@ -32,6 +32,7 @@ from nat.surrogates.base import (
 )
 from nat.surrogates.cart import CARTEnsemble
 from nat.surrogates.encoding import ENCODINGS, check_genomes, encode_genomes, encoding_width
+from nat.surrogates.ensemble import MeanEnsemble
 from nat.surrogates.gp import GaussianProcess
 from nat.surrogates.mlp import MLP
 from nat.surrogates.ofa_mlp import OFAMLP
@@ -45,6 +46,7 @@ __all__ = [
     "AdaptiveSurrogate",
     "CARTEnsemble",
     "GaussianProcess",
+    "MeanEnsemble",
     "ModelScore",
     "RBFEnsemble",
     "Surrogate",
