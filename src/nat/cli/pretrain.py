@@ -36,8 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from nat.threads import torch_threads
     from nat.train.config import load_config
     from nat.train.progressive import run_pretraining
 
@@ -58,24 +57,21 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.FileHandler(out / "pretrain.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
-    threads_before = torch.get_num_threads()
     try:
         threads = cfg.threads if cfg is not None else None
         if threads is None and args.resume:
             from nat.train.progressive import load_saved_config
 
             threads = load_saved_config(out).threads
-        if threads:
-            torch.set_num_threads(threads)
-        summary = run_pretraining(
-            cfg,
-            out,
-            resume=bool(args.resume),
-            progress=not args.no_progress,
-            stop_after_steps=args.stop_after_steps,
-        )
+        with torch_threads(threads):
+            summary = run_pretraining(
+                cfg,
+                out,
+                resume=bool(args.resume),
+                progress=not args.no_progress,
+                stop_after_steps=args.stop_after_steps,
+            )
     finally:
-        torch.set_num_threads(threads_before)
         logging.getLogger().removeHandler(handler)
         handler.close()
     print(json.dumps(summary, indent=2))

@@ -31,9 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nat.cli.search import parse_overrides, torch_threads
+    from nat.cli.search import parse_overrides
     from nat.search import NATSearch, load_config
     from nat.search.finalize import finalize
+    from nat.threads import torch_threads
 
     config = load_config(preset="quickstart", overrides=parse_overrides(args.set, None))
     resume = (args.out / "archive.jsonl").exists()

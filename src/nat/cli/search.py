@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -52,20 +50,6 @@ def parse_overrides(items: list[str], seed: int | None) -> dict:
     return overrides
 
 
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch CPU threads (when given), restoring the setting after."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(args: argparse.Namespace) -> int:
     from nat.search import NATSearch, load_config
 
@@ -87,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give --config FILE or --preset NAME (e.g. --preset smoke)")
         config = load_config(args.config, args.preset, overrides)
         search = NATSearch(config, args.out)
+    from nat.threads import torch_threads
+
     with torch_threads(config.threads):
         front = search.run()
     print(f"front: {len(front)} subnets written to {search.out / 'front.json'}")

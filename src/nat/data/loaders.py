@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Protocol
 
 import torch
@@ -34,6 +33,7 @@ from nat.data.transforms import (
     train_batch,
 )
 from nat.errors import DataError
+from nat.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -84,20 +84,6 @@ class _ResolutionPicker:
         if len(self._choices) == 1:
             return self._choices[0]
         return self._choices[int(torch.randint(len(self._choices), (1,), generator=generator))]
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily run torch CPU ops with ``n`` intra-op threads (``None``: leave the setting alone)."""
-    old = torch.get_num_threads()
-    if n is None or n == old:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _num_batches(n: int, batch_size: int, drop_last: bool) -> int:
@@ -166,7 +152,7 @@ class InMemoryLoader:
             idx = order[b * self.batch_size : (b + 1) * self.batch_size].to(self.device)
             res = self._pick(self.step, g)
             self.step += 1
-            with _torch_threads(self.cpu_threads):
+            with torch_threads(self.cpu_threads):
                 imgs = self.images.index_select(0, idx)
                 if self.train:
                     x = train_batch(imgs, res, generator=g, **self._kw, **self._train_kw)  # type: ignore[arg-type]

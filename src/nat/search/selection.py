@@ -20,8 +20,9 @@ Why the second is the default: the search is judged, and used, by how good its f
 number of real evaluations. Spreading evenly spends as many evaluations on the flat, high-cost end of
 the front (where a better subnet adds a thin sliver of hypervolume) as on the steep, low-cost end
 (where it adds a wide one). On a Fashion-MNIST supernet hypervolume-driven selection reached random
-search's 200-evaluation front with far fewer evaluations than the paper's rule (bench/search_efficiency.py,
-README). Set ``candidate_selection: reference_directions`` for the paper's behaviour.
+search's 200-evaluation hypervolume in fewer real evaluations than the paper's rule
+(bench/search_efficiency.py; figures in the README). Set ``candidate_selection: reference_directions``
+for the paper's behaviour.
 """
 
 from __future__ import annotations
