@@ -120,6 +120,7 @@ def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
         "nat": nat_points,
         "baseline": baselines,
         "nat_seconds": nat_seconds,
+        "test_images": len(search.task.test),
         "budget": {
             "baseline_epochs": budget_epochs,
             "steps_per_epoch": steps_per_epoch,
