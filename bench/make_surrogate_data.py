@@ -48,11 +48,6 @@ DEFAULT_OUT = HERE / "data" / "fmnist_tiny_subnets.csv"
 log = logging.getLogger("make_surrogate_data")
 
 
-def data_space(name: str) -> SearchSpace:
-    """The search space of the data set (default ``tiny-s2``: ``tiny`` with a stride-2 stem)."""
-    return get_space(name)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="fashion-mnist", help="a nat.data dataset name")
@@ -172,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         space = net.space
         log.info("measuring %s (space %s): no training", args.supernet, space.name)
     else:
-        space = data_space(args.space)
+        space = get_space(args.space)
         net = Supernet(space, num_classes=task.num_classes).to(memory_format=torch.channels_last)
         train_supernet(net, task, space, args)
     trained_s = time.perf_counter() - began

@@ -34,8 +34,6 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from nat.search.front import hypervolume, non_dominated
 from nat.search.problem import reference_directions
 
-SELECTIONS = ("hypervolume", "reference_directions")
-
 
 def select_diverse(F: np.ndarray, k: int, seed: int) -> list[int]:
     """Pick ``k`` rows of ``F`` spread along its non-dominated front (reference-direction niching).

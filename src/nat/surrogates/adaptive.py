@@ -44,7 +44,6 @@ from nat.surrogates.base import (
     register_surrogate,
 )
 from nat.surrogates.encoding import check_genomes
-from nat.surrogates.ensemble import MeanEnsemble
 
 logger = logging.getLogger(__name__)
 
@@ -199,14 +198,13 @@ def adaptive_switching(
     best = max(models, key=lambda m: (report.scores[m].score, -models.index(m)))
     report.chosen = best
     logger.info("%s", report.summary())
-    fitted: Surrogate
-    if best == ENSEMBLE:
-        fitted = MeanEnsemble.from_fitted(
-            [make_surrogate(m, space, seed=seed, **dict(model_kwargs.get(m, {}))).fit(x, t) for m in plain]
-        )
-    else:
-        fitted = make_surrogate(best, space, seed=seed, **dict(model_kwargs.get(best, {}))).fit(x, t)
-    return fitted, report
+    # the ensemble's members are the other candidates, with their options
+    kwargs = (
+        {"members": plain, "member_kwargs": {m: model_kwargs[m] for m in plain if m in model_kwargs}}
+        if best == ENSEMBLE
+        else dict(model_kwargs.get(best, {}))
+    )
+    return make_surrogate(best, space, seed=seed, **kwargs).fit(x, t), report
 
 
 @register_surrogate("adaptive")

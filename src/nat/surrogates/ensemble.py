@@ -64,16 +64,6 @@ class MeanEnsemble(Surrogate):
             raise ConfigError(f"member_kwargs given for {unknown}, which are not members {list(members)}")
         self.fitted_members: list[Surrogate] = []
 
-    @classmethod
-    def from_fitted(cls, members: Sequence[Surrogate]) -> MeanEnsemble:
-        """An ensemble of already fitted surrogates (adaptive switching refits them once, on all data)."""
-        if not members or not all(m.fitted for m in members):
-            raise ValueError("from_fitted needs a non-empty list of fitted surrogates")
-        ensemble = cls(members[0].space, members[0].seed, members=[m.name for m in members])
-        ensemble.fitted_members = list(members)
-        ensemble._fitted = True
-        return ensemble
-
     def fit(self, genomes: np.ndarray | list, y: np.ndarray | list) -> MeanEnsemble:
         self.fitted_members = [
             make_surrogate(name, self.space, seed=self.seed, **self.member_kwargs.get(name, {})).fit(
