@@ -73,6 +73,13 @@ class AdaptationConfig(BaseModel):
         le=1,
         description="share of the archive (best fronts first) that forms the sampling distribution",
     )
+    uniform_mix: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="weight of the uniform distribution mixed into each variable of the archive distribution "
+        "(0: the paper; >0 keeps choices the elite lacks, e.g. a resolution, in training)",
+    )
     max_steps: int | None = Field(None, ge=1, description="cap on steps per adaptation (for quick runs)")
 
 

@@ -52,6 +52,22 @@ class GenomeDistribution:
             space,
         )
 
+    def mixed_with_uniform(self, weight: float) -> GenomeDistribution:
+        """Each variable's distribution as ``(1 - weight) * own + weight * uniform``.
+
+        A departure from the paper, off by default: without it, a choice absent from the archive's elite
+        (say a resolution) is never trained again, so early noisy rankings can lock the search out of it
+        for good (docs/transfer.md).
+        """
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"uniform mixing weight must be in [0, 1], got {weight}")
+        uniform = GenomeDistribution.uniform(self.space)
+        probs = [
+            (1.0 - weight) * p + weight * q
+            for p, q in zip(self.probabilities, uniform.probabilities, strict=True)
+        ]
+        return GenomeDistribution(probs, self.lower, self.space)
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         cols = [
             lo + rng.choice(len(p), size=n, p=p) for lo, p in zip(self.lower, self.probabilities, strict=True)

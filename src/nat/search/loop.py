@@ -223,6 +223,8 @@ class NATSearch:
 
     def _adapt(self, iteration: int, genomes: np.ndarray, epochs: float) -> None:
         distribution = GenomeDistribution.from_genomes(genomes, self.space)
+        if self.config.adaptation.uniform_mix > 0:
+            distribution = distribution.mixed_with_uniform(self.config.adaptation.uniform_mix)
         for wi, (width, net) in enumerate(self.supernets.items()):
             if self._adapted_iteration(width) >= iteration:
                 continue
