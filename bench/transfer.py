@@ -76,18 +76,26 @@ def dominated(point: dict, front: list[dict]) -> bool:
     )
 
 
-def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
+def transfer_search(task: str, seed: int, val_size: int, iterations: int, workdir: Path) -> NATSearch:
+    """A quickstart-settings NAT search on ``task``, keeping a copy of the pretrained supernet as
+    ``search.pretrained`` (the starting point of the fixed-architecture baselines)."""
     config = load_config(
         preset="quickstart",
         overrides={
-            "seed": args.seed,
+            "seed": seed,
             "device": "cpu",
-            "data": {"dataset": task, "val_size": args.val_size},
-            "iterations": args.iterations,
+            "data": {"dataset": task, "val_size": val_size},
+            "iterations": iterations,
         },
     )
     search = NATSearch(config, workdir / task)
     search.pretrained = copy.deepcopy(next(iter(search.supernets.values())))
+    return search
+
+
+def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
+    search = transfer_search(task, args.seed, args.val_size, args.iterations, workdir)
+    config = search.config
     start = time.time()
     search.run()
     models = finalize(search, finetune_epochs=args.finetune_epochs, max_models=args.models)

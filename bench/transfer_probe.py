@@ -14,7 +14,6 @@ Writes bench/results/transfer_probe_TASK.json.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import sys
@@ -29,9 +28,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from nat.objectives import profile_subnet  # noqa: E402
-from nat.search import NATSearch, load_config  # noqa: E402
 from nat.space import Subnet  # noqa: E402
-from transfer import finetune_fixed  # noqa: E402
+from transfer import finetune_fixed, transfer_search  # noqa: E402
 
 
 def main() -> None:
@@ -47,14 +45,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     out = args.out or ROOT / "bench" / "results" / f"transfer_probe_{args.task}.json"
-    config = load_config(
-        preset="quickstart",
-        overrides={"seed": 0, "device": "cpu", "data": {"dataset": args.task, "val_size": args.val_size}},
-    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        search = NATSearch(config, Path(tmp) / args.task)
-        search.pretrained = copy.deepcopy(next(iter(search.supernets.values())))
+        # no search is run: only the pretrained supernet and the task's splits are used
+        search = transfer_search(args.task, seed=0, val_size=args.val_size, iterations=6, workdir=Path(tmp))
         for r in args.resolutions:
             subnet = Subnet.smallest(search.space, r=r)
             madds = profile_subnet(subnet, search.space, search.task.num_classes)["madds"]
