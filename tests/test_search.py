@@ -287,3 +287,17 @@ def test_paper_candidate_selection_runs(tmp_path) -> None:
     }
     with pytest.raises(ConfigError, match="candidate_selection"):
         fast_config(candidate_selection="best")
+
+
+def test_a_space_mapping_changes_only_the_named_fields_of_the_loaded_supernets_space(tmp_path) -> None:
+    builtin = "builtin:fashion_mnist_tiny"
+    search = NATSearch(fast_config(supernet=builtin, space={"resolutions": [28, 32]}), tmp_path / "run")
+    assert search.space.resolutions == (28, 32)
+    assert search.space.model_dump(exclude={"resolutions"}) == get_space("tiny").model_dump(
+        exclude={"resolutions"}
+    )
+    assert {s.r for s in search.initial_subnets()} == {28, 32}
+    with pytest.raises(ConfigError, match="only resolutions and width_mults may differ"):
+        NATSearch(fast_config(supernet=builtin, space={"depths": [2, 3]}), tmp_path / "depths")
+    with pytest.raises(ConfigError, match="invalid search space"):
+        NATSearch(fast_config(supernet=builtin, space={"resolutions": [32, 28]}), tmp_path / "order")

@@ -119,7 +119,9 @@ class SearchConfig(BaseModel):
         "'builtin:NAME' for a supernet shipped with nat; null: fresh weights (testing only)",
     )
     space: str | dict[str, Any] | None = Field(
-        None, description="search space preset or fields; default: the supernet's own (OFA: the paper's)"
+        None,
+        description="search space preset, or a mapping of fields to change on the supernet's own space "
+        "(e.g. {resolutions: [28, 32]}); default: the supernet's own (OFA: the paper's)",
     )
     data: DataConfig
     objectives: list[str] = Field(default_factory=lambda: ["top1", "madds"], min_length=2, max_length=12)

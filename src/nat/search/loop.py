@@ -34,7 +34,7 @@ from nat.search.front import hypervolume, non_dominated
 from nat.search.objectives import ObjectiveSet
 from nat.search.problem import run_nsga3, run_single_objective_ga
 from nat.search.selection import select_by_hypervolume, select_diverse
-from nat.space.definition import SearchSpace, get_space
+from nat.space.definition import SearchSpace, get_space, space_over
 from nat.space.genome import decode, encode
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
@@ -128,7 +128,7 @@ class NATSearch:
         nets: dict[float, Supernet] = {}
         for source in sources:
             if source is None:
-                space = get_space(cfg.space) if cfg.space is not None else get_space("tiny")
+                space = get_space("tiny") if cfg.space is None else space_over(get_space("tiny"), cfg.space)
                 for w in space.width_mults:
                     torch.manual_seed(seed_for(cfg.seed, 99, int(w * 100)))
                     nets[w] = Supernet(space, w, self.task.num_classes)
@@ -140,7 +140,7 @@ class NATSearch:
             )
             net = load_supernet(path, num_classes=self.task.num_classes)
             if cfg.space is not None:
-                wanted = get_space(cfg.space)
+                wanted = space_over(net.space, cfg.space)
                 if wanted.model_dump(exclude={"name", "resolutions", "width_mults"}) != net.space.model_dump(
                     exclude={"name", "resolutions", "width_mults"}
                 ):

@@ -1,6 +1,6 @@
 """The search space: definitions, NAT's `Subnet` format and the integer genome."""
 
-from nat.space.definition import PRESETS, SearchSpace, get_space, make_divisible
+from nat.space.definition import PRESETS, SearchSpace, get_space, make_divisible, space_over
 from nat.space.genome import (
     canonical,
     canonical_batch,
@@ -25,4 +25,5 @@ __all__ = [
     "get_space",
     "make_divisible",
     "sample_genomes",
+    "space_over",
 ]

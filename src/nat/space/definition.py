@@ -186,3 +186,15 @@ def get_space(name_or_space: str | SearchSpace | dict | None = None) -> SearchSp
         raise ConfigError(
             f"unknown search space preset {name_or_space!r}; choose one of {sorted(PRESETS)}"
         ) from None
+
+
+def space_over(base: SearchSpace, spec: str | SearchSpace | dict) -> SearchSpace:
+    """The space a run's ``space:`` setting asks for, given the space it would otherwise use.
+
+    A preset name or a ready space replaces ``base``; a mapping changes only the fields it names, so
+    ``{"resolutions": [28, 32]}`` narrows a loaded supernet's resolutions without restating its widths,
+    strides and the rest (useful when the task's images have a known native size: docs/transfer.md).
+    """
+    if isinstance(spec, dict):
+        return get_space({**base.model_dump(), **spec})
+    return get_space(spec)
