@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,18 +77,26 @@ def dominated(point: dict, front: list[dict]) -> bool:
     )
 
 
-def transfer_search(task: str, seed: int, val_size: int, iterations: int, workdir: Path) -> NATSearch:
+def transfer_search(
+    task: str,
+    seed: int,
+    val_size: int,
+    iterations: int,
+    workdir: Path,
+    resolutions: tuple[int, ...] | None = None,
+) -> NATSearch:
     """A quickstart-settings NAT search on ``task``, keeping a copy of the pretrained supernet as
-    ``search.pretrained`` (the starting point of the fixed-architecture baselines)."""
-    config = load_config(
-        preset="quickstart",
-        overrides={
-            "seed": seed,
-            "device": "cpu",
-            "data": {"dataset": task, "val_size": val_size},
-            "iterations": iterations,
-        },
-    )
+    ``search.pretrained`` (the starting point of the fixed-architecture baselines). ``resolutions``
+    restricts the search space to those input resolutions (default: the supernet's own)."""
+    overrides: dict[str, Any] = {
+        "seed": seed,
+        "device": "cpu",
+        "data": {"dataset": task, "val_size": val_size},
+        "iterations": iterations,
+    }
+    if resolutions is not None:
+        overrides["space"] = {"resolutions": list(resolutions)}
+    config = load_config(preset="quickstart", overrides=overrides)
     search = NATSearch(config, workdir / task)
     search.pretrained = copy.deepcopy(next(iter(search.supernets.values())))
     return search

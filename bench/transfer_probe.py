@@ -8,7 +8,10 @@ architecture at 32 px is clearly more accurate on mnist5k (docs/transfer.md).
 
     python bench/transfer_probe.py [--task mnist5k] [--resolutions 24 28 32] [--epochs 10] [--seeds 0 1]
 
-Writes bench/results/transfer_probe_TASK.json.
+Writes bench/results/transfer_probe_TASK.json. With ``--nat-resolutions 32`` it instead runs NAT itself
+as `bench/transfer.py` does (search, then a 5-epoch fine-tune of up to 5 front models), with the search
+space restricted to those resolutions: what the search would deliver if it kept the right resolution.
+That writes bench/results/transfer_probe_nat_TASK_rR.json.
 """
 
 from __future__ import annotations
@@ -28,8 +31,38 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from nat.objectives import profile_subnet  # noqa: E402
+from nat.search.finalize import finalize  # noqa: E402
 from nat.space import Subnet  # noqa: E402
 from transfer import finetune_fixed, transfer_search  # noqa: E402
+
+
+def nat_runs(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    """NAT at `bench/transfer.py` settings with the space restricted to ``args.nat_resolutions``."""
+    rows = []
+    for seed in args.seeds:
+        start = time.time()
+        search = transfer_search(
+            args.task, seed, args.val_size, 6, workdir / f"seed{seed}", tuple(args.nat_resolutions)
+        )
+        search.run()
+        models = finalize(search, finetune_epochs=5.0, max_models=5)
+        for m in models:
+            rows.append(
+                {
+                    "seed": seed,
+                    "resolution": m["subnet"]["r"],
+                    "madds": m["madds"],
+                    "top1": m["test_top1"],
+                    "val_top1": m["top1"],
+                    "subnet": m["subnet"],
+                }
+            )
+            print(
+                f"{args.task} NAT restricted to {args.nat_resolutions} px, seed {seed}: "
+                f"{m['madds'] / 1e6:.2f} M at {m['subnet']['r']} px, test top-1 {100 * m['test_top1']:.2f}%"
+            )
+        print(f"seed {seed}: {time.time() - start:.0f} s")
+    return rows
 
 
 def main() -> None:
@@ -40,10 +73,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--val-size", type=int, default=300, help="as in bench/transfer.py")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--nat-resolutions", type=int, nargs="+", default=None, help="run NAT restricted to these instead"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
+    if args.nat_resolutions:
+        tag = "-".join(map(str, args.nat_resolutions))
+        out = args.out or ROOT / "bench" / "results" / f"transfer_probe_nat_{args.task}_r{tag}.json"
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = nat_runs(args, Path(tmp))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = {"task": args.task, "nat_resolutions": args.nat_resolutions, "runs": rows}
+        out.write_text(json.dumps(result, indent=1))
+        print(f"wrote {out}")
+        return
     out = args.out or ROOT / "bench" / "results" / f"transfer_probe_{args.task}.json"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
