@@ -37,6 +37,8 @@ from nat.space import Subnet  # noqa: E402
 from nat.train import evaluate_top1, train_supernet  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "transfer.json"
+#: the benchmark's NAT settings (command-line defaults), shared with bench/transfer_probe.py
+ITERATIONS, FINETUNE_EPOCHS, MODELS, VAL_SIZE = 6, 5.0, 5, 300
 
 
 def finetune_fixed(search: NATSearch, subnet: Subnet, epochs: float, seed: int) -> float:
@@ -173,10 +175,10 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["mnist5k", "digits"])
-    parser.add_argument("--iterations", type=int, default=6)
-    parser.add_argument("--finetune-epochs", type=float, default=5.0)
-    parser.add_argument("--models", type=int, default=5)
-    parser.add_argument("--val-size", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    parser.add_argument("--finetune-epochs", type=float, default=FINETUNE_EPOCHS)
+    parser.add_argument("--models", type=int, default=MODELS)
+    parser.add_argument("--val-size", type=int, default=VAL_SIZE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=RESULT, help="result JSON (the plot goes beside it)")

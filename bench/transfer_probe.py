@@ -33,7 +33,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from nat.objectives import profile_subnet  # noqa: E402
 from nat.search.finalize import finalize  # noqa: E402
 from nat.space import Subnet  # noqa: E402
-from transfer import finetune_fixed, transfer_search  # noqa: E402
+from transfer import (  # noqa: E402
+    FINETUNE_EPOCHS,
+    ITERATIONS,
+    MODELS,
+    VAL_SIZE,
+    finetune_fixed,
+    transfer_search,
+)
 
 
 def nat_runs(args: argparse.Namespace, workdir: Path) -> list[dict]:
@@ -42,10 +49,10 @@ def nat_runs(args: argparse.Namespace, workdir: Path) -> list[dict]:
     for seed in args.seeds:
         start = time.time()
         search = transfer_search(
-            args.task, seed, args.val_size, 6, workdir / f"seed{seed}", tuple(args.nat_resolutions)
+            args.task, seed, args.val_size, ITERATIONS, workdir / f"seed{seed}", tuple(args.nat_resolutions)
         )
         search.run()
-        models = finalize(search, finetune_epochs=5.0, max_models=5)
+        models = finalize(search, finetune_epochs=FINETUNE_EPOCHS, max_models=MODELS)
         for m in models:
             rows.append(
                 {
@@ -65,13 +72,42 @@ def nat_runs(args: argparse.Namespace, workdir: Path) -> list[dict]:
     return rows
 
 
+def fixed_runs(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], int]:
+    """The smallest subnet fine-tuned like a transfer baseline; also returns the test split's size."""
+    # no search is run: only the pretrained supernet and the task's splits are used
+    search = transfer_search(
+        args.task, seed=0, val_size=args.val_size, iterations=ITERATIONS, workdir=workdir
+    )
+    rows = []
+    for r in args.resolutions:
+        subnet = Subnet.smallest(search.space, r=r)
+        madds = profile_subnet(subnet, search.space, search.task.num_classes)["madds"]
+        for epochs in args.epochs:
+            for seed in args.seeds:
+                start = time.time()
+                top1 = finetune_fixed(search, subnet, epochs, seed)
+                rows.append(
+                    {
+                        "resolution": r,
+                        "epochs": epochs,
+                        "seed": seed,
+                        "madds": madds,
+                        "top1": top1,
+                        "seconds": time.time() - start,
+                        "subnet": subnet.to_dict(),
+                    }
+                )
+                print(f"{args.task} {r}px {epochs:g} epochs seed {seed}: test top-1 {100 * top1:.2f}%")
+    return rows, len(search.task.test)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", default="mnist5k")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[24, 28, 32])
     parser.add_argument("--epochs", type=float, nargs="+", default=[10.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--val-size", type=int, default=300, help="as in bench/transfer.py")
+    parser.add_argument("--val-size", type=int, default=VAL_SIZE, help="as in bench/transfer.py")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--nat-resolutions", type=int, nargs="+", default=None, help="run NAT restricted to these instead"
@@ -80,43 +116,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    if args.nat_resolutions:
-        tag = "-".join(map(str, args.nat_resolutions))
-        out = args.out or ROOT / "bench" / "results" / f"transfer_probe_nat_{args.task}_r{tag}.json"
-        with tempfile.TemporaryDirectory() as tmp:
-            rows = nat_runs(args, Path(tmp))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        result = {"task": args.task, "nat_resolutions": args.nat_resolutions, "runs": rows}
-        out.write_text(json.dumps(result, indent=1))
-        print(f"wrote {out}")
-        return
-    out = args.out or ROOT / "bench" / "results" / f"transfer_probe_{args.task}.json"
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        # no search is run: only the pretrained supernet and the task's splits are used
-        search = transfer_search(args.task, seed=0, val_size=args.val_size, iterations=6, workdir=Path(tmp))
-        for r in args.resolutions:
-            subnet = Subnet.smallest(search.space, r=r)
-            madds = profile_subnet(subnet, search.space, search.task.num_classes)["madds"]
-            for epochs in args.epochs:
-                for seed in args.seeds:
-                    start = time.time()
-                    top1 = finetune_fixed(search, subnet, epochs, seed)
-                    rows.append(
-                        {
-                            "resolution": r,
-                            "epochs": epochs,
-                            "seed": seed,
-                            "madds": madds,
-                            "top1": top1,
-                            "seconds": time.time() - start,
-                            "subnet": subnet.to_dict(),
-                        }
-                    )
-                    print(f"{args.task} {r}px {epochs:g} epochs seed {seed}: test top-1 {100 * top1:.2f}%")
-        test_images = len(search.task.test)
+        if args.nat_resolutions:
+            tag = "-".join(map(str, args.nat_resolutions))
+            name = f"transfer_probe_nat_{args.task}_r{tag}.json"
+            result = {
+                "task": args.task,
+                "nat_resolutions": args.nat_resolutions,
+                "runs": nat_runs(args, Path(tmp)),
+            }
+        else:
+            name = f"transfer_probe_{args.task}.json"
+            rows, test_images = fixed_runs(args, Path(tmp))
+            result = {"task": args.task, "test_images": test_images, "runs": rows}
+    out = args.out or ROOT / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"task": args.task, "test_images": test_images, "runs": rows}, indent=1))
+    out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
 
 

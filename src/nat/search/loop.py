@@ -128,7 +128,7 @@ class NATSearch:
         nets: dict[float, Supernet] = {}
         for source in sources:
             if source is None:
-                space = get_space("tiny") if cfg.space is None else space_over(get_space("tiny"), cfg.space)
+                space = space_over(get_space("tiny"), cfg.space)
                 for w in space.width_mults:
                     torch.manual_seed(seed_for(cfg.seed, 99, int(w * 100)))
                     nets[w] = Supernet(space, w, self.task.num_classes)

@@ -188,13 +188,16 @@ def get_space(name_or_space: str | SearchSpace | dict | None = None) -> SearchSp
         ) from None
 
 
-def space_over(base: SearchSpace, spec: str | SearchSpace | dict) -> SearchSpace:
+def space_over(base: SearchSpace, spec: str | SearchSpace | dict | None) -> SearchSpace:
     """The space a run's ``space:`` setting asks for, given the space it would otherwise use.
 
-    A preset name or a ready space replaces ``base``; a mapping changes only the fields it names, so
-    ``{"resolutions": [28, 32]}`` narrows a loaded supernet's resolutions without restating its widths,
-    strides and the rest (useful when the task's images have a known native size: docs/transfer.md).
+    ``None`` keeps ``base``; a preset name or a ready space replaces it; a mapping changes only the
+    fields it names, so ``{"resolutions": [28, 32]}`` narrows a loaded supernet's resolutions without
+    restating its widths, strides and the rest (useful when the task's images have a known native
+    size: docs/transfer.md).
     """
+    if spec is None:
+        return base
     if isinstance(spec, dict):
         return get_space({**base.model_dump(), **spec})
     return get_space(spec)
