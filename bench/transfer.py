@@ -136,6 +136,7 @@ def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
     for b in baselines:
         b["dominated_by_nat"] = dominated(b, nat_points)
     return {
+        "seed": args.seed,
         "nat": nat_points,
         "baseline": baselines,
         "nat_seconds": nat_seconds,
