@@ -146,13 +146,16 @@ def main() -> None:
         print(f"{task}: NAT best mean {100 * entry['nat_best_top1']['mean']:.2f}%{noise}")
         for name, b in entry["baselines"].items():
             m = b["margin_points"]
-            ci = m["ci95"]
-            ci_text = f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
-            w, t, lo = b["wins_ties_losses"]
+            if m is None:
+                margin = "no NAT model within its MAdds on any seed"
+            else:
+                ci = m["ci95"]
+                ci_text = f" [{ci[0]:+.2f}, {ci[1]:+.2f}] (95% CI)" if ci else ""
+                w, t, lo = b["wins_ties_losses"]
+                margin = f"margin {m['mean']:+.2f} points{ci_text}; {w} wins, {t} ties, {lo} losses"
             print(
                 f"  vs {name:<13} mean {100 * b['baseline_top1_mean']:.2f}%: dominated on "
-                f"{b['dominated_on']} of {b['seeds']} seeds; margin {m['mean']:+.2f} points{ci_text} "
-                f"(95% CI); {w} wins, {t} ties, {lo} losses"
+                f"{b['dominated_on']} of {b['seeds']} seeds; {margin}"
             )
     print(f"wrote {args.out}")
 

@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def summary_module():
     spec = importlib.util.spec_from_file_location("transfer_summary", ROOT / "bench" / "transfer_summary.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["transfer_summary"] = module
     spec.loader.exec_module(module)
     return module
 
@@ -34,7 +33,7 @@ def run(nat: list[tuple[float, float]], baselines: list[tuple[str, float, float,
     }
 
 
-def test_margins_compare_with_nats_best_model_within_the_baselines_madds(summary_module, tmp_path):
+def test_margins_compare_with_nats_best_model_within_the_baselines_madds(summary_module):
     runs = {
         # the 8 M model is NAT's best overall but larger than the similar baseline's 7 M
         0: run([(5e6, 0.980), (8e6, 0.990)], [("largest", 90e6, 0.975, True), ("similar", 7e6, 0.978, True)]),
