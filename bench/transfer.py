@@ -29,32 +29,31 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from nat.data import loader_from_config  # noqa: E402
 from nat.objectives import profile_subnet  # noqa: E402
 from nat.search import NATSearch, load_config  # noqa: E402
-from nat.search.finalize import finalize  # noqa: E402
+from nat.search.finalize import finalize, finetune_subnet, test_subnet  # noqa: E402
+from nat.search.supernets import load_supernets  # noqa: E402
 from nat.space import Subnet  # noqa: E402
-from nat.train import evaluate_top1, train_supernet  # noqa: E402
+from nat.supernet import Supernet  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "transfer.json"
 #: the benchmark's NAT settings (command-line defaults), shared with bench/transfer_probe.py
 ITERATIONS, FINETUNE_EPOCHS, MODELS, VAL_SIZE = 6, 5.0, 5, 300
 
 
-def finetune_fixed(search: NATSearch, subnet: Subnet, epochs: float, seed: int) -> float:
-    """Conventional transfer: fine-tune one fixed architecture from the *pretrained* supernet weights."""
+def finetune_fixed(
+    search: NATSearch, pretrained: Supernet, subnet: Subnet, epochs: float, seed: int
+) -> float:
+    """Conventional transfer: fine-tune one fixed architecture from the *pretrained* supernet weights,
+    with the same library steps (`finetune_subnet`, `test_subnet`) as NAT's own front models."""
     cfg = search.config
-    net = copy.deepcopy(search.pretrained)
-    net.set_active(subnet)
-    loader = loader_from_config(
-        search.task, cfg.data, "train", resolution=subnet.r, train=True, seed=seed, device=search.device
-    )
-    net.train()
-    train_supernet(
+    net = copy.deepcopy(pretrained)
+    finetune_subnet(
         net,
-        loader,
+        subnet,
+        search.task,
+        cfg.data,
         epochs=epochs,
-        sample_subnet=lambda _rng: subnet,
         lr=cfg.adaptation.lr,
         weight_decay=cfg.adaptation.weight_decay,
         label_smoothing=cfg.adaptation.label_smoothing,
@@ -62,12 +61,10 @@ def finetune_fixed(search: NATSearch, subnet: Subnet, epochs: float, seed: int) 
         device=search.device,
         desc=f"baseline {subnet.r}px",
     )
-    search.evaluator.calibrator(net, subnet)
-    model = net.extract(subnet).eval()
-    test = loader_from_config(
-        search.task, cfg.data, "test", resolution=subnet.r, train=False, seed=seed, device=search.device
+    _, top1 = test_subnet(
+        net, subnet, search.evaluator.calibrator, search.task, cfg.data, seed=seed, device=search.device
     )
-    return evaluate_top1(model, test, device=search.device)
+    return top1
 
 
 def dominated(point: dict, front: list[dict]) -> bool:
@@ -86,10 +83,10 @@ def transfer_search(
     iterations: int,
     workdir: Path,
     resolutions: tuple[int, ...] | None = None,
-) -> NATSearch:
-    """A quickstart-settings NAT search on ``task``, keeping a copy of the pretrained supernet as
-    ``search.pretrained`` (the starting point of the fixed-architecture baselines). ``resolutions``
-    restricts the search space to those input resolutions (default: the supernet's own)."""
+) -> tuple[NATSearch, Supernet]:
+    """A quickstart-settings NAT search on ``task`` and, loaded on its own, the pretrained supernet it
+    starts from (the starting point of the fixed-architecture baselines). ``resolutions`` restricts the
+    search space to those input resolutions (default: the supernet's own)."""
     overrides: dict[str, Any] = {
         "seed": seed,
         "device": "cpu",
@@ -100,12 +97,12 @@ def transfer_search(
         overrides["space"] = {"resolutions": list(resolutions)}
     config = load_config(preset="quickstart", overrides=overrides)
     search = NATSearch(config, workdir / task)
-    search.pretrained = copy.deepcopy(next(iter(search.supernets.values())))
-    return search
+    _, pretrained = load_supernets(config, search.task.num_classes, search.device)
+    return search, next(iter(pretrained.values()))
 
 
 def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
-    search = transfer_search(task, args.seed, args.val_size, args.iterations, workdir)
+    search, pretrained = transfer_search(task, args.seed, args.val_size, args.iterations, workdir)
     config = search.config
     start = time.time()
     search.run()
@@ -128,7 +125,7 @@ def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
     )
     baselines = []
     for name, subnet in (("largest", largest), ("similar_madds", similar)):
-        top1 = finetune_fixed(search, subnet, budget_epochs, args.seed)
+        top1 = finetune_fixed(search, pretrained, subnet, budget_epochs, args.seed)
         madds = profile_subnet(subnet, space, search.task.num_classes)["madds"]
         baselines.append(
             {"name": name, "madds": madds, "top1": top1, "subnet": subnet.to_dict(), "epochs": budget_epochs}
@@ -151,12 +148,12 @@ def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), dpi=110, squeeze=False)
+    fig = Figure(figsize=(5 * len(results), 4), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(results), squeeze=False)
     for ax, (task, res) in zip(axes[0], results.items(), strict=True):
         nat_pts = sorted(res["nat"], key=lambda p: p["madds"])
         ax.plot(

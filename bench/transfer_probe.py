@@ -48,7 +48,7 @@ def nat_runs(args: argparse.Namespace, workdir: Path) -> list[dict]:
     rows = []
     for seed in args.seeds:
         start = time.time()
-        search = transfer_search(
+        search, _ = transfer_search(
             args.task, seed, args.val_size, ITERATIONS, workdir / f"seed{seed}", tuple(args.nat_resolutions)
         )
         search.run()
@@ -75,7 +75,7 @@ def nat_runs(args: argparse.Namespace, workdir: Path) -> list[dict]:
 def fixed_runs(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], int]:
     """The smallest subnet fine-tuned like a transfer baseline; also returns the test split's size."""
     # no search is run: only the pretrained supernet and the task's splits are used
-    search = transfer_search(
+    search, pretrained = transfer_search(
         args.task, seed=0, val_size=args.val_size, iterations=ITERATIONS, workdir=workdir
     )
     rows = []
@@ -85,7 +85,7 @@ def fixed_runs(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], int
         for epochs in args.epochs:
             for seed in args.seeds:
                 start = time.time()
-                top1 = finetune_fixed(search, subnet, epochs, seed)
+                top1 = finetune_fixed(search, pretrained, subnet, epochs, seed)
                 rows.append(
                     {
                         "resolution": r,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from nat.data import make_loader
 from nat.errors import CheckpointError
 from nat.export import export_onnx, load_model, save_model
 from nat.search import NATSearch, load_config
@@ -62,14 +63,28 @@ def test_finalize_writes_models_plot_and_summary(tmp_path) -> None:
             "evaluation": {"calibration_images": 32},
         },
     )
-    search = NATSearch(config, tmp_path / "run")
-    front = search.run()
-    models = finalize(search, finetune_epochs=0.05, max_models=2)
+    with NATSearch(config, tmp_path / "run") as search:
+        front = search.run()
+        models = finalize(search, finetune_epochs=0.05, max_models=2)
+        task = search.task
     assert 1 <= len(models) <= min(2, len(front))
     for m in models:
-        assert 0.0 <= m["test_top1"] <= 1.0
         loaded = load_model(tmp_path / "run" / "models" / m["name"])
         assert loaded.subnet == Subnet.from_dict(m["subnet"])
+        # the reported test top-1 is the saved model's own, counted independently on the test split
+        test = make_loader(task, "test", batch_size=97, resolution=loaded.subnet.r, train=False)
+        correct = total = 0
+        with torch.no_grad():
+            for images, labels in test:
+                correct += int((loaded(images).argmax(1) == labels).sum())
+                total += len(labels)
+        assert total == len(task.test) and m["test_top1"] == correct / total
+        assert json.loads((tmp_path / "run" / "models" / m["name"] / "net.config").read_text())[
+            "metrics"
+        ] == {
+            "test_top1": m["test_top1"],
+            "val_top1": m["top1"],
+        }
     assert (tmp_path / "run" / "front.png").stat().st_size > 1000
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "test top-1" in summary and models[0]["name"] in summary and "nan" not in summary

@@ -99,8 +99,8 @@ def test_existing_run_needs_resume(smoke_run: Path, capsys) -> None:
 
 def test_resume_after_crash_gives_the_same_archive(tmp_path, monkeypatch) -> None:
     config = fast_config()
-    straight = NATSearch(config, tmp_path / "straight")
-    straight.run()
+    with NATSearch(config, tmp_path / "straight") as straight:
+        straight.run()
     expected = (tmp_path / "straight" / "archive.jsonl").read_text()
 
     from nat.search import evaluator as evaluator_module
@@ -235,13 +235,27 @@ def test_sigkill_and_resume_matches_uninterrupted(tmp_path) -> None:
 
 
 def test_latency_objective_is_measured_and_modelled(tmp_path) -> None:
+    from scipy.stats import spearmanr
+
+    from nat.search.strategies.surrogate import surrogate_problem
+
     config = fast_config(
         objectives=["top1", "latency"], iterations=1, latency={"warmup": 1, "repeats": 2, "batch_size": 1}
     )
-    NATSearch(config, tmp_path / "run").run()
-    records = Archive(tmp_path / "run" / "archive.jsonl").records
-    assert all(r.values["latency"] > 0 for r in records)
-    assert any(r.phase == "candidate" for r in records)
+    with NATSearch(config, tmp_path / "run") as search:
+        search.run()
+        records = search.archive.current()
+        assert all(r.values["latency"] > 0 for r in search.archive.records)
+        assert any(r.phase == "candidate" for r in search.archive.records)
+        # the search's latency model: fitted on the measurements, it predicts them (in sample) in order
+        evaluate, _ = surrogate_problem(records, search.objectives, config.surrogate, config.seed, 1)
+        F, _ = evaluate(np.array([r.genome for r in records]))
+    column = config.objectives.index("latency")
+    measured = np.array([r.values["latency"] for r in records])
+    assert np.all(np.isfinite(F[:, column])) and np.all(F[:, column] > 0)
+    assert spearmanr(F[:, column], measured).statistic > 0.5
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["history"][-1]["strategy"] == "nat"
 
 
 def test_cli_config_file_errors(tmp_path, capsys) -> None:
@@ -277,16 +291,67 @@ def test_select_by_hypervolume_prefers_the_gain() -> None:
     assert select_by_hypervolume(cands, np.zeros((0, 2)), 1, seed=0) == [1]
 
 
-def test_paper_candidate_selection_runs(tmp_path) -> None:
-    config = fast_config(candidate_selection="reference_directions", iterations=1)
-    NATSearch(config, tmp_path / "run").run()
-    records = Archive(tmp_path / "run" / "archive.jsonl").records
-    candidates = [r for r in records if r.phase == "candidate"]
-    assert len(candidates) == 2 and not {r.subnet for r in candidates} & {
-        r.subnet for r in records if r.phase == "initial"
-    }
+def _strategy_on(run: Path, **changes):
+    """A strategy over a finished run's archive before iteration 1 (read-only), for ``changes``."""
+    from nat.search import ObjectiveSet, RunDir
+    from nat.search.strategies import make_strategy
+
+    opened = RunDir.open(run)
+    config = opened.config.model_copy(update=changes)
+    problem = ObjectiveSet(config.objectives, get_space(config.space), 10, config.constraints)
+    return make_strategy(problem, config), opened.archive.current(before_iteration=1)
+
+
+def test_paper_candidate_selection_takes_the_extremes_of_the_predicted_front(smoke_run: Path) -> None:
+    strategy, archive = _strategy_on(
+        smoke_run, candidate_selection="reference_directions", candidates_per_iteration=3
+    )
+    result = strategy.surrogate_search(archive, 1)
+    pool = result.F[result.fresh]
+    proposal = strategy.ask(archive, 1)
+    assert len(proposal.subnets) == 3 and not set(proposal.subnets) & {r.subnet for r in archive}
+    # the paper's rule spreads the picks along the predicted front, both of its ends included
+    assert np.isclose(proposal.predicted[:, 0].min(), pool[:, 0].min())
+    assert np.isclose(proposal.predicted[:, 1].min(), pool[:, 1].min())
+    front = pool[non_dominated(pool)]
+    if len(front) >= 3:
+        assert all(any(np.allclose(row, f) for f in front) for row in proposal.predicted)
     with pytest.raises(ConfigError, match="candidate_selection"):
         fast_config(candidate_selection="best")
+
+
+def test_hypervolume_selection_picks_the_largest_predicted_gain_first(smoke_run: Path) -> None:
+    from nat.search.front import hypervolume
+
+    strategy, archive = _strategy_on(smoke_run, candidates_per_iteration=2)
+    result = strategy.surrogate_search(archive, 1)
+    pool = result.F[result.fresh]
+    F_archive = result.evaluate(np.array([r.genome for r in archive]))[0]
+    divisor = strategy.problem.hv_divisor(np.vstack([F_archive, pool]))
+    base_front = (F_archive / divisor)[non_dominated(F_archive / divisor)]
+    base = hypervolume(base_front)
+    gains = [hypervolume(np.vstack([base_front, row / divisor])) - base for row in pool]
+    proposal = strategy.ask(archive, 1)
+    assert np.allclose(proposal.predicted[0], pool[int(np.argmax(gains))])
+    assert proposal.info["strategy"] == "nat" and proposal.info["surrogate"] in ("rbf", "cart")
+    # the proposal is a pure function of the archive and the iteration: asking again gives the same
+    assert strategy.ask(archive, 1).subnets == proposal.subnets
+
+
+def test_nat_strategy_tells_the_out_of_sample_ranking(smoke_run: Path) -> None:
+    from nat.search import Record
+
+    strategy, archive = _strategy_on(smoke_run, candidates_per_iteration=4)
+    proposal = strategy.ask(archive, 1)
+    predicted_top1 = 1.0 - proposal.predicted[:, 0]
+    # measurements that rank the candidates exactly as predicted, then exactly reversed
+    for sign, tau in ((1.0, 1.0), (-1.0, -1.0)):
+        measured = [
+            Record(1, "candidate", s, (), float(0.5 + sign * 0.01 * rank), {})
+            for s, rank in zip(proposal.subnets, np.argsort(np.argsort(predicted_top1)), strict=True)
+        ]
+        assert strategy.tell(proposal, measured) == {"candidate_tau": pytest.approx(tau)}
+    assert strategy.tell(proposal, measured[:2]) == {}  # too few to rank
 
 
 def test_a_space_mapping_changes_only_the_named_fields_of_the_loaded_supernets_space(tmp_path) -> None:

@@ -11,7 +11,7 @@ from nat.data import load_dataset, make_loader
 from nat.errors import ConfigError
 from nat.space import Subnet, get_space
 from nat.supernet import Supernet
-from nat.train import cosine_lr, evaluate_top1, train_supernet
+from nat.train import TrainCallback, cosine_lr, evaluate_top1, soft_cross_entropy, train_supernet
 
 RES = [24, 28]
 BATCH = 16  # tiny batches of 24-28 px digits: every test trains in a few seconds on a shared CPU
@@ -54,6 +54,18 @@ def test_cosine_schedule() -> None:
     assert cosine_lr(1, 10, 1.0, warmup_steps=2) == pytest.approx(1.0)
     assert cosine_lr(2, 10, 1.0, warmup_steps=2) == pytest.approx(1.0)
     assert cosine_lr(10, 10, 1.0, 0.1) == pytest.approx(0.1)
+
+
+def test_soft_cross_entropy_is_ofa_soft_target_loss() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 10, generator=g)
+    soft = torch.softmax(torch.randn(6, 10, generator=g), dim=1)
+    ofa = torch.sum(-soft * torch.log_softmax(logits, dim=1), dim=1).mean()
+    assert torch.allclose(soft_cross_entropy(logits, soft), ofa, rtol=1e-6, atol=0)
+    onehot = torch.nn.functional.one_hot(torch.arange(6), 10).float()
+    assert torch.allclose(
+        soft_cross_entropy(logits, onehot), torch.nn.functional.cross_entropy(logits, torch.arange(6))
+    )
 
 
 def test_loss_decreases_on_a_fixed_batch(digits) -> None:
@@ -153,10 +165,74 @@ def test_resume_equals_uninterrupted(digits) -> None:
     assert same(weights(straight), weights(resumed))
 
 
+class _StopAt(TrainCallback):
+    """Records the steps its hooks saw; at step ``at`` saves weights + trainer state and stops the call."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.steps, self.epochs, self.saved = at, [], [], {}
+
+    def on_step(self, trainer) -> None:
+        self.steps.append(trainer.step)
+        if trainer.step == self.at:
+            self.saved = {
+                "weights": {k: v.clone() for k, v in trainer.net.state_dict().items()},
+                "state": trainer.state_dict(),
+            }
+            trainer.should_stop = True
+
+    def on_epoch(self, trainer) -> None:
+        self.epochs.append(trainer.step)
+
+
+def test_should_stop_ends_the_call_and_resume_continues_exactly(digits) -> None:
+    kw = dict(steps=5, subnets_per_batch=1, lr=0.05, seed=4, progress=False)
+    straight = make_net()
+    assert not train_supernet(straight, small_loader(digits), **kw)["stopped"]
+
+    stopper, bare = _StopAt(3), []  # step 3 ends the first pass (3 batches): on_epoch runs, then it stops
+    stopped = make_net()
+    stats = train_supernet(
+        stopped, small_loader(digits), callbacks=[stopper], on_step=lambda t: bare.append(t.step), **kw
+    )
+    assert stats["stopped"] and stats["steps"] == stats["steps_this_call"] == 3
+    assert stopper.steps == bare == [1, 2, 3] and stopper.epochs == [3]
+    resumed = make_net(seed=999)
+    resumed.load_state_dict(stopper.saved["weights"])
+    stats = train_supernet(resumed, small_loader(digits), resume=stopper.saved["state"], **kw)
+    assert stats["steps"] == 5 and stats["steps_this_call"] == 2 and not stats["stopped"]
+    assert same(weights(straight), weights(resumed))
+
+
+class _KnownOutputs(torch.nn.Module):
+    """Predicts the class written in each image's first pixel (logits = one-hot of it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(x.flatten(1)[:, 0].long(), 10).float()
+
+
 def test_evaluate_top1(digits) -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (3, 8), generator=g)
+    predicted = labels.clone()
+    predicted[0, :3] = (labels[0, :3] + 1) % 10  # 3 wrong in batch 0,
+    predicted[2, :5] = (labels[2, :5] + 4) % 10  # 5 wrong in batch 2
+    batches = [(predicted[i].float().view(8, 1, 1, 1).expand(8, 1, 2, 2), labels[i]) for i in range(3)]
+    model = _KnownOutputs().train()
+    assert evaluate_top1(model, batches) == (24 - 8) / 24
+    assert evaluate_top1(model, batches, max_batches=2) == (16 - 3) / 16
+    assert model.training  # the mode is restored
+
     net = make_net()
-    acc = evaluate_top1(net, make_loader(digits, "test", batch_size=128, resolution=24))
-    assert 0.0 <= acc <= 1.0
+    test = make_loader(digits, "test", batch_size=128, resolution=24)
+    acc = evaluate_top1(net, test)
+    net.eval()
+    with torch.no_grad():
+        counts = [((net(x).argmax(1) == y).sum().item(), y.numel()) for x, y in test]
+    assert acc == sum(c for c, _ in counts) / sum(n for _, n in counts)
     with pytest.raises(ConfigError):
         evaluate_top1(net, [])
 

@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(preset="quickstart", overrides=parse_overrides(args.set, None))
     resume = (args.out / "archive.jsonl").exists()
-    search = NATSearch(config, args.out, resume=resume)
-    with torch_threads(config.threads):
+    with torch_threads(config.threads), NATSearch(config, args.out, resume=resume) as search:
         search.run()
         models = finalize(search, finetune_epochs=args.finetune_epochs, max_models=args.models)
     print(f"quickstart done: {args.out}/summary.md, front.png, models/ ({len(models)} NATNets)")

@@ -51,7 +51,8 @@ def parse_overrides(items: list[str], seed: int | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nat.search import NATSearch, load_config
+    from nat.search import NATSearch, RunDir, load_config
+    from nat.threads import torch_threads
 
     overrides = parse_overrides(args.set, args.seed)
     if args.resume is not None:
@@ -59,21 +60,16 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--resume DIR continues a run with its saved config; drop --config/--preset/--out"
             )
-        config_path = args.resume / "config.yaml"
-        if not config_path.is_file():
-            raise ConfigError(f"{args.resume} is not a nat run directory (no config.yaml)")
-        config = load_config(config_path, overrides=overrides)
-        search = NATSearch(config, args.resume, resume=True)
+        config = RunDir.saved_config(args.resume, overrides)
+        out, resume = args.resume, True
     else:
         if args.out is None:
             raise ConfigError("--out DIR is required (where the run is written)")
         if args.config is None and args.preset is None:
             raise ConfigError("give --config FILE or --preset NAME (e.g. --preset smoke)")
         config = load_config(args.config, args.preset, overrides)
-        search = NATSearch(config, args.out)
-    from nat.threads import torch_threads
-
-    with torch_threads(config.threads):
+        out, resume = args.out, False
+    with torch_threads(config.threads), NATSearch(config, out, resume=resume) as search:
         front = search.run()
     print(f"front: {len(front)} subnets written to {search.out / 'front.json'}")
     for record in sorted(front, key=lambda r: r.values.get("madds", 0.0)):

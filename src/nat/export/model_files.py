@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nat.errors import CheckpointError
+from nat.files import write_atomic, write_text_atomic
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
 from nat.supernet.static import StaticMobileNetV3
@@ -26,9 +27,11 @@ def save_model(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
-    (folder / "net.subnet").write_text(json.dumps(model.subnet.to_dict()))
-    (folder / "net.config").write_text(json.dumps({**model.config(), "metrics": metrics or {}}, indent=1))
+    write_atomic(folder / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
+    write_text_atomic(folder / "net.subnet", json.dumps(model.subnet.to_dict()))
+    write_text_atomic(
+        folder / "net.config", json.dumps({**model.config(), "metrics": metrics or {}}, indent=1)
+    )
     if onnx:
         export_onnx(model, folder / "model.onnx")
     return folder

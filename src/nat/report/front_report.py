@@ -1,14 +1,17 @@
-"""The run report: the trade-off front as a plot (PNG) and a short Markdown summary."""
+"""The run report: the trade-off front as a plot (PNG) and a short Markdown summary.
+
+Plots are drawn on a `matplotlib.figure.Figure` with its own Agg canvas, not through pyplot: importing
+or using nat never switches the user's matplotlib backend (e.g. a notebook's) nor registers figures
+with pyplot.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def plot_front(
@@ -19,7 +22,9 @@ def plot_front(
     title: str = "NAT trade-off front",
 ) -> Path:
     """Archive (grey) and front (red, with test accuracy where known) in accuracy vs complexity."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6, 4), dpi=120)
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
+    ax = fig.subplots()
     ax.scatter(
         [r[x_key] / 1e6 for r in archive],
         [100 * r["top1"] for r in archive],
@@ -50,7 +55,6 @@ def plot_front(
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -65,9 +69,10 @@ def markdown_summary(title: str, facts: dict[str, Any], front: list[dict[str, An
         "|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(sorted(front, key=lambda r: r["madds"])):
-        test = f"{100 * r['test_top1']:.2f}%" if "test_top1" in r else "-"
+        test = f"{100 * r['test_top1']:.2f}%" if r.get("test_top1") is not None else "-"
+        params = f"{r['params'] / 1e6:.3f}" if r.get("params") is not None else "-"
         lines.append(
-            f"| {r.get('name', i)} | {r['madds'] / 1e6:.2f} | {r.get('params', float('nan')) / 1e6:.3f} | "
+            f"| {r.get('name', i)} | {r['madds'] / 1e6:.2f} | {params} | "
             f"{r['subnet']['r']} | {100 * r['top1']:.2f}% | {test} |"
         )
     return "\n".join(lines) + "\n"

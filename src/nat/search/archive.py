@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from nat.files import append_line
 from nat.space.subnet import Subnet
 
 log = logging.getLogger(__name__)
+
+
+class Phase(StrEnum):
+    """Why a subnet was evaluated: the step of NAT's Algorithm 1 that asked for it."""
+
+    INITIAL = "initial"  # the initial archive (iteration 0)
+    CANDIDATE = "candidate"  # proposed by the strategy in iteration i
+    REEVAL = "reeval"  # an archive member re-measured after iteration i's adaptation
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,7 @@ class Record:
     """One evaluation: the subnet, when and why it was measured, and every objective value."""
 
     iteration: int
-    phase: str  # "initial", "candidate" or "reeval"
+    phase: Phase
     subnet: Subnet
     genome: tuple[int, ...]
     top1: float
@@ -51,7 +59,7 @@ class Record:
         values["top1"] = float(data["top1"])
         return cls(
             int(data["iteration"]),
-            str(data["phase"]),
+            Phase(data["phase"]),
             Subnet.from_dict(data["subnet"]),
             tuple(int(g) for g in data["genome"]),
             float(data["top1"]),
@@ -59,24 +67,29 @@ class Record:
         )
 
     @property
-    def key(self) -> tuple[int, str, Subnet]:
+    def key(self) -> tuple[int, Phase, Subnet]:
         return (self.iteration, self.phase, self.subnet)
 
 
 class Archive:
-    """Append-only evaluation log with a view of the latest value per subnet."""
+    """Append-only evaluation log with a view of the latest value per subnet.
 
-    def __init__(self, path: str | Path) -> None:
+    ``read_only=True`` (how a finished or running run is *opened*) never changes the file: a torn last
+    line is skipped in memory instead of being cut off, and `append` is refused.
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self.records: list[Record] = []
-        self._keys: set[tuple[int, str, Subnet]] = set()
+        self._keys: set[tuple[int, Phase, Subnet]] = set()
         if self.path.exists():
             self._load()
 
     def _load(self) -> None:
         raw = self.path.read_bytes()
         end = raw.rfind(b"\n") + 1
-        if end < len(raw):
+        if end < len(raw) and not self.read_only:
             log.warning("archive %s ends with a partial record (interrupted write); dropping it", self.path)
             with self.path.open("r+b") as f:
                 f.truncate(end)
@@ -94,18 +107,15 @@ class Archive:
     def __len__(self) -> int:
         return len(self.records)
 
-    def has(self, iteration: int, phase: str, subnet: Subnet) -> bool:
+    def has(self, iteration: int, phase: Phase, subnet: Subnet) -> bool:
         return (iteration, phase, subnet) in self._keys
 
     def append(self, record: Record) -> None:
-        line = (json.dumps(record.to_json(), sort_keys=True) + "\n").encode()
+        """Add a record durably: one complete line, written once and synced (`nat.files.append_line`)."""
+        if self.read_only:
+            raise RuntimeError(f"archive {self.path} was opened read-only")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path, json.dumps(record.to_json(), sort_keys=True) + "\n")
         self._remember(record)
 
     def current(self, before_iteration: int | None = None) -> list[Record]:
@@ -116,19 +126,3 @@ class Archive:
             if before_iteration is None or r.iteration < before_iteration:
                 latest[r.subnet] = r
         return list(latest.values())
-
-    def subnets(self) -> set[Subnet]:
-        return {r.subnet for r in self.records}
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
-def records_to_json(records: Iterable[Record]) -> list[dict[str, Any]]:
-    return [r.to_json() for r in records]

@@ -9,7 +9,6 @@ they fit in memory). Latency, when it is an objective, is measured on the extrac
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import torch
@@ -17,19 +16,16 @@ import torch
 from nat.data import TaskData, loader_from_config
 from nat.objectives.latency import measure_latency_ms
 from nat.search.config import SearchConfig
+from nat.search.supernets import supernet_for
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
+from nat.train import evaluate_top1
 
 log = logging.getLogger(__name__)
 
 CACHE_BYTES = 512 * 2**20
-
-
-def supernet_for(supernets: dict[float, Supernet], subnet: Subnet) -> Supernet:
-    for width, net in supernets.items():
-        if math.isclose(width, subnet.w):
-            return net
-    raise KeyError(f"no supernet of width {subnet.w} (have {sorted(supernets)})")
+#: offset of the calibration-set and validation-cap draws from the run seed (part of every result)
+SUBSET_SEED_OFFSET = 17
 
 
 class SubnetEvaluator:
@@ -40,7 +36,7 @@ class SubnetEvaluator:
     ) -> None:
         self.supernets, self.task, self.config, self.device = supernets, task, config, device
         space = next(iter(supernets.values())).space
-        rng = np.random.default_rng(config.seed + 17)
+        rng = np.random.default_rng(config.seed + SUBSET_SEED_OFFSET)
         n_cal = min(config.evaluation.calibration_images, len(task.train))
         cal_split = task.train.subset(np.sort(rng.choice(len(task.train), n_cal, replace=False)))
         cal_loader = loader_from_config(
@@ -75,17 +71,11 @@ class SubnetEvaluator:
         self._val_cache[resolution] = batches
         return batches
 
-    @torch.no_grad()
     def top1(self, subnet: Subnet) -> float:
+        """Search-validation top-1 of ``subnet`` with shared weights, after BN recalibration."""
         net = supernet_for(self.supernets, subnet)
         self.calibrator(net, subnet)
-        net.eval()
-        correct = total = 0
-        for images, labels in self._val_batches(subnet.r):
-            pred = net(images.to(self.device)).argmax(1)
-            correct += int((pred == labels.to(self.device)).sum())
-            total += labels.numel()
-        return correct / max(total, 1)
+        return evaluate_top1(net, self._val_batches(subnet.r), device=self.device)
 
     def latency_ms(self, subnet: Subnet) -> float:
         model = supernet_for(self.supernets, subnet).extract(subnet)

@@ -2,7 +2,9 @@
 
 Each front member is fine-tuned inside its own copy of the adapted supernet (only that subnet is
 trained, with the shared training engine), BN-recalibrated, extracted as a standalone network and
-evaluated on the *test* split, which the search itself never saw.
+evaluated on the *test* split, which the search itself never saw. `finetune_subnet` and `test_subnet`
+are the two steps on their own, so that a benchmark's fixed-architecture baselines go through exactly
+the same code as NAT's models.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from nat.data import loader_from_config
+from nat.data import TaskData, loader_from_config
+from nat.data.config import DataConfig
 from nat.export import save_model
+from nat.files import write_json_atomic, write_text_atomic
 from nat.report import markdown_summary, plot_front
-from nat.search.archive import Record, write_json_atomic
-from nat.search.evaluator import supernet_for
+from nat.search.archive import Record
 from nat.search.loop import NATSearch
+from nat.search.supernets import supernet_for
+from nat.space.subnet import Subnet
+from nat.supernet import BNCalibrator, Supernet
+from nat.supernet.static import StaticMobileNetV3
 from nat.train import evaluate_top1, train_supernet
 
 log = logging.getLogger("nat.search")
@@ -34,6 +42,57 @@ def spread(front: list[Record], k: int) -> list[Record]:
     return [ordered[i] for i in idx]
 
 
+def finetune_subnet(
+    net: Supernet,
+    subnet: Subnet,
+    task: TaskData,
+    data: DataConfig,
+    *,
+    epochs: float,
+    lr: float,
+    weight_decay: float,
+    label_smoothing: float,
+    seed: int,
+    device: torch.device,
+    desc: str = "fine-tune",
+) -> None:
+    """Train only ``subnet`` of ``net`` (in place) on the task's train split at the subnet's resolution."""
+    net.set_active(subnet)
+    loader = loader_from_config(
+        task, data, "train", resolution=subnet.r, train=True, seed=seed, device=device
+    )
+    net.train()
+    train_supernet(
+        net,
+        loader,
+        epochs=epochs,
+        sample_subnet=lambda _rng: subnet,
+        lr=lr,
+        weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        seed=seed,
+        device=device,
+        desc=desc,
+    )
+
+
+def test_subnet(
+    net: Supernet,
+    subnet: Subnet,
+    calibrator: BNCalibrator,
+    task: TaskData,
+    data: DataConfig,
+    *,
+    seed: int,
+    device: torch.device,
+) -> tuple[StaticMobileNetV3, float]:
+    """Recalibrate BN, extract ``subnet`` as a standalone network and measure its test-split top-1."""
+    calibrator(net, subnet)
+    model = net.extract(subnet).eval()
+    test = loader_from_config(task, data, "test", resolution=subnet.r, train=False, seed=seed, device=device)
+    return model, evaluate_top1(model, test, device=device)
+
+
 def finalize(
     search: NATSearch, finetune_epochs: float = 0.0, max_models: int = 5, lr: float = 0.01, onnx: bool = False
 ) -> list[dict[str, Any]]:
@@ -46,21 +105,12 @@ def finalize(
         net = copy.deepcopy(supernet_for(search.supernets, subnet))
         net.set_active(subnet)
         if finetune_epochs > 0:
-            loader = loader_from_config(
+            finetune_subnet(
+                net,
+                subnet,
                 task,
                 cfg.data,
-                "train",
-                resolution=subnet.r,
-                train=True,
-                seed=cfg.seed + i,
-                device=search.device,
-            )
-            net.train()
-            train_supernet(
-                net,
-                loader,
                 epochs=finetune_epochs,
-                sample_subnet=lambda _rng, s=subnet: s,
                 lr=lr,
                 weight_decay=cfg.adaptation.weight_decay,
                 label_smoothing=cfg.adaptation.label_smoothing,
@@ -68,22 +118,11 @@ def finalize(
                 device=search.device,
                 desc=f"fine-tune {i + 1}/{len(chosen)}",
             )
-        search.evaluator.calibrator(net, subnet)
-        model = net.extract(subnet).eval()
-        test = loader_from_config(
-            task, cfg.data, "test", resolution=subnet.r, train=False, seed=cfg.seed, device=search.device
+        model, top1 = test_subnet(
+            net, subnet, search.evaluator.calibrator, task, cfg.data, seed=cfg.seed, device=search.device
         )
-        top1 = evaluate_top1(model, test, device=search.device)
         name = f"natnet_{i + 1}_{record.values['madds'] / 1e6:.1f}M"
         cost = search.objectives.table.subnet(subnet)
-        entry = {
-            **record.to_json(),
-            "madds": cost.madds,
-            "params": cost.params,
-            "name": name,
-            "test_top1": top1,
-            "finetune_epochs": finetune_epochs,
-        }
         save_model(
             model.cpu(),
             out / "models" / name,
@@ -97,17 +136,28 @@ def finalize(
             record.top1,
             top1,
         )
-        results.append(entry)
+        results.append(
+            {
+                **record.to_json(),
+                "madds": cost.madds,
+                "params": cost.params,
+                "name": name,
+                "test_top1": top1,
+                "finetune_epochs": finetune_epochs,
+            }
+        )
     write_json_atomic(out / "models.json", results)
     report(search, results)
     return results
 
 
 def report(search: NATSearch, models: list[dict[str, Any]]) -> Path:
-    archive = [r.to_json() for r in search.archive.current()]
+    """``front.png`` and ``summary.md`` of a run (with its front models' test figures, if any)."""
+    current = search.archive.current()
+    front = search.front(current)
     plot_front(
-        archive,
-        models or [r.to_json() for r in search.front()],
+        [r.to_json() for r in current],
+        models or [r.to_json() for r in front],
         search.out / "front.png",
         title=f"NAT on {search.task.name}",
     )
@@ -117,11 +167,9 @@ def report(search: NATSearch, models: list[dict[str, Any]]) -> Path:
         "strategy": search.config.strategy,
         "objectives": ", ".join(search.config.objectives),
         "evaluations": len(search.archive.records),
-        "front size": len(search.front()),
+        "front size": len(front),
     }
     if best:
         facts["best test top-1"] = f"{100 * best['test_top1']:.2f}% ({best['name']})"
     text = markdown_summary(f"NAT run: {search.out.name}", facts, models, "front.png")
-    path = search.out / "summary.md"
-    path.write_text(text)
-    return path
+    return write_text_atomic(search.out / "summary.md", text)

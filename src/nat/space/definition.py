@@ -94,11 +94,6 @@ class SearchSpace(BaseModel):
         return min(self.depths)
 
     @property
-    def num_blocks(self) -> int:
-        """Elastic blocks in the supernet (all stages at maximum depth)."""
-        return NUM_STAGES * self.max_depth
-
-    @property
     def op_choices(self) -> tuple[tuple[int, int], ...]:
         """(expand_ratio, kernel_size) pairs; genome code ``c >= 1`` means ``op_choices[c - 1]``."""
         return tuple((e, k) for e in self.expand_ratios for k in self.kernel_sizes)

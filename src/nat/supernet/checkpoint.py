@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from nat.errors import CheckpointError
+from nat.files import write_atomic
 from nat.space.definition import SearchSpace, get_space
 from nat.supernet.network import Supernet
 
@@ -151,10 +152,7 @@ def save_supernet(net: Supernet, path: str | Path, extra: Mapping[str, Any] | No
         "extra": json.dumps(dict(extra or {})),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -2,14 +2,16 @@
 
 from nat.train.engine import (
     SupernetTrainer,
+    TrainCallback,
     cosine_lr,
-    evaluate_top1,
     soft_cross_entropy,
     train_supernet,
 )
+from nat.train.evaluation import evaluate_top1
 
 __all__ = [
     "SupernetTrainer",
+    "TrainCallback",
     "cosine_lr",
     "evaluate_top1",
     "soft_cross_entropy",

@@ -22,6 +22,12 @@ Determinism: subnets are drawn from a ``random.Random(seed)`` owned by the train
 torch RNG state owned by the trainer (swapped in around each step, so the global RNG is left exactly as
 it was) and the loader is seeded by its own ``seed``. `SupernetTrainer.state_dict` captures all of it
 (with the optimiser), so a run resumed from a checkpoint continues bit-for-bit on CPU.
+
+Callbacks (Lightning-style): `train_supernet` calls each `TrainCallback`'s ``on_step(trainer)`` after
+every optimiser step and ``on_epoch(trainer)`` after every full pass; a callback ends the call cleanly by
+setting ``trainer.should_stop = True`` (checked once that step's callbacks have run), which is how a
+caller checkpoints and stops mid-run without an exception. `evaluate_top1` lives in
+`nat.train.evaluation` (re-exported here).
 """
 
 from __future__ import annotations
@@ -42,12 +48,14 @@ from tqdm import tqdm
 
 from nat.errors import ConfigError
 from nat.space.subnet import Subnet
+from nat.train.evaluation import evaluate_top1 as evaluate_top1  # re-exported (its former home)
 
 logger = logging.getLogger(__name__)
 
 SubnetSampler = Callable[[random.Random], Subnet]
 Teacher = Literal["largest"] | nn.Module | None
 Batch = tuple[torch.Tensor, torch.Tensor]
+StepHook = Callable[["SupernetTrainer"], None]
 
 
 def cosine_lr(step: int, total: int, lr: float, lr_min: float = 0.0, warmup_steps: int = 0) -> float:
@@ -59,8 +67,9 @@ def cosine_lr(step: int, total: int, lr: float, lr_min: float = 0.0, warmup_step
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against a probability vector (OFA's ``cross_entropy_loss_with_soft_target``)."""
-    return torch.sum(-soft_target * F.log_softmax(logits, dim=1), dim=1).mean()
+    """Cross-entropy against a probability vector, averaged over the batch (OFA's
+    ``cross_entropy_loss_with_soft_target``): `F.cross_entropy` with probability targets."""
+    return F.cross_entropy(logits, soft_target)
 
 
 def resize_batch(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -161,6 +170,7 @@ class SupernetTrainer:
         self.batch_in_epoch = 0  # batches consumed in the current pass
         self.totals: dict[str, float] = {}  # per-batch figures summed over the run
         self.window: dict[str, float] = {}  # the same since the last reset_window()
+        self.should_stop = False  # set by a callback to end `train_supernet` after the current step
 
     # ----------------------------------------------------------------- randomness
     @contextmanager
@@ -282,6 +292,38 @@ class SupernetTrainer:
         self.window = dict(state.get("window", {}))
 
 
+class TrainCallback:
+    """Hooks of `train_supernet` (Lightning's ``Callback`` in small): override what you need.
+
+    ``on_step(trainer)`` runs after every optimiser step, ``on_epoch(trainer)`` after every full pass
+    over the loader (right after the ``on_step`` of the pass's last step). Either may read the
+    `SupernetTrainer` (``step``, ``epoch``, ``total_steps``, ``averages()``, ``optimizer``), checkpoint
+    with ``trainer.state_dict()`` plus the supernet's weights, or set ``trainer.should_stop = True`` to end
+    the call once the step's callbacks have run.
+    """
+
+    def on_step(self, trainer: SupernetTrainer) -> None:
+        pass
+
+    def on_epoch(self, trainer: SupernetTrainer) -> None:
+        pass
+
+
+class _FunctionCallbacks(TrainCallback):
+    """The bare ``on_step=``/``on_epoch=`` functions of `train_supernet` as a callback."""
+
+    def __init__(self, on_step: StepHook | None, on_epoch: StepHook | None) -> None:
+        self._on_step, self._on_epoch = on_step, on_epoch
+
+    def on_step(self, trainer: SupernetTrainer) -> None:
+        if self._on_step is not None:
+            self._on_step(trainer)
+
+    def on_epoch(self, trainer: SupernetTrainer) -> None:
+        if self._on_epoch is not None:
+            self._on_epoch(trainer)
+
+
 def _num_batches(loader: Iterable[Batch]) -> int | None:
     try:
         return len(loader)  # type: ignore[arg-type]
@@ -296,26 +338,30 @@ def train_supernet(
     steps: int | None = None,
     epochs: float | None = None,
     resume: dict[str, Any] | None = None,
-    on_step: Callable[[SupernetTrainer], None] | None = None,
-    on_epoch: Callable[[SupernetTrainer], None] | None = None,
+    callbacks: Sequence[TrainCallback] = (),
+    on_step: StepHook | None = None,
+    on_epoch: StepHook | None = None,
     progress: bool = True,
     desc: str = "train",
     **trainer_kwargs: Any,
 ) -> dict[str, Any]:
     """Train ``supernet`` on ``loader`` for ``steps`` optimiser steps or ``epochs`` passes (may be
     fractional); returns averages over the run (``loss``, ``top1``, and ``loss_largest``/``top1_largest``
-    with in-place distillation), ``steps``, ``epochs`` and ``seconds``.
+    with in-place distillation), ``steps``, ``steps_this_call``, ``epochs``, ``seconds`` and ``stopped``
+    (True when a callback's ``should_stop`` ended the call before ``steps``).
 
     ``trainer_kwargs`` are `SupernetTrainer`'s (``sample_subnet``, ``subnets_per_batch``, ``always_train``,
     ``distill_from``, ``kd_ratio``, ``lr``, ``lr_min``, ``warmup_steps``, ``momentum``, ``nesterov``,
     ``weight_decay``, ``label_smoothing``, ``grad_clip``, ``resolution``, ``seed``, ``device``).
 
     ``loader`` yields ``(images, labels)``; with ``set_epoch`` (nat's loaders) each pass ``e`` is
-    ``set_epoch(e)`` so that a pass depends only on the loader's seed and ``e``. ``on_step(trainer)`` runs
-    after every optimiser step and ``on_epoch(trainer)`` after every full pass; both may checkpoint with
-    ``trainer.state_dict()`` (plus the supernet's weights). ``resume`` (such a state dict, from a run with
-    the same arguments) continues where it stopped: the interrupted pass is replayed up to the batch
-    reached and training goes on from there, giving the same weights as an uninterrupted run.
+    ``set_epoch(e)`` so that a pass depends only on the loader's seed and ``e``. ``callbacks``
+    (`TrainCallback`s, in order, then the bare ``on_step``/``on_epoch`` functions) run after every
+    optimiser step and every full pass; they may checkpoint with ``trainer.state_dict()`` (plus the
+    supernet's weights) and stop the call with ``trainer.should_stop = True``. ``resume`` (such a state
+    dict, from a run with the same arguments) continues where it stopped: the interrupted pass is replayed
+    up to the batch reached and training goes on from there, giving the same weights as an uninterrupted
+    run.
     """
     n_batches = _num_batches(loader)
     if (steps is None) == (epochs is None):
@@ -328,39 +374,12 @@ def train_supernet(
     trainer = SupernetTrainer(supernet, total_steps=steps, **trainer_kwargs)
     if resume is not None:
         trainer.load_state_dict(resume)
+    hooks = [*callbacks, _FunctionCallbacks(on_step, on_epoch)]
     was_training = supernet.training
     start, t0 = trainer.step, time.perf_counter()
     bar = tqdm(total=steps, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
     try:
-        while trainer.step < steps:
-            if hasattr(loader, "set_epoch"):
-                loader.set_epoch(trainer.epoch)
-            batches = iter(loader)
-            for _ in range(trainer.batch_in_epoch):  # replay an interrupted pass up to where it stopped
-                next(batches)
-            seen = trainer.batch_in_epoch
-            for images, labels in batches:
-                stats = trainer.train_step(images, labels)
-                seen += 1
-                epoch_done = n_batches is not None and trainer.batch_in_epoch >= n_batches
-                if epoch_done:
-                    trainer.epoch, trainer.batch_in_epoch = trainer.epoch + 1, 0
-                bar.update(1)
-                if "loss" in stats:
-                    bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.4f}", refresh=False)
-                if on_step is not None:
-                    on_step(trainer)
-                if epoch_done and on_epoch is not None:
-                    on_epoch(trainer)
-                if trainer.step >= steps:
-                    break
-            else:
-                if seen == 0:
-                    raise ConfigError("the training loader yielded no batches")
-                if n_batches is None:  # an unsized iterable: a pass ends when it is exhausted
-                    trainer.epoch, trainer.batch_in_epoch = trainer.epoch + 1, 0
-                    if on_epoch is not None:
-                        on_epoch(trainer)
+        _fit(trainer, loader, n_batches, hooks, bar)
     finally:
         bar.close()
         supernet.train(was_training)
@@ -371,6 +390,7 @@ def train_supernet(
         steps_this_call=trainer.step - start,
         epochs=trainer.step / n_batches if n_batches else None,
         seconds=seconds,
+        stopped=trainer.should_stop and trainer.step < steps,
     )
     logger.info(
         "%s: %d steps in %.0f s, loss %.4f", desc, trainer.step - start, seconds, result.get("loss", math.nan)
@@ -378,30 +398,41 @@ def train_supernet(
     return result
 
 
-@torch.no_grad()
-def evaluate_top1(
-    model: nn.Module,
+def _fit(
+    trainer: SupernetTrainer,
     loader: Iterable[Batch],
-    *,
-    device: str | torch.device | None = None,
-    max_batches: int | None = None,
-) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` (a supernet with its active subnet, or any classifier) over
-    ``loader``, in eval mode without gradients. Images are used at the loader's resolution; recalibrate BN
-    first (`nat.supernet.BNCalibrator`) when evaluating a subnet with supernet weights."""
-    was_training = model.training
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval()
-    correct = total = 0
-    try:
-        for i, (images, labels) in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
+    n_batches: int | None,
+    callbacks: Sequence[TrainCallback],
+    bar: tqdm,
+) -> None:
+    """The pass loop of `train_supernet`: train until ``total_steps`` or until a callback stops it."""
+    while trainer.step < trainer.total_steps and not trainer.should_stop:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(trainer.epoch)
+        batches = iter(loader)
+        for _ in range(trainer.batch_in_epoch):  # replay an interrupted pass up to where it stopped
+            next(batches)
+        seen = trainer.batch_in_epoch
+        for images, labels in batches:
+            stats = trainer.train_step(images, labels)
+            seen += 1
+            epoch_done = n_batches is not None and trainer.batch_in_epoch >= n_batches
+            if epoch_done:
+                trainer.epoch, trainer.batch_in_epoch = trainer.epoch + 1, 0
+            bar.update(1)
+            if "loss" in stats:
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.4f}", refresh=False)
+            for callback in callbacks:
+                callback.on_step(trainer)
+            if epoch_done:
+                for callback in callbacks:
+                    callback.on_epoch(trainer)
+            if trainer.step >= trainer.total_steps or trainer.should_stop:
                 break
-            logits = model(images.to(device))
-            correct += int((logits.argmax(1) == labels.to(device)).sum())
-            total += labels.numel()
-    finally:
-        model.train(was_training)
-    if total == 0:
-        raise ConfigError("evaluate_top1 got an empty loader")
-    return correct / total
+        else:
+            if seen == 0:
+                raise ConfigError("the training loader yielded no batches")
+            if n_batches is None:  # an unsized iterable: a pass ends when it is exhausted
+                trainer.epoch, trainer.batch_in_epoch = trainer.epoch + 1, 0
+                for callback in callbacks:
+                    callback.on_epoch(trainer)

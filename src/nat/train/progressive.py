@@ -1,5 +1,13 @@
 """Progressive shrinking (OFA): pretrain an elastic supernet phase by phase, resumable at any step.
 
+`PretrainingTrainer` is the run: one object holding its state (config, run folder, supernet, data, BN
+calibrator, the current phase index, the process-local step budget, the seconds of earlier processes,
+the metrics log), with the run folder's I/O at the edges (opening the folder, checkpoints, metrics rows,
+the final files). It trains each phase with `train_supernet`, passing itself as the `TrainCallback`:
+``on_step`` writes metrics rows, checkpoints and, once the step budget is spent, sets
+``trainer.should_stop``; ``on_epoch`` writes the epoch row and checkpoints. `run_pretraining` builds one
+and runs it (`nat pretrain`).
+
 Phases run in order; each is one `train_supernet` call with its own optimiser and cosine schedule (as in
 OFA, where every phase restarts the learning rate). Within a phase every batch trains the largest
 subnet on the labels (in-place distillation) and ``subnets_per_batch`` subnets sampled from the phase's
@@ -17,24 +25,25 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nat.data import TaskData, load_from_config, loader_from_config, make_loader
+from nat.device import resolve_device
 from nat.errors import CheckpointError, ConfigError
+from nat.files import append_line, write_atomic, write_text_atomic
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.supernet.checkpoint import save_supernet
 from nat.train.config import PhaseConfig, PretrainConfig, parse_config
-from nat.train.engine import SupernetTrainer, evaluate_top1, train_supernet
+from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
+from nat.train.evaluation import evaluate_top1
+from nat.versions import library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -109,16 +118,9 @@ def phase_seed(seed: int, index: int) -> int:
 # ----------------------------------------------------------------------------------------- run folder
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _write_atomic(path, lambda p: torch.save(state, p))
+    """``state`` with `torch.save`, replacing ``path`` atomically (`nat.files.write_atomic`)."""
+    write_atomic(path, lambda p: torch.save(state, p))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -133,43 +135,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def library_versions() -> dict[str, str]:
-    import numpy
-    import pydantic
-
-    import nat
-
-    return {
-        "nat": getattr(nat, "__version__", "unknown"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "pydantic": pydantic.__version__,
-        "platform": platform.platform(),
-    }
-
-
 class MetricsLog:
-    """Appends one JSON object a line; each row is flushed so a killed run keeps its log."""
+    """Appends one JSON object a line, durably (`nat.files.append_line`), so a killed run keeps its log."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def write(self, row: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available; use device: cpu")
-    return device
+        append_line(self.path, json.dumps(row) + "\n")
 
 
 def _load_initial_weights(net: Supernet, path: Path) -> None:
@@ -247,6 +220,308 @@ def evaluate_subnets(
 # ----------------------------------------------------------------------------------------- the run
 
 
+class PretrainingTrainer(TrainCallback):
+    """One progressive-shrinking run in one run folder, resumable at any step.
+
+    ``resume=True`` continues the run in ``out_dir`` from its checkpoint (``cfg`` may then be None: the
+    saved ``config.yaml`` is used; a different ``cfg`` is an error). ``stop_after_steps`` ends the
+    process-local work after that many optimiser steps (counted over phases) with a checkpoint, as if
+    killed right after it. The config is resolved (and checked against the folder) on construction; the
+    folder is written, the data loaded and the supernet trained by `run`.
+    """
+
+    def __init__(
+        self,
+        cfg: PretrainConfig | None,
+        out_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        stop_after_steps: int | None = None,
+    ) -> None:
+        self.out = Path(out_dir)
+        self.resuming = resume
+        self.progress = progress
+        self.cfg: PretrainConfig = self._resolve_config(cfg)
+        self.metrics = MetricsLog(self.out / "metrics.jsonl")
+        self.phase_index = 0  # the phase being trained; len(cfg.phases) once all are done
+        self.steps_left = stop_after_steps  # optimiser steps this process may still take (None: no limit)
+        self.elapsed = 0.0  # training seconds of the earlier processes of this run
+        self.phase_state: dict[str, Any] | None = None  # SupernetTrainer.state_dict() to continue from
+        self._t_start = time.perf_counter()  # reset when training starts
+        # set by `_setup` (in `run`): the device, the task's data, the supernet and the BN calibrator
+        self.device: torch.device
+        self.task: TaskData
+        self.net: Supernet
+        self.calibrator: BNCalibrator
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT
+
+    def _resolve_config(self, cfg: PretrainConfig | None) -> PretrainConfig:
+        """The run's config: the saved one when resuming (``cfg``, if given, must equal it), else ``cfg``
+        for a folder that holds no run yet."""
+        if self.resuming:
+            saved = load_saved_config(self.out)
+            if cfg is not None and cfg.model_dump() != saved.model_dump():
+                raise ConfigError(
+                    f"the config differs from the one of the run in {self.out}; resume without --config (or "
+                    "with the same file and flags), or start a new run in another folder"
+                )
+            return saved
+        if cfg is None:
+            raise ConfigError("a config is needed to start a run")
+        if self.checkpoint_path.exists() or (self.out / "supernet.safetensors").exists():
+            raise ConfigError(
+                f"{self.out} already holds a pretraining run; use --resume {self.out} or another --out"
+            )
+        return cfg
+
+    # ------------------------------------------------------------------- the edges: folder, checkpoints
+    def _open_folder(self) -> dict[str, Any] | None:
+        """Read the checkpoint of a run being resumed (None if it has none yet), or create the folder of
+        a new run with its ``config.yaml`` and ``versions.json``."""
+        if self.resuming:
+            return load_checkpoint(self.checkpoint_path) if self.checkpoint_path.is_file() else None
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.out / "config.yaml", self.cfg.to_yaml())
+        write_text_atomic(self.out / "versions.json", json.dumps(library_versions(), indent=2) + "\n")
+        return None
+
+    def _setup(self, state: dict[str, Any] | None) -> None:
+        """Device, data, supernet (initial weights from the run seed, or the checkpoint's) and the BN
+        calibrator; with a checkpoint, the phase, seconds and trainer state to continue from."""
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device)
+        space, width = cfg.search_space(), cfg.width()
+        self.task = load_from_config(cfg.data, cfg.seed)
+        with torch.random.fork_rng(devices=[]):  # initial weights from the run seed, global RNG untouched
+            torch.manual_seed(cfg.seed)
+            self.net = Supernet(space, width, self.task.num_classes).to(self.device)
+        if cfg.init_from is not None and state is None:
+            _load_initial_weights(self.net, Path(cfg.init_from))
+        if state is not None:
+            self._restore(state)
+        self.calibrator = BNCalibrator(
+            calibration_images(self.task, cfg.calib_images, max(space.resolutions), cfg.seed),
+            batch_size=cfg.data.eval_batch_size,
+            device=self.device,
+        )
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["supernet"])
+        self.phase_index, self.elapsed = int(state["phase"]), float(state["elapsed"])
+        self.phase_state = state["trainer"]
+        step = self.phase_state["step"] if self.phase_state else 0
+        logger.info("resuming %s at phase %d, step %d", self.out, self.phase_index, step)
+        # rows written after this checkpoint by the interrupted process are superseded by what follows
+        row = {"kind": "resume", "phase_index": self.phase_index, "step": step}
+        self.metrics.write({**row, "seconds": round(self.elapsed, 1)})
+
+    def seconds(self) -> float:
+        """Training seconds of the whole run so far (earlier processes included)."""
+        return self.elapsed + time.perf_counter() - self._t_start
+
+    def checkpoint(self, trainer: SupernetTrainer | None) -> None:
+        """Replace ``checkpoint.pt``: the weights, the phase index and, mid-phase, ``trainer``'s state."""
+        phases = self.cfg.phases
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                "format": FORMAT,
+                "phase": self.phase_index,
+                "phase_name": phases[self.phase_index].name if self.phase_index < len(phases) else "done",
+                "trainer": trainer.state_dict() if trainer is not None else None,
+                "supernet": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "elapsed": self.seconds(),
+            },
+        )
+
+    # ------------------------------------------------------------------- callbacks of train_supernet
+    @property
+    def phase(self) -> PhaseConfig:
+        return self.cfg.phases[self.phase_index]
+
+    def on_step(self, trainer: SupernetTrainer) -> None:
+        """Metrics row every ``log_every`` steps; checkpoint every ``checkpoint_every`` steps and when the
+        step budget runs out, which also stops the phase (a phase's last step is left to `_end_phase`)."""
+        cfg = self.cfg
+        end_of_phase = trainer.step == trainer.total_steps
+        if trainer.step % cfg.log_every == 0 or end_of_phase:
+            row = {
+                "kind": "train",
+                "phase": self.phase.name,
+                "step": trainer.step,
+                "epoch": trainer.epoch,
+                "lr": trainer.optimizer.param_groups[0]["lr"],
+                "seconds": round(self.seconds(), 1),
+            }
+            row.update({k: round(v, 5) for k, v in trainer.averages(window=True).items()})
+            self.metrics.write(row)
+            trainer.reset_window()
+        if self.steps_left is not None:
+            self.steps_left -= 1
+        if end_of_phase:
+            return
+        if self.steps_left == 0 or (cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0):
+            self.checkpoint(trainer)
+        if self.steps_left == 0:
+            trainer.should_stop = True
+
+    def on_epoch(self, trainer: SupernetTrainer) -> None:
+        self.metrics.write(
+            {
+                "kind": "epoch",
+                "phase": self.phase.name,
+                "step": trainer.step,
+                "epoch": trainer.epoch,
+                "seconds": round(self.seconds(), 1),
+            }
+        )
+        if trainer.step < trainer.total_steps:
+            self.checkpoint(trainer)
+
+    # ------------------------------------------------------------------- phases
+    def run(self) -> dict[str, Any]:
+        """Train the remaining phases and finish; returns the run summary (``finished: False`` and the
+        seconds so far when the step budget ran out first)."""
+        self._setup(self._open_folder())
+        self._t_start = time.perf_counter()
+        while self.phase_index < len(self.cfg.phases):
+            stats = self._train_phase()
+            if stats["stopped"]:
+                logger.info("stopped after the requested number of steps; resume with --resume %s", self.out)
+                return {"finished": False, "seconds": self.seconds()}
+            self._end_phase(stats)
+            if self.steps_left == 0 and self.phase_index < len(self.cfg.phases):
+                return {"finished": False, "seconds": self.seconds()}
+        return self.finish()
+
+    def _train_phase(self) -> dict[str, Any]:
+        """One `train_supernet` call for the current phase (continuing ``phase_state`` if resumed)."""
+        cfg, index, phase = self.cfg, self.phase_index, self.phase
+        loader = loader_from_config(
+            self.task,
+            cfg.data,
+            "train",
+            resolution=cfg.resolutions(),
+            seed=phase_seed(cfg.seed, index),
+            device=self.device,
+        )
+        kwargs = phase_trainer_kwargs(cfg, phase, index, len(loader))
+        steps = max(1, round(phase.epochs * len(loader)))
+        logger.info(
+            "phase %d/%d %s: %d steps (%.2f epochs of %d batches), lr %g, %s",
+            index + 1,
+            len(cfg.phases),
+            phase.name,
+            steps,
+            phase.epochs,
+            len(loader),
+            phase.lr,
+            "distillation from the largest" if kwargs.get("distill_from") else "no distillation",
+        )
+        resume, self.phase_state = self.phase_state, None
+        return train_supernet(
+            self.net,
+            loader,
+            steps=steps,
+            resume=resume,
+            callbacks=[self],
+            progress=self.progress,
+            desc=phase.name,
+            device=self.device,
+            **kwargs,
+        )
+
+    def _end_phase(self, stats: dict[str, Any]) -> None:
+        """The phase row (with the validation check unless ``val_images`` is 0), then a checkpoint at the
+        start of the next phase."""
+        cfg, phase = self.cfg, self.phase
+        row = {
+            "kind": "phase",
+            "phase": phase.name,
+            "steps": stats["steps"],
+            "seconds": round(self.seconds(), 1),
+            "train_loss": round(stats.get("loss", float("nan")), 5),
+        }
+        if cfg.val_images != 0:
+            space, width = cfg.search_space(), cfg.width()
+            subnets = {
+                "largest": Subnet.largest(space, w=width),
+                "phase_smallest": PhaseSampler(space, phase, width).smallest(),
+            }
+            check = self._evaluate(subnets, "val", cfg.val_images)
+            row.update({f"val_top1_{k}": round(v, 5) for k, v in check.items()})
+        self.metrics.write(row)
+        logger.info("phase %s done: %s", phase.name, json.dumps(row))
+        self.phase_index += 1
+        self.checkpoint(None)
+
+    def _evaluate(self, subnets: dict[str, Subnet], split: str, max_images: int | None) -> dict[str, float]:
+        return evaluate_subnets(
+            self.net,
+            self.task,
+            subnets,
+            self.calibrator,
+            split,
+            max_images,
+            self.cfg.data.eval_batch_size,
+            self.device,
+        )
+
+    # ------------------------------------------------------------------- the end
+    def finish(self) -> dict[str, Any]:
+        """Save the final supernet, evaluate its largest and smallest subnets on the test split (if
+        ``test_eval``), write ``summary.json`` and the final metrics row; returns the summary."""
+        cfg, seconds = self.cfg, self.seconds()
+        space, width = cfg.search_space(), cfg.width()
+        path = save_supernet(
+            self.net,
+            self.out / "supernet.safetensors",
+            extra={
+                "trained_on": cfg.data.dataset,
+                "pretrain": "progressive shrinking",
+                "seed": cfg.seed,
+                "phases": [p.name for p in cfg.phases],
+                "train_seconds": round(seconds, 1),
+            },
+        )
+        summary: dict[str, Any] = {
+            "finished": True,
+            "supernet": str(path),
+            "train_seconds": round(seconds, 1),
+            "dataset": cfg.data.dataset,
+            "space": space.name,
+            "width_mult": width,
+        }
+        if cfg.test_eval:
+            summary.update(self._test_figures())
+        write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        self.metrics.write({"kind": "final", **summary})
+        return summary
+
+    def _test_figures(self) -> dict[str, Any]:
+        """Test top-1 of the largest and smallest subnets, each at its extreme and the native resolution."""
+        space, width = self.cfg.search_space(), self.cfg.width()
+        native = _native_resolution(self.task, space)
+        subnets = {
+            f"largest_r{max(space.resolutions)}": Subnet.largest(space, w=width),
+            f"largest_r{native}": Subnet.largest(space, w=width, r=native),
+            f"smallest_r{min(space.resolutions)}": Subnet.smallest(space, w=width),
+            f"smallest_r{native}": Subnet.smallest(space, w=width, r=native),
+        }
+        t0 = time.perf_counter()
+        top1 = {k: round(v, 5) for k, v in self._evaluate(subnets, "test", None).items()}
+        logger.info("test top-1 (BN recalibrated, %.0f s): %s", time.perf_counter() - t0, json.dumps(top1))
+        return {
+            "test_top1": top1,
+            "test_subnets": {k: s.to_dict() for k, s in subnets.items()},
+            "bn_calibration_images": self.cfg.calib_images,
+        }
+
+
 def run_pretraining(
     cfg: PretrainConfig | None,
     out_dir: str | Path,
@@ -261,236 +536,12 @@ def run_pretraining(
     saved ``config.yaml`` is used; a different ``cfg`` is an error). ``stop_after_steps`` ends the
     process-local work after that many optimiser steps (counted over phases) with a checkpoint, as if
     killed right after it (for tests and time-sliced runs); the summary then has ``finished: False``.
+    A thin wrapper: ``PretrainingTrainer(cfg, out_dir, ...).run()``.
     """
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT
-    saved_cfg_path = out / "config.yaml"
-    if resume:
-        saved = load_saved_config(out)
-        if cfg is not None and cfg.model_dump() != saved.model_dump():
-            raise ConfigError(
-                f"the config differs from the one of the run in {out}; resume without --config (or with "
-                "the same file and flags), or start a new run in another folder"
-            )
-        cfg = saved
-        state = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
-    else:
-        if cfg is None:
-            raise ConfigError("a config is needed to start a run")
-        if ckpt_path.exists() or (out / "supernet.safetensors").exists():
-            raise ConfigError(f"{out} already holds a pretraining run; use --resume {out} or another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        saved_cfg_path.write_text(cfg.to_yaml())
-        (out / "versions.json").write_text(json.dumps(library_versions(), indent=2) + "\n")
-        state = None
-
-    device = resolve_device(cfg.device)
-    space, width = cfg.search_space(), cfg.width()
-    task = load_from_config(cfg.data, cfg.seed)
-    with torch.random.fork_rng(devices=[]):  # initial weights from the run seed, global RNG untouched
-        torch.manual_seed(cfg.seed)
-        net = Supernet(space, width, task.num_classes).to(device)
-    if cfg.init_from is not None and state is None:
-        _load_initial_weights(net, Path(cfg.init_from))
-    metrics = MetricsLog(out / "metrics.jsonl")
-    start_phase, elapsed, trainer_state = 0, 0.0, None
-    if state is not None:
-        net.load_state_dict(state["supernet"])
-        start_phase, elapsed, trainer_state = int(state["phase"]), float(state["elapsed"]), state["trainer"]
-        step = trainer_state["step"] if trainer_state else 0
-        logger.info("resuming %s at phase %d, step %d", out, start_phase, step)
-        # rows written after this checkpoint by the interrupted process are superseded by what follows
-        metrics.write(
-            {"kind": "resume", "phase_index": start_phase, "step": step, "seconds": round(elapsed, 1)}
-        )
-    calibrator = BNCalibrator(
-        calibration_images(task, cfg.calib_images, max(space.resolutions), cfg.seed),
-        batch_size=cfg.data.eval_batch_size,
-        device=device,
+    trainer = PretrainingTrainer(
+        cfg, out_dir, resume=resume, progress=progress, stop_after_steps=stop_after_steps
     )
-    t_start = time.perf_counter()
-    budget = [stop_after_steps]  # remaining process-local steps, if limited
-
-    def now() -> float:
-        return elapsed + time.perf_counter() - t_start
-
-    def checkpoint(phase_index: int, trainer: SupernetTrainer | None) -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "format": FORMAT,
-                "phase": phase_index,
-                "phase_name": cfg.phases[phase_index].name if phase_index < len(cfg.phases) else "done",
-                "trainer": trainer.state_dict() if trainer is not None else None,
-                "supernet": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "elapsed": now(),
-            },
-        )
-
-    class _Stop(Exception):
-        pass
-
-    for index in range(start_phase, len(cfg.phases)):
-        phase = cfg.phases[index]
-        loader = loader_from_config(
-            task,
-            cfg.data,
-            "train",
-            resolution=cfg.resolutions(),
-            seed=phase_seed(cfg.seed, index),
-            device=device,
-        )
-        kwargs = phase_trainer_kwargs(cfg, phase, index, len(loader))
-        steps = max(1, round(phase.epochs * len(loader)))
-
-        def on_step(trainer: SupernetTrainer, index: int = index, phase: PhaseConfig = phase) -> None:
-            if trainer.step % cfg.log_every == 0 or trainer.step == trainer.total_steps:
-                row = {
-                    "kind": "train",
-                    "phase": phase.name,
-                    "step": trainer.step,
-                    "epoch": trainer.epoch,
-                    "lr": trainer.optimizer.param_groups[0]["lr"],
-                    "seconds": round(now(), 1),
-                }
-                row.update({k: round(v, 5) for k, v in trainer.averages(window=True).items()})
-                metrics.write(row)
-                trainer.reset_window()
-            end_of_phase = trainer.step == trainer.total_steps
-            if budget[0] is not None:
-                budget[0] -= 1
-            if not end_of_phase and (
-                (cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0) or budget[0] == 0
-            ):
-                checkpoint(index, trainer)
-            if budget[0] == 0 and not end_of_phase:
-                raise _Stop
-
-        def on_epoch(trainer: SupernetTrainer, index: int = index, phase: PhaseConfig = phase) -> None:
-            metrics.write(
-                {
-                    "kind": "epoch",
-                    "phase": phase.name,
-                    "step": trainer.step,
-                    "epoch": trainer.epoch,
-                    "seconds": round(now(), 1),
-                }
-            )
-            if trainer.step < trainer.total_steps:
-                checkpoint(index, trainer)
-
-        logger.info(
-            "phase %d/%d %s: %d steps (%.2f epochs of %d batches), lr %g, %s",
-            index + 1,
-            len(cfg.phases),
-            phase.name,
-            steps,
-            phase.epochs,
-            len(loader),
-            phase.lr,
-            "distillation from the largest" if kwargs.get("distill_from") else "no distillation",
-        )
-        try:
-            stats = train_supernet(
-                net,
-                loader,
-                steps=steps,
-                resume=trainer_state,
-                on_step=on_step,
-                on_epoch=on_epoch,
-                progress=progress,
-                desc=phase.name,
-                device=device,
-                **kwargs,
-            )
-        except _Stop:
-            logger.info("stopped after the requested number of steps; resume with --resume %s", out)
-            return {"finished": False, "seconds": now()}
-        trainer_state = None
-        row = {
-            "kind": "phase",
-            "phase": phase.name,
-            "steps": stats["steps"],
-            "seconds": round(now(), 1),
-            "train_loss": round(stats.get("loss", float("nan")), 5),
-        }
-        if cfg.val_images != 0:
-            sampler = PhaseSampler(space, phase, width)
-            check = evaluate_subnets(
-                net,
-                task,
-                {"largest": Subnet.largest(space, w=width), "phase_smallest": sampler.smallest()},
-                calibrator,
-                "val",
-                cfg.val_images,
-                cfg.data.eval_batch_size,
-                device,
-            )
-            row.update({f"val_top1_{k}": round(v, 5) for k, v in check.items()})
-        metrics.write(row)
-        logger.info("phase %s done: %s", phase.name, json.dumps(row))
-        checkpoint(index + 1, None)
-        if budget[0] == 0 and index + 1 < len(cfg.phases):
-            return {"finished": False, "seconds": now()}
-
-    return finish(net, task, cfg, out, calibrator, device, now())
-
-
-def finish(
-    net: Supernet,
-    task: TaskData,
-    cfg: PretrainConfig,
-    out: Path,
-    calibrator: BNCalibrator,
-    device: torch.device,
-    seconds: float,
-) -> dict[str, Any]:
-    """Save the final supernet and evaluate its largest and smallest subnets on the test split."""
-    space, width = cfg.search_space(), cfg.width()
-    path = save_supernet(
-        net,
-        out / "supernet.safetensors",
-        extra={
-            "trained_on": cfg.data.dataset,
-            "pretrain": "progressive shrinking",
-            "seed": cfg.seed,
-            "phases": [p.name for p in cfg.phases],
-            "train_seconds": round(seconds, 1),
-        },
-    )
-    summary: dict[str, Any] = {
-        "finished": True,
-        "supernet": str(path),
-        "train_seconds": round(seconds, 1),
-        "dataset": cfg.data.dataset,
-        "space": space.name,
-        "width_mult": width,
-    }
-    if cfg.test_eval:
-        native = _native_resolution(task, space)
-        subnets = {
-            f"largest_r{max(space.resolutions)}": Subnet.largest(space, w=width),
-            f"largest_r{native}": Subnet.largest(space, w=width, r=native),
-            f"smallest_r{min(space.resolutions)}": Subnet.smallest(space, w=width),
-            f"smallest_r{native}": Subnet.smallest(space, w=width, r=native),
-        }
-        t0 = time.perf_counter()
-        summary["test_top1"] = {
-            k: round(v, 5)
-            for k, v in evaluate_subnets(
-                net, task, subnets, calibrator, "test", None, cfg.data.eval_batch_size, device
-            ).items()
-        }
-        summary["test_subnets"] = {k: s.to_dict() for k, s in subnets.items()}
-        summary["bn_calibration_images"] = cfg.calib_images
-        logger.info(
-            "test top-1 (BN recalibrated, %.0f s): %s",
-            time.perf_counter() - t0,
-            json.dumps(summary["test_top1"]),
-        )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    MetricsLog(out / "metrics.jsonl").write({"kind": "final", **summary})
-    return summary
+    return trainer.run()
 
 
 def _native_resolution(task: TaskData, space: SearchSpace) -> int:

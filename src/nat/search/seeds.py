@@ -1,0 +1,49 @@
+"""Where every random choice of a run comes from: seeds derived from the run seed and a named stream.
+
+Each phase of iteration ``i`` draws from its own stream, ``SeedSequence([seed, i, tag])``, so a phase can
+be recomputed alone after a resume (or on another rank) and give the same result; nothing carries a
+random state from one phase to the next.
+
+The tag values are part of every result: changing one changes every archive nat has produced. They
+are the values the first versions of nat used under other names, kept so that stored figures stay
+reproducible. One wrinkle comes with them: adaptation's stream is offset by the index of the
+supernet's width, so the second width's adaptation seed equals the accuracy surrogate's seed of the
+same iteration. The two feed unrelated consumers (a genome sampler and a cross-validation shuffle), so
+nothing correlates that matters, and a fix would change every figure.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+
+class SeedTag(IntEnum):
+    """The named random streams of one iteration."""
+
+    ADAPT = 0  # online adaptation of the supernet of width index w: tag ADAPT + w
+    SURROGATE_TOP1 = 1  # adaptive switching's folds and the accuracy surrogate's own randomness
+    SURROGATE_LATENCY = 2  # the same for the latency surrogate
+    CANDIDATES = 3  # the strategy's proposal: NSGA-III / GA, candidate selection, random sampling
+    FRESH_WEIGHTS = 99  # initial weights of a supernet built from scratch (in place of the iteration)
+
+
+def derive_seed(seed: int, *parts: int) -> int:
+    """A stable 32-bit seed for ``(seed, *parts)`` (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+def iteration_seed(seed: int, iteration: int, tag: SeedTag, index: int = 0) -> int:
+    """The seed of stream ``tag`` (plus ``index``, for per-width streams) in iteration ``iteration``."""
+    return derive_seed(seed, iteration, int(tag) + index)
+
+
+def initial_sample_seed(seed: int) -> int:
+    """The seed of the initial archive's random subnets (iteration 0's sample)."""
+    return derive_seed(seed, 0)
+
+
+def fresh_weights_seed(seed: int, width: float) -> int:
+    """The seed of a from-scratch supernet's initial weights for one width multiplier."""
+    return derive_seed(seed, SeedTag.FRESH_WEIGHTS, int(width * 100))

@@ -1,0 +1,42 @@
+"""OFA-style evolution: the single-objective baseline. Maximise predicted accuracy under the constraints.
+
+This is how OFA specialises a supernet for a deployment limit: a genetic algorithm on an accuracy
+predictor, subject to the complexity bound. Each iteration proposes the ``k`` best new subnets of the
+final population by predicted accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nat.search.archive import Record
+from nat.search.problem import run_single_objective_ga
+from nat.search.strategies.base import Proposal, StrategyBase
+from nat.search.strategies.surrogate import surrogate_info, surrogate_problem
+from nat.space.genome import decode
+
+
+class EvolutionStrategy(StrategyBase):
+    name = "evolution"
+
+    def ask(self, archive: Sequence[Record], iteration: int) -> Proposal:
+        cfg = self.config
+        seed = self.seed(iteration)
+        evaluate, report = surrogate_problem(archive, self.problem, cfg.surrogate, cfg.seed, iteration)
+        genomes = np.array([r.genome for r in archive])
+        X, F = run_single_objective_ga(
+            self.space,
+            evaluate,
+            len(self.problem.constraints),
+            genomes,
+            cfg.nsga3.pop_size,
+            cfg.nsga3.generations,
+            seed,
+        )
+        subnets = [decode(x, self.space) for x in X]
+        fresh = self.fresh(subnets, {r.subnet for r in archive})
+        order = sorted(fresh, key=lambda i: F[i, 0])[: cfg.candidates_per_iteration]
+        info = surrogate_info(self.name, report)
+        return Proposal([subnets[i] for i in order], info)

@@ -1,0 +1,99 @@
+"""The supernets a run starts from: one per width multiplier, from files, nat's assets, or fresh weights.
+
+`load_supernets` returns networks whose ``space`` is already the run's space (the supernet's own, with
+the config's resolutions/width changes and narrowed to the widths actually given), so nothing later
+has to change a network's space behind its back. It reads only the supernet sources, never a run
+folder: a run restores its adapted weights on top (`nat.search.rundir.RunDir.restore_supernets`), and a
+benchmark can load the same pretrained starting point for its baselines.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from nat.errors import CheckpointError, ConfigError
+from nat.search.config import SearchConfig
+from nat.search.seeds import fresh_weights_seed
+from nat.space.definition import SearchSpace, get_space, space_over
+from nat.space.subnet import Subnet
+from nat.supernet import Supernet
+from nat.supernet.checkpoint import load_supernet
+
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "assets"
+#: space fields a run may change on a loaded supernet's own space (they do not change its weights)
+FREE_FIELDS = {"name", "resolutions", "width_mults"}
+
+
+def builtin_supernet(name: str) -> Path:
+    path = BUILTIN_DIR / f"supernet_{name}.safetensors"
+    if not path.is_file():
+        known = sorted(p.stem.removeprefix("supernet_") for p in BUILTIN_DIR.glob("supernet_*.safetensors"))
+        raise CheckpointError(f"no built-in supernet {name!r}; shipped with nat: {known or 'none'}")
+    return path
+
+
+def supernet_path(source: str) -> Path:
+    """The file of a config's supernet source (``builtin:NAME`` or a path)."""
+    if source.startswith("builtin:"):
+        return builtin_supernet(source.removeprefix("builtin:"))
+    return Path(source).expanduser()
+
+
+def _fresh(config: SearchConfig, num_classes: int) -> dict[float, Supernet]:
+    space = space_over(get_space("tiny"), config.space)
+    nets = {}
+    for w in space.width_mults:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(fresh_weights_seed(config.seed, w))
+            nets[w] = Supernet(space, w, num_classes)
+    return nets
+
+
+def _loaded(source: str, config: SearchConfig, num_classes: int) -> Supernet:
+    path = supernet_path(source)
+    net = load_supernet(path, num_classes=num_classes)
+    if config.space is not None:
+        wanted = space_over(net.space, config.space)
+        if wanted.model_dump(exclude=FREE_FIELDS) != net.space.model_dump(exclude=FREE_FIELDS):
+            raise ConfigError(
+                f"space {config.space!r} does not describe the supernet in {path}: only "
+                "resolutions and width_mults may differ from the supernet's own space"
+            )
+        net.space = wanted
+    return net
+
+
+def load_supernets(
+    config: SearchConfig, num_classes: int, device: torch.device | str = "cpu"
+) -> tuple[SearchSpace, dict[float, Supernet]]:
+    """The run's search space and its pretrained supernets keyed by width, sorted, on ``device``."""
+    sources = config.supernet if isinstance(config.supernet, list) else [config.supernet]
+    nets: dict[float, Supernet] = {}
+    for source in sources:
+        if source is None:
+            nets.update(_fresh(config, num_classes))
+            continue
+        net = _loaded(source, config, num_classes)
+        if net.width_mult in nets:
+            raise ConfigError(f"two supernets of width {net.width_mult} given: {sources}")
+        nets[net.width_mult] = net
+    nets = dict(sorted(nets.items()))
+    space = next(iter(nets.values())).space
+    if any(not any(math.isclose(w, k) for k in nets) for w in space.width_mults):
+        # the search space covers only the widths we have supernets for
+        space = space.model_copy(update={"width_mults": tuple(nets)})
+    for net in nets.values():
+        net.space = space
+        net.to(device)
+    return space, nets
+
+
+def supernet_for(supernets: dict[float, Supernet], subnet: Subnet) -> Supernet:
+    """The supernet whose width the subnet has."""
+    for width, net in supernets.items():
+        if math.isclose(width, subnet.w):
+            return net
+    raise KeyError(f"no supernet of width {subnet.w} (have {sorted(supernets)})")

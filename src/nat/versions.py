@@ -1,0 +1,25 @@
+"""Version stamps: which libraries and machine a run folder was made with (its ``versions.json``)."""
+
+from __future__ import annotations
+
+import platform
+
+import numpy
+import torch
+
+
+def library_versions() -> dict[str, str]:
+    """nat, Python, torch, numpy, pydantic and the platform, as strings (a run's provenance)."""
+    import pydantic
+
+    import nat
+
+    return {
+        "nat": getattr(nat, "__version__", "unknown"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pydantic": pydantic.__version__,
+        "platform": platform.platform(),
+        "torch_threads": str(torch.get_num_threads()),
+    }
