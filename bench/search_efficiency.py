@@ -67,6 +67,7 @@ def run(strategy: str, evals: int, args: argparse.Namespace, workdir: Path) -> t
         "evaluation": {"calibration_images": args.calibration_images, "reevaluate": "none"},
         "nsga3": {"pop_size": args.pop_size, "generations": args.generations},
         "candidate_selection": args.selection,
+        "finalize": {"models": 0},  # only the search is measured
     }
     config = load_config(overrides=overrides)
     out = workdir / strategy

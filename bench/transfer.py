@@ -92,6 +92,7 @@ def transfer_search(
         "device": "cpu",
         "data": {"dataset": task, "val_size": val_size},
         "iterations": iterations,
+        "finalize": {"models": 0},  # the benchmark delivers its models itself (its own fine-tune epochs)
     }
     if resolutions is not None:
         overrides["space"] = {"resolutions": list(resolutions)}

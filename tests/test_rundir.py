@@ -125,3 +125,147 @@ def test_atomic_json_and_durable_lines(tmp_path) -> None:
     append_line(tmp_path / "l.jsonl", "two\n")
     assert (tmp_path / "l.jsonl").read_text() == "one\ntwo\n"
     assert Archive(tmp_path / "empty.jsonl", read_only=True).records == []
+
+
+# ----------------------------------------------------------------------------------------- foreign folders
+
+
+def _pretrain_config():
+    from nat.train.config import parse_config
+
+    return parse_config(
+        {
+            "data": {"dataset": "digits", "train_batch_size": 32, "eval_batch_size": 200},
+            "space": "tiny",
+            "train_resolutions": [24],
+            "calib_images": 32,
+            "val_images": 0,
+            "test_eval": False,
+            "phases": [{"name": "full", "epochs": 0.02, "lr": 0.05}],
+        }
+    )
+
+
+def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "other"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"checkpoint.pt": "", "config.yaml": "x: 1\n"}, r"holds a pretraining run \(checkpoint.pt\)"),
+        ({"metrics.jsonl": "{}\n"}, r"holds a pretraining run \(metrics.jsonl\)"),
+        ({"supernet.safetensors": ""}, "holds a pretraining run"),
+        (
+            {"config.yaml": "PRETRAIN"},
+            r"config.yaml is the config of a nat pretraining run \(`nat pretrain`\)",
+        ),
+        (
+            {"config.yaml": "model: resnet50\nepochs: 3\n"},
+            r"is not a nat search config \(.*model: unknown field",
+        ),
+        ({"config.yaml": "[1, 2"}, "config.yaml is not a YAML mapping"),
+    ],
+)
+def test_search_refuses_a_folder_of_another_kind_and_changes_nothing(
+    tmp_path, capsys, files, message
+) -> None:
+    from nat.cli import main
+
+    files = {k: (_pretrain_config().to_yaml() if v == "PRETRAIN" else v) for k, v in files.items()}
+    folder = _folder(tmp_path, files)
+    before = folder_digest(folder)
+    for opening in (
+        lambda: RunDir.create(folder, SMOKE),
+        lambda: RunDir.resume(folder, SMOKE),
+        lambda: RunDir.open(folder),
+        lambda: RunDir.saved_config(folder),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            opening()
+    for argv in (
+        ["search", "--preset", "smoke", "--out", str(folder)],
+        ["search", "--resume", str(folder)],
+        ["quickstart", "--out", str(folder)],
+    ):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"nat {argv[0]}: error: ")
+    assert folder_digest(folder) == before and not (folder / ".lock").exists()
+
+
+def test_out_that_cannot_be_a_run_folder_is_one_clear_error(tmp_path, monkeypatch) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"exists and is not a folder; choose another --out"):
+        RunDir.create(tmp_path / "file" / "run", SMOKE)
+    for kernel in ("/proc", "/sys"):
+        with pytest.raises(ConfigError, match=rf"inside {kernel}, a kernel file system"):
+            RunDir.create(Path(kernel) / "nat-run", SMOKE)
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    with pytest.raises(ConfigError, match=rf"cannot create {tmp_path / 'run'}: permission denied"):
+        RunDir.create(tmp_path / "run", SMOKE)
+
+
+def test_pretraining_refuses_a_search_run_folder_and_changes_nothing(tmp_path, capsys) -> None:
+    from nat.cli import main
+    from nat.train.progressive import PretrainingTrainer
+
+    with RunDir.create(tmp_path / "run", SMOKE) as writer:
+        writer.write_state({"history": []})
+    run = tmp_path / "run"
+    (tmp_path / "cfg.yaml").write_text(_pretrain_config().to_yaml())
+    before = folder_digest(run)
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match=r"holds a search run \(.*state.json\), not a pretraining run"):
+            PretrainingTrainer(_pretrain_config(), run, resume=resume)
+    for argv in (["--config", str(tmp_path / "cfg.yaml"), "--out", str(run)], ["--resume", str(run)]):
+        assert main(["pretrain", *argv]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds a search run" in err[0]
+    assert folder_digest(run) == before  # no pretrain.log, no config.yaml replaced
+    assert (
+        main(["pretrain", "--config", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / "cfg.yaml")]) == 1
+    )
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_one_pretraining_writer_at_a_time(tmp_path, capsys) -> None:
+    from nat.cli import main
+
+    out = tmp_path / "pre"
+    out.mkdir()
+    (out / "config.yaml").write_text(_pretrain_config().to_yaml())
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from nat.files import RunLock; "
+            f"lock = RunLock(Path({str(out)!r}) / '.lock'); lock.acquire(); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    from nat.files import RunLock
+    from nat.search.rundir import RunLock as SearchRunLock
+
+    assert SearchRunLock is RunLock  # one lock for both kinds of run folder
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = folder_digest(out)
+        assert main(["pretrain", "--resume", str(out), "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"being written by another nat process (PID {holder.pid})" in err[0]
+        assert {k: v for k, v in folder_digest(out).items() if k != "pretrain.log"} == before
+        assert not (out / "metrics.jsonl").exists() and not (out / "checkpoint.pt").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()

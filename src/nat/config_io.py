@@ -17,12 +17,20 @@ from nat.errors import ConfigError
 
 def read_text(path: str | Path, what: str = "config file") -> str:
     """The text of ``path``; `ConfigError` saying which ``what`` is missing or unreadable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give the file inside it")
     try:
-        return Path(path).read_text()
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (a binary file? byte {exc.start} is "
+            f"{exc.object[exc.start]:#04x})"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:

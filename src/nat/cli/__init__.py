@@ -20,6 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nat.cli.profile",
     "nat.cli.data",
     "nat.cli.search",
+    "nat.cli.export",
+    "nat.cli.report",
+    "nat.cli.eval",
     "nat.cli.pretrain",
     "nat.cli.quickstart",
 )
@@ -57,14 +60,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NATError as exc:
-        print(f"nat {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"nat {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _fail(args.command, str(exc))
     except BrokenPipeError:  # e.g. `nat data list | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the file system said no: a path, a permission, a full disk
+        return _fail(args.command, os_error_message(exc))
+    except UnicodeDecodeError as exc:
+        return _fail(args.command, f"a file is not UTF-8 text (binary?): {exc.reason} at byte {exc.start}")
+    except KeyboardInterrupt:
+        print(f"nat {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(command: str, message: str) -> int:
+    """One line on stderr, whatever the message holds (a newline inside would break the promise)."""
+    print(f"nat {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 1
+
+
+def os_error_message(exc: OSError) -> str:
+    """``what happened: PATH`` for an `OSError`, with advice for the cases a user can fix."""
+    import errno
+
+    where = f": {exc.filename}" if exc.filename else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{reason}{where}; free some space, then run the same command again (runs resume)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{reason}{where}; choose a folder you can write to"
+    return f"{reason}{where}"
 
 
 if __name__ == "__main__":  # pragma: no cover

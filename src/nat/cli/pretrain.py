@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from nat.cli.args import positive_int
 from nat.errors import ConfigError
 
 
@@ -24,10 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     parser.add_argument("--seed", type=int, help="run seed (config field seed)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (config field device)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (config field threads)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (config field threads)")
     parser.add_argument(
         "--stop-after-steps",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="checkpoint and exit after N optimiser steps of this process (resume later with --resume)",
     )
@@ -36,9 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nat.files import make_folder
     from nat.threads import torch_threads
     from nat.train.config import load_config
-    from nat.train.progressive import run_pretraining
+    from nat.train.progressive import PretrainingTrainer
 
     overrides = {"seed": args.seed, "device": args.device, "threads": args.threads}
     if args.resume:
@@ -53,24 +55,21 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give --config FILE and --out DIR (or --resume DIR to continue a run)")
         out = Path(args.out)
         cfg = load_config(args.config, overrides)
-    out.mkdir(parents=True, exist_ok=True)
+    # the folder and config are checked before anything is written (a search run's folder is refused)
+    trainer = PretrainingTrainer(
+        cfg,
+        out,
+        resume=bool(args.resume),
+        progress=not args.no_progress,
+        stop_after_steps=args.stop_after_steps,
+    )
+    make_folder(out)
     handler = logging.FileHandler(out / "pretrain.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     try:
-        threads = cfg.threads if cfg is not None else None
-        if threads is None and args.resume:
-            from nat.train.progressive import load_saved_config
-
-            threads = load_saved_config(out).threads
-        with torch_threads(threads):
-            summary = run_pretraining(
-                cfg,
-                out,
-                resume=bool(args.resume),
-                progress=not args.no_progress,
-                stop_after_steps=args.stop_after_steps,
-            )
+        with torch_threads(trainer.cfg.threads):
+            summary = trainer.run()  # holds the folder's lock: a second writer fails at once
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()

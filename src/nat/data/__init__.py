@@ -16,9 +16,10 @@ from nat.data.loaders import BatchLoader, FileLoader, InMemoryLoader, Resolution
 from nat.data.registry import get_entry, get_source, list_datasets, register_dataset
 from nat.data.source import DatasetSource, FileSplit, Split, TaskData, TensorSplit
 from nat.data.splits import stratified_holdout
-from nat.data.task import load_dataset
+from nat.data.task import MAX_CLASSES, check_num_classes, load_dataset
 
 __all__ = [
+    "MAX_CLASSES",
     "BatchLoader",
     "DataConfig",
     "DatasetSource",
@@ -29,6 +30,7 @@ __all__ = [
     "Split",
     "TaskData",
     "TensorSplit",
+    "check_num_classes",
     "get_entry",
     "get_source",
     "list_datasets",

@@ -123,17 +123,28 @@ def scan_class_folders(
     paths: list[str] = []
     labels: list[int] = []
     skipped_all: list[str] = []
+    empty: list[tuple[str, int]] = []  # class folders without a readable image, with their skipped count
     many = len(found) > 50
     for cls in tqdm(found, desc=f"scanning {directory.name}", unit="class", disable=not many):
         imgs, skipped = list_images(directory / cls, verify=verify)
         skipped_all.extend(skipped)
         if not imgs:
-            raise DataError(
-                f"class folder {directory / cls} has no readable images; expected at least one image file "
-                f"({', '.join(IMG_EXTENSIONS[:4])}, ...) per class, or remove the folder"
-            )
+            empty.append((cls, len(skipped)))
         paths.extend(imgs)
         labels.extend([index[cls]] * len(imgs))
+    kinds = f"{', '.join(IMG_EXTENSIONS[:4])}, ..."
+    if not paths:
+        raise DataError(
+            f"none of the {len(skipped_all)} file(s) in the {len(found)} class folder(s) of {directory} is a "
+            f"readable image ({kinds}): all are missing, undecodable or of another type"
+        )
+    if empty:
+        cls, n_skipped = empty[0]
+        raise DataError(
+            f"class folder {directory / cls} has no readable images ({n_skipped} file(s) there are not "
+            f"readable images; {len(empty)} such class folder(s) in all); expected at least one image file "
+            f"({kinds}) per class, or remove the folder"
+        )
     _warn_skipped(skipped_all, directory)
     return names, FileSplit(tuple(paths), torch.tensor(labels, dtype=torch.int64)), len(skipped_all)
 

@@ -14,10 +14,47 @@ from nat.data.images import materialize
 from nat.data.registry import get_source
 from nat.data.source import IMAGENET_MEAN, IMAGENET_STD, DatasetSource, FileSplit, Split, TaskData
 from nat.data.splits import stratified_holdout
+from nat.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 InMemory = bool | Literal["auto"]
+
+#: the most classes a task may have (far above any real set; a larger count is a mistake, not a task)
+MAX_CLASSES = 1_000_000
+
+
+def check_num_classes(n: int, what: str = "number of classes") -> int:
+    """``n`` if it is a usable class count for NAT (2 to `MAX_CLASSES`), else a `DataError`."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_CLASSES:
+        raise DataError(f"{what} must be an integer from 2 to {MAX_CLASSES:,}, got {n!r}")
+    return n
+
+
+def check_classes(source: DatasetSource) -> None:
+    """A `DataError` unless the set has 2 to `MAX_CLASSES` classes, its training split holds at least
+    two of them, and every label is a valid class index (checked before anything is decoded)."""
+    n = source.num_classes
+    if n < 2:
+        which = f" ({source.class_names[0]!r})" if source.class_names else ""
+        raise DataError(
+            f"the dataset {source.name!r} has a single class{which}; NAT needs at least 2 "
+            "(e.g. one sub-folder per class for a folder dataset)"
+        )
+    check_num_classes(n, f"dataset {source.name!r}: the number of classes")
+    for split_name, split in source.splits.items():
+        labels = split.labels
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= n):
+            raise DataError(
+                f"dataset {source.name!r}: {split_name} labels range over "
+                f"[{int(labels.min())}, {int(labels.max())}], outside the {n} classes [0, {n - 1}]"
+            )
+    present = int(source.splits["train"].labels.unique().numel())
+    if present < 2:
+        raise DataError(
+            f"the training split of dataset {source.name!r} holds images of {present} class(es); NAT needs "
+            "at least 2"
+        )
 
 
 def cache_bytes(source: DatasetSource, cache_size: int) -> int:
@@ -62,9 +99,11 @@ def load_dataset(
     train in (0, 1), or a count) is held out of train, stratified by class, drawn from ``seed``.
     ``in_memory`` applies to file-based sets: ``"auto"`` decodes them into uint8 tensors when the result
     fits ``memory_budget_gb`` (variable-size images are cached at ``cache_size`` squares, shorter side
-    resized then centre-cropped). Raises `DataError` for anything wrong with the data.
+    resized then centre-cropped). Raises `DataError` for anything wrong with the data, among it a set
+    of fewer than 2 classes (checked before anything is decoded).
     """
     source = get_source(name, root)
+    check_classes(source)
     _apply_normalization(source, normalization)
     train = source.splits["train"]
     if "val" in source.splits:

@@ -1,71 +1,313 @@
-"""Standalone model files: a NATNet as weights (safetensors) + its description (JSON), and ONNX.
+"""Model folders: a NATNet as files that other code can use, and ONNX.
 
-A model folder holds ``model.safetensors`` (weights only: loading can never run code),
-``net.subnet`` (NAT's subnet format), ``net.config`` (search space, class count: enough to rebuild the
-network with `load_model`), and optionally ``model.onnx``.
+A folder written by `save_model` holds (every file replaced atomically):
+
+* ``model.safetensors``: the weights under OFA's static-network key names (weights only: loading can
+  never run code);
+* ``net.config``: the network in OFA/NAT's static-network JSON (`nat.export.ofa_config`), which OFA's
+  ``MobileNetV3.build_from_config`` builds and those weights load into;
+* ``net.subnet``: NAT's subnet format;
+* ``model.json``: nat's own facts: search space, subnet, classes, preprocessing, metrics, provenance;
+* ``model.onnx`` when asked for.
+
+`load_model` reads these folders, and the older ones whose ``net.config`` held
+``{"space", "subnet", "num_classes", "metrics"}``. docs/export.md describes every field.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from nat.errors import CheckpointError
+from nat.errors import CheckpointError, ConfigError
+from nat.export.natnet import load_weights
+from nat.export.ofa_config import is_net_config, net_config
 from nat.files import write_atomic, write_text_atomic
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
 from nat.supernet.static import StaticMobileNetV3
 
+FORMAT = "nat.model/1"
+#: ImageNet statistics (as ``nat.data.source``), the default when a model's data set is unknown
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ImageNet's statistics for one grey channel (nat's ``normalization: imagenet`` on grayscale sets)
+GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
+INTERPOLATIONS = ("bilinear", "bicubic")
+_INFO_KEYS = {"class_names", "preprocessing", "provenance"}
+_PREPROCESSING_KEYS = {"resolution", "mean", "std", "channels", "interpolation", "crop_pct"}
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy/torch scalars unwrapped, tuples as lists, non-finite floats as null."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise ConfigError(f"cannot store {type(value).__name__} value {value!r} in model.json")
+
+
+def default_preprocessing(resolution: int, channels: int = 3) -> dict[str, Any]:
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else (GRAY_MEAN, GRAY_STD)
+    return {
+        "resolution": resolution,
+        "mean": list(mean),
+        "std": list(std),
+        "channels": channels,
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }
+
+
+def check_preprocessing(given: Mapping[str, Any] | None, resolution: int) -> dict[str, Any]:
+    """``given`` completed with defaults and checked (`ConfigError` for a wrong value)."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - _PREPROCESSING_KEYS)
+    if unknown:
+        raise ConfigError(f"preprocessing: unknown key(s) {unknown}; known: {sorted(_PREPROCESSING_KEYS)}")
+    channels = given.get("channels", 3)
+    if channels not in (1, 3):
+        raise ConfigError(f"preprocessing 'channels' must be 1 or 3, got {channels!r}")
+    out = {**default_preprocessing(resolution, channels), **given}
+    r = out["resolution"]
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ConfigError(f"preprocessing 'resolution' must be a positive integer, got {r!r}")
+    for key in ("mean", "std"):
+        values = out[key]
+        if not isinstance(values, list | tuple) or len(values) != channels:
+            raise ConfigError(f"preprocessing '{key}' needs {channels} value(s), got {values!r}")
+        out[key] = [float(v) for v in values]
+    if not all(s > 0 for s in out["std"]):
+        raise ConfigError(f"preprocessing 'std' must be positive, got {out['std']}")
+    if out["interpolation"] not in INTERPOLATIONS:
+        raise ConfigError(f"preprocessing 'interpolation' must be one of {INTERPOLATIONS}")
+    crop = out["crop_pct"]
+    if isinstance(crop, bool) or not isinstance(crop, int | float) or not 0 < crop <= 1:
+        raise ConfigError(f"preprocessing 'crop_pct' must be in (0, 1], got {crop!r}")
+    out["crop_pct"] = float(crop)
+    return out
+
+
+def model_info(
+    model: StaticMobileNetV3, metrics: Mapping[str, Any] | None = None, info: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The content of ``model.json`` for ``model`` (what `save_model` writes)."""
+    from nat import __version__
+
+    info = dict(info or {})
+    unknown = sorted(set(info) - _INFO_KEYS)
+    if unknown:
+        raise ConfigError(f"save_model info: unknown key(s) {unknown}; known: {sorted(_INFO_KEYS)}")
+    names = info.get("class_names")
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != model.num_classes:
+            raise ConfigError(f"{len(names)} class names for a model with {model.num_classes} classes")
+    provenance = info.get("provenance") or {}
+    if not isinstance(provenance, Mapping):
+        raise ConfigError(f"save_model info 'provenance' must be a mapping, got {provenance!r}")
+    return _jsonable(
+        {
+            "format": FORMAT,
+            "space": model.space.model_dump(mode="json"),
+            "subnet": model.subnet.to_dict(),
+            "num_classes": model.num_classes,
+            "class_names": names,
+            "preprocessing": check_preprocessing(info.get("preprocessing"), model.subnet.r),
+            "metrics": dict(metrics or {}),
+            "provenance": {"nat_version": __version__, **provenance},
+        }
+    )
+
+
+def ofa_state_dict(model: StaticMobileNetV3) -> dict[str, torch.Tensor]:
+    """The weights under OFA's static ``MobileNetV3`` key names.
+
+    nat's standalone modules carry OFA's names (``first_conv.conv.weight``,
+    ``blocks.N.conv.depth_conv.se.fc.reduce.weight``, ``classifier.linear.weight``, ...), so this is the
+    state dict itself, on the CPU and contiguous (tested key for key against OFA's network).
+    """
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
 
 def save_model(
-    model: StaticMobileNetV3, folder: str | Path, metrics: dict[str, Any] | None = None, onnx: bool = False
+    model: StaticMobileNetV3,
+    folder: str | Path,
+    metrics: dict[str, Any] | None = None,
+    onnx: bool = False,
+    info: Mapping[str, Any] | None = None,
 ) -> Path:
+    """Write ``model`` as a model folder (see the module docstring); returns the folder.
+
+    ``info`` may hold ``class_names`` (one per class), ``preprocessing`` (``resolution``, ``mean``,
+    ``std``, ``channels``, ``interpolation``, ``crop_pct``; defaults: the subnet's resolution, ImageNet
+    statistics, bilinear, no crop) and ``provenance`` (any JSON: dataset, run folder, seed, ...).
+    """
     folder = Path(folder)
+    meta = model_info(model, metrics, info)  # checked before anything is written
+    config = _jsonable({**net_config(model), "metrics": dict(metrics or {})})
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_atomic(folder / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
-    write_text_atomic(folder / "net.subnet", json.dumps(model.subnet.to_dict()))
-    write_text_atomic(
-        folder / "net.config", json.dumps({**model.config(), "metrics": metrics or {}}, indent=1)
+    state = ofa_state_dict(model)
+    write_atomic(
+        folder / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT})
     )
-    if onnx:
+    write_text_atomic(folder / "net.config", json.dumps(config, indent=1))
+    write_text_atomic(folder / "net.subnet", json.dumps(model.subnet.to_dict()))
+    write_text_atomic(folder / "model.json", json.dumps(meta, indent=1))
+    if onnx:  # last: a failed export leaves a complete, loadable folder
         export_onnx(model, folder / "model.onnx")
     return folder
 
 
-def load_model(folder: str | Path) -> StaticMobileNetV3:
-    folder = Path(folder)
+def _read_json(path: Path) -> Any:
     try:
-        config = json.loads((folder / "net.config").read_text())
-        state = load_file(str(folder / "model.safetensors"))
-    except FileNotFoundError as exc:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is damaged: {exc}") from None
+
+
+def read_model_info(folder: str | Path) -> dict[str, Any]:
+    """A model folder's ``model.json`` (for an older folder: the same fields from its ``net.config``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder not found: {folder}")
+    if (folder / "model.json").is_file():
+        info = _read_json(folder / "model.json")
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise CheckpointError(f"{folder / 'model.json'} is not a nat model description (format {FORMAT})")
+        missing = sorted({"space", "subnet", "num_classes", "preprocessing"} - set(info))
+        if missing:
+            raise CheckpointError(f"{folder / 'model.json'} is damaged (missing {missing})")
+        return info
+    if not (folder / "net.config").is_file():
+        raise CheckpointError(f"{folder} is not a nat model folder (missing model.json)")
+    config = _read_json(folder / "net.config")
+    if is_net_config(config):
         raise CheckpointError(
-            f"{folder} is not a nat model folder (missing {Path(exc.filename).name})"
-        ) from None
-    except (json.JSONDecodeError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{folder}: damaged model files ({exc})") from None
-    space = SearchSpace.model_validate(config["space"])
-    model = StaticMobileNetV3(space, Subnet.from_dict(config["subnet"], space), int(config["num_classes"]))
-    model.load_state_dict(state)
+            f"{folder} holds an OFA/NAT net.config but no nat model.json: build it with "
+            "nat.load_natnet(net_config, weights)"
+        )
+    if not isinstance(config, dict) or not {"space", "subnet", "num_classes"} <= set(config):
+        raise CheckpointError(f"{folder / 'net.config'} is not a nat model description")
+    subnet = config["subnet"]
+    resolution = subnet.get("r", 224) if isinstance(subnet, dict) else 224
+    return {
+        "format": FORMAT,
+        **{k: config[k] for k in ("space", "subnet", "num_classes")},
+        "class_names": None,
+        "preprocessing": default_preprocessing(resolution if isinstance(resolution, int) else 224),
+        "metrics": config.get("metrics", {}),
+        "provenance": {},
+    }
+
+
+def load_model(folder: str | Path) -> StaticMobileNetV3:
+    """The model a folder written by `save_model` holds, in eval mode.
+
+    Its ``info`` attribute is the folder's ``model.json`` content (class names, preprocessing, metrics,
+    provenance). Raises `CheckpointError` for a missing, incomplete or damaged folder.
+    """
+    folder = Path(folder)
+    info = read_model_info(folder)
+    try:
+        space = SearchSpace.model_validate(info["space"])
+        subnet = Subnet.from_dict(info["subnet"], space)
+        num_classes = int(info["num_classes"])
+        model = StaticMobileNetV3(space, subnet, num_classes)
+    except (KeyError, TypeError, ValueError, ValidationError, ConfigError) as exc:
+        raise CheckpointError(f"{folder}: damaged model description ({exc})") from None
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{folder} is not a complete nat model folder (missing model.safetensors)")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is damaged: {exc}") from None
+    load_weights(model, state, str(weights))
+    model.info = info
     return model.eval()
 
 
-def export_onnx(model: StaticMobileNetV3, path: str | Path) -> Path:
-    """ONNX export with a dynamic batch dimension (needs the ``onnx`` extra)."""
-    model = model.eval()
-    x = torch.randn(1, 3, model.subnet.r, model.subnet.r)
-    torch.onnx.export(
-        model,
-        (x,),
-        str(path),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return Path(path)
+def _example_resolution(model: nn.Module) -> int:
+    subnet = getattr(model, "subnet", None)
+    if isinstance(subnet, Subnet):
+        return subnet.r
+    return getattr(model, "resolution", None) or 224
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, dynamo: bool | None = None, opset: int = 18) -> Path:
+    """Write ``model`` as ONNX (input ``images`` N x 3 x R x R, output ``logits``; the batch is dynamic).
+
+    ``dynamo``: use torch's ``torch.export``-based exporter (the one torch recommends; needs the
+    ``onnxscript`` package); ``None`` uses it when ``onnxscript`` is installed and otherwise falls back to
+    the TorchScript exporter. Needs ``onnx`` (the ``export`` extra). The file is replaced atomically.
+    """
+    if opset < 17:
+        raise ConfigError(f"ONNX opset must be >= 17, got {opset}")
+    if dynamo is None:
+        dynamo = importlib.util.find_spec("onnxscript") is not None
+    path = Path(path)
+    r = _example_resolution(model)
+    x = torch.randn(2, 3, r, r)
+    was_training = model.training
+    model.eval()
+    common = {"input_names": ["images"], "output_names": ["logits"], "opset_version": opset}
+    try:
+        if dynamo:
+
+            def write(tmp: Path) -> None:
+                batch = torch.export.Dim("batch", min=1)
+                torch.onnx.export(
+                    model,
+                    (x,),
+                    str(tmp),
+                    dynamo=True,
+                    dynamic_shapes=({0: batch},),
+                    external_data=False,
+                    verbose=False,
+                    **common,
+                )
+        else:
+
+            def write(tmp: Path) -> None:
+                with warnings.catch_warnings():
+                    # torch deprecates this exporter in favour of dynamo=True (which needs onnxscript):
+                    # its notice, and the one its internals raise, are silenced here and nowhere else
+                    warnings.filterwarnings(
+                        "ignore",
+                        message=".*legacy TorchScript-based ONNX export",
+                        category=DeprecationWarning,
+                    )
+                    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
+                    torch.onnx.export(
+                        model,
+                        (x,),
+                        str(tmp),
+                        dynamo=False,
+                        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                        **common,
+                    )
+
+        write_atomic(path, write)
+    finally:
+        model.train(was_training)
+    return path

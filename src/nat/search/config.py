@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from nat.config_io import read_yaml_mapping, validation_message
 from nat.data.config import DataConfig
+from nat.device import check_device_name
 from nat.errors import ConfigError
 
 BUILTIN_OBJECTIVES = ("top1", "madds", "params", "latency")
@@ -97,7 +106,39 @@ class LatencyConfig(BaseModel):
     batch_size: int = Field(1, ge=1)
     warmup: int = Field(3, ge=0)
     repeats: int = Field(10, ge=1)
-    device: str | None = Field(None, description="default: the run's device")
+    device: str | None = Field(
+        None, description="where latency is measured: auto, cpu, cuda, cuda:N (default: the run's device)"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        return None if value is None else _device_name(value)
+
+
+class FinalizeConfig(BaseModel):
+    """What a search delivers after its last iteration: front members as standalone, tested models."""
+
+    model_config = ConfigDict(extra="forbid")
+    models: int = Field(
+        5, ge=0, le=1000, description="front members to extract, spread along the front (0: none)"
+    )
+    finetune_epochs: float = Field(
+        0.0, ge=0, description="fine-tuning epochs per model (0: weights as adapted)"
+    )
+    lr: float = Field(0.01, gt=0, description="fine-tuning learning rate (cosine schedule)")
+    distill: bool | None = Field(
+        None,
+        description="fine-tune with knowledge distillation from the adapted supernet's largest subnet, "
+        "OFA-style (None: on whenever fine-tuning)",
+    )
+    kd_ratio: float = Field(1.0, ge=0, description="weight of the distillation loss")
+    onnx: bool = Field(False, description="also write model.onnx for every model")
+    test: bool = Field(True, description="measure test top-1/top-5 (the split the search never saw)")
+
+    @property
+    def distills(self) -> bool:
+        return self.finetune_epochs > 0 and (self.distill is None or self.distill)
 
 
 class SearchConfig(BaseModel):
@@ -110,8 +151,10 @@ class SearchConfig(BaseModel):
     threads: int | None = Field(
         None,
         ge=1,
-        description="torch CPU threads for `nat search` / `nat quickstart` (None: torch's default); on "
-        "a machine shared with other jobs 1 is often fastest",
+        description="torch CPU threads for `nat search` / `nat quickstart`. None: torch's default, one "
+        "per core, so CPU results can differ between machines with different core counts; results are "
+        "reproducible for a given thread count (recorded in versions.json). On a machine shared with "
+        "other jobs 1 is often fastest",
     )
     supernet: str | list[str] | None = Field(
         None,
@@ -125,7 +168,11 @@ class SearchConfig(BaseModel):
     )
     data: DataConfig
     objectives: list[str] = Field(default_factory=lambda: ["top1", "madds"], min_length=2, max_length=12)
-    constraints: dict[str, float] = Field(default_factory=dict, description="upper bounds, e.g. madds: 3e8")
+    constraints: dict[str, float] = Field(
+        default_factory=dict,
+        description="upper bounds, e.g. madds: 3e8; on madds or params (objectives or not), or on a listed "
+        "objective (latency, a user function); enforced on every candidate, the front and the baselines",
+    )
     strategy: Literal["nat", "random", "evolution"] = Field(
         "nat",
         description="nat (the paper), or a baseline: random search, OFA-style single-objective "
@@ -145,6 +192,7 @@ class SearchConfig(BaseModel):
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
 
     @field_validator("objectives")
     @classmethod
@@ -161,18 +209,57 @@ class SearchConfig(BaseModel):
                 )
         return value
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return _device_name(value)
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        objectives = info.data.get("objectives")  # absent when invalid (then reported on its own)
+        for name, bound in value.items():
+            _check_constraint(name, bound, objectives)
+        return value
+
     @model_validator(mode="after")
-    def _constraints(self) -> SearchConfig:
-        for name, bound in self.constraints.items():
-            if name not in self.objectives and name not in BUILTIN_OBJECTIVES:
-                raise ValueError(f"constraint on unknown objective {name!r}")
-            if name == "top1":
-                raise ValueError("constrain complexity objectives only (top1 is maximised)")
-            if not math.isfinite(bound) or bound <= 0:
-                raise ValueError(f"constraint {name} <= {bound}: bound must be a positive number")
+    def _strategy(self) -> SearchConfig:
         if self.strategy == "evolution" and not self.constraints:
             raise ValueError("strategy 'evolution' (OFA-style) needs at least one constraint")
         return self
+
+
+def _device_name(value: str) -> str:
+    try:
+        return check_device_name(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check_constraint(name: str, bound: float, objectives: list[str] | None) -> None:
+    """A bound the run can measure: madds/params always, latency and user functions only as objectives
+    (``objectives`` None: they are invalid, so only the bound itself is checked)."""
+    if not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"constraint {name} <= {bound}: bound must be a positive number")
+    if name == "top1":
+        raise ValueError("constrain complexity objectives only (top1 is maximised)")
+    if objectives is None:
+        return
+    if name == "latency" and name not in objectives:
+        raise ValueError(
+            "constraint on latency: latency is measured only when it is an objective; add 'latency' to "
+            "objectives (or bound madds/params instead)"
+        )
+    if ":" in name and name not in objectives:
+        raise ValueError(
+            f"constraint on {name!r}: a user function can be bounded only when it is one of the objectives "
+            f"{objectives}; add it to objectives"
+        )
+    if name not in objectives and name not in BUILTIN_OBJECTIVES:
+        raise ValueError(
+            f"constraint on unknown objective {name!r}: bound madds, params, latency or one of the "
+            f"objectives {objectives}"
+        )
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -201,8 +288,32 @@ def load_config(
         data = read_yaml_mapping(preset_path)
     if path is not None:
         data = _merge(data, read_yaml_mapping(path))
-    data = _merge(data, overrides or {})
-    return validate_config(data, source=str(path or preset or "config"))
+    source = str(path or preset or "config")
+    if not overrides:
+        return validate_config(data, source=source)
+    try:
+        return validate_config(_merge(data, overrides), source=source)
+    except ConfigError:
+        # blame the overrides (--set, --seed, a library caller's dict) when the config alone is fine
+        if data and _validates(data):
+            raise ConfigError(str(_override_error(data, overrides))) from None
+        raise
+
+
+def _validates(data: dict[str, Any]) -> bool:
+    try:
+        SearchConfig.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
+def _override_error(data: dict[str, Any], overrides: dict[str, Any]) -> str:
+    try:
+        SearchConfig.model_validate(_merge(data, overrides))
+    except ValidationError as exc:
+        return f"--set: {validation_message(exc)}"
+    return "--set: invalid override"
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> SearchConfig:
@@ -213,11 +324,33 @@ def validate_config(data: dict[str, Any], source: str = "config") -> SearchConfi
 
 
 def set_by_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """``set_by_path(d, "nsga3.pop_size", 40)``: how ``--set KEY=VALUE`` reaches any config field."""
+    """``set_by_path(d, "nsga3.pop_size", 40)``: how ``--set KEY=VALUE`` reaches any config field. A key
+    that goes below a plain value of `SearchConfig` (``nsga3.pop_size.x``) is a `ConfigError`."""
     keys = dotted.split(".")
     node = data
-    for key in keys[:-1]:
+    model: type[BaseModel] | None = SearchConfig
+    for depth, key in enumerate(keys[:-1]):
+        model = _section_model(model, key, ".".join(keys[: depth + 1]), dotted)
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {dotted}: {key} is not a section")
     node[keys[-1]] = value
+
+
+def _section_model(model: type[BaseModel] | None, key: str, path: str, dotted: str) -> type[BaseModel] | None:
+    """The model of section ``key`` of ``model`` (``None``: a free mapping, or a field validation will
+    report as unknown); a `ConfigError` when the field holds a plain value."""
+    if model is None or key not in model.model_fields:
+        return None
+    annotation = model.model_fields[key].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if (
+        annotation is dict
+        or get_origin(annotation) is dict
+        or any(a is dict or get_origin(a) is dict for a in get_args(annotation))
+    ):
+        return None
+    raise ConfigError(
+        f"--set: {path} is a value, not a section; set it with --set {path}=VALUE (not {dotted})"
+    )

@@ -4,16 +4,20 @@ This is the expensive step the surrogates stand in for. For each subnet: activat
 of its width, recalibrate BN on a fixed set of training images (cached per resolution), and measure
 top-1 on the search-validation split at the subnet's resolution (batches cached per resolution when
 they fit in memory). Latency, when it is an objective, is measured on the extracted standalone model.
+A measurement that is not a finite number is a `ConfigError` naming the measure and the subnet.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
 
 from nat.data import TaskData, loader_from_config
+from nat.device import resolve_device
+from nat.errors import ConfigError
 from nat.objectives.latency import measure_latency_ms
 from nat.search.config import SearchConfig
 from nat.search.supernets import supernet_for
@@ -35,6 +39,8 @@ class SubnetEvaluator:
         self, supernets: dict[float, Supernet], task: TaskData, config: SearchConfig, device: torch.device
     ) -> None:
         self.supernets, self.task, self.config, self.device = supernets, task, config, device
+        # resolved now, so that a latency device this machine lacks fails before any training
+        self.latency_device = resolve_device(config.latency.device) if config.latency.device else device
         space = next(iter(supernets.values())).space
         rng = np.random.default_rng(config.seed + SUBSET_SEED_OFFSET)
         n_cal = min(config.evaluation.calibration_images, len(task.train))
@@ -81,11 +87,22 @@ class SubnetEvaluator:
         model = supernet_for(self.supernets, subnet).extract(subnet)
         lat = self.config.latency
         return measure_latency_ms(
-            model, subnet.r, lat.batch_size, lat.warmup, lat.repeats, lat.device or self.device
+            model, subnet.r, lat.batch_size, lat.warmup, lat.repeats, self.latency_device
         )
 
     def evaluate(self, subnet: Subnet, measure_latency: bool) -> dict[str, float]:
-        values = {"top1": self.top1(subnet)}
+        values = {"top1": _finite("top1", self.top1(subnet), subnet, TOP1_HINT)}
         if measure_latency:
-            values["latency"] = self.latency_ms(subnet)
+            values["latency"] = _finite("latency", self.latency_ms(subnet), subnet, LATENCY_HINT)
         return values
+
+
+TOP1_HINT = "the supernet weights may have diverged (lower adaptation.lr)"
+LATENCY_HINT = "the timer gave no usable measurement; raise latency.repeats or measure on another device"
+
+
+def _finite(name: str, value: float, subnet: Subnet, hint: str) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"objective {name!r} measured {value} on subnet {subnet.to_dict()}: {hint}")
+    return value

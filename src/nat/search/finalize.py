@@ -1,47 +1,70 @@
-"""After the search: extract the front's NATNets, fine-tune them briefly, measure test top-1, save, report.
+"""After the search: the front's NATNets as standalone, tested model folders, and the run's report.
 
-Each front member is fine-tuned inside its own copy of the adapted supernet (only that subnet is
-trained, with the shared training engine), BN-recalibrated, extracted as a standalone network and
-evaluated on the *test* split, which the search itself never saw. `finetune_subnet` and `test_subnet`
-are the two steps on their own, so that a benchmark's fixed-architecture baselines go through exactly
-the same code as NAT's models.
+Each chosen front member is fine-tuned (optionally, with knowledge distillation from the adapted
+supernet's largest subnet, as OFA fine-tunes its specialised subnets) inside its own copy of the
+adapted supernet, BN-recalibrated, extracted as a standalone network and evaluated on the *test*
+split, which the search itself never saw. `finetune_subnet` and `test_subnet` are the steps on their
+own, so that a benchmark's fixed-architecture baselines go through exactly the same code.
+
+Models are written one by one, and ``models.json`` (the index) is rewritten after each, so a killed
+finalisation loses at most the model in progress and a rerun redoes only what is missing: an index
+entry is reused when its subnet, its fine-tuning settings and its folder are all still there.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+import nat
 from nat.data import TaskData, loader_from_config
 from nat.data.config import DataConfig
 from nat.export import save_model
-from nat.files import write_json_atomic, write_text_atomic
-from nat.report import markdown_summary, plot_front
+from nat.files import write_json_atomic
+from nat.report import write_report
 from nat.search.archive import Record
-from nat.search.loop import NATSearch
+from nat.search.config import FinalizeConfig
+from nat.search.objectives import pareto_front
+from nat.search.parts import RunParts
+from nat.search.rundir import RunDir
 from nat.search.supernets import supernet_for
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.supernet.static import StaticMobileNetV3
-from nat.train import evaluate_top1, train_supernet
+from nat.train import evaluate_accuracy, train_supernet
 
 log = logging.getLogger("nat.search")
 
+MODELS_DIR, MODELS_INDEX = "models", "models.json"
 
-def spread(front: list[Record], k: int) -> list[Record]:
-    """Up to ``k`` front members evenly spread in MAdds (always the smallest and the most accurate)."""
-    ordered = sorted(front, key=lambda r: r.values.get("madds", 0.0))
+
+# --------------------------------------------------------------------------------- choosing
+def spread_key(objectives: Sequence[str]) -> str:
+    """The objective front members are spread along: the first complexity objective (MAdds when the
+    run has only top-1 and measured ones)."""
+    return next((n for n in objectives if n != "top1"), "madds")
+
+
+def spread(front: Sequence[Record], k: int, key: str = "madds") -> list[Record]:
+    """Up to ``k`` front members evenly spread in ``key`` (always both ends of the front)."""
+    if k <= 0:
+        return []
+    ordered = sorted(front, key=lambda r: (r.values.get(key, 0.0), -r.top1))
     if len(ordered) <= k:
         return ordered
     idx = np.unique(np.round(np.linspace(0, len(ordered) - 1, k)).astype(int))
     return [ordered[i] for i in idx]
 
 
+# --------------------------------------------------------------------------------- the two steps
 def finetune_subnet(
     net: Supernet,
     subnet: Subnet,
@@ -54,9 +77,12 @@ def finetune_subnet(
     label_smoothing: float,
     seed: int,
     device: torch.device,
+    teacher: torch.nn.Module | None = None,
+    kd_ratio: float = 1.0,
     desc: str = "fine-tune",
 ) -> None:
-    """Train only ``subnet`` of ``net`` (in place) on the task's train split at the subnet's resolution."""
+    """Train only ``subnet`` of ``net`` (in place) on the task's train split at the subnet's resolution;
+    with a ``teacher``, the loss adds ``kd_ratio`` times the cross-entropy to its soft predictions."""
     net.set_active(subnet)
     loader = loader_from_config(
         task, data, "train", resolution=subnet.r, train=True, seed=seed, device=device
@@ -73,6 +99,7 @@ def finetune_subnet(
         seed=seed,
         device=device,
         desc=desc,
+        **({"distill_from": teacher, "kd_ratio": kd_ratio} if teacher is not None else {}),
     )
 
 
@@ -87,89 +114,244 @@ def test_subnet(
     device: torch.device,
 ) -> tuple[StaticMobileNetV3, float]:
     """Recalibrate BN, extract ``subnet`` as a standalone network and measure its test-split top-1."""
+    model, scores = extract_and_test(net, subnet, calibrator, task, data, seed=seed, device=device)
+    return model, float(scores["top1"])
+
+
+def extract_and_test(
+    net: Supernet,
+    subnet: Subnet,
+    calibrator: BNCalibrator,
+    task: TaskData,
+    data: DataConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    test: bool = True,
+) -> tuple[StaticMobileNetV3, dict[str, float | int]]:
+    """`test_subnet` with top-5 and the image count (``{}`` instead when ``test`` is False)."""
     calibrator(net, subnet)
     model = net.extract(subnet).eval()
-    test = loader_from_config(task, data, "test", resolution=subnet.r, train=False, seed=seed, device=device)
-    return model, evaluate_top1(model, test, device=device)
+    if not test:
+        return model, {}
+    loader = loader_from_config(
+        task, data, "test", resolution=subnet.r, train=False, seed=seed, device=device
+    )
+    return model, evaluate_accuracy(model, loader, device=device)
 
 
-def finalize(
-    search: NATSearch, finetune_epochs: float = 0.0, max_models: int = 5, lr: float = 0.01, onnx: bool = False
+def distillation_teacher(parts: RunParts, resolution: int) -> StaticMobileNetV3:
+    """The adapted supernet's largest subnet (widest width) at ``resolution``, BN recalibrated there,
+    as a standalone frozen network (the supernet itself is left untouched)."""
+    width = max(parts.supernets)
+    net = copy.deepcopy(parts.supernets[width])
+    largest = Subnet.largest(parts.space, w=width, r=resolution)
+    parts.evaluator.calibrator(net, largest)
+    return net.extract(largest).eval()
+
+
+# --------------------------------------------------------------------------------- model folders
+def model_info(parts: RunParts, subnet: Subnet, run_path: Path, record: Record) -> dict[str, Any]:
+    """What a model folder's ``model.json`` says besides the network: classes, preprocessing, origin."""
+    source, cfg = parts.task.source, parts.config
+    return {
+        "class_names": list(parts.task.class_names),
+        "preprocessing": {
+            "resolution": subnet.r,
+            "mean": list(source.mean),
+            "std": list(source.std),
+            "channels": source.channels,
+            "interpolation": "bilinear",
+            "crop_pct": source.eval_crop_pct,
+        },
+        "provenance": {
+            "dataset": cfg.data.dataset,
+            "data": cfg.data.model_dump(mode="json"),
+            "run": str(run_path.resolve()),
+            "seed": cfg.seed,
+            "iteration": record.iteration,
+            "nat_version": nat.__version__,
+        },
+    }
+
+
+def _settings(settings: FinalizeConfig) -> dict[str, Any]:
+    """The fine-tuning settings an index entry was made with (what makes a model reusable)."""
+    return {
+        "finetune_epochs": settings.finetune_epochs,
+        "lr": settings.lr if settings.finetune_epochs > 0 else None,
+        "distill": settings.distills,
+        "kd_ratio": settings.kd_ratio if settings.distills else None,
+        "tested": settings.test,
+    }
+
+
+def _reusable(entry: dict[str, Any] | None, record: Record, settings: dict, folder: Path, onnx: bool) -> bool:
+    return (
+        entry is not None
+        and Subnet.from_dict(entry["subnet"]) == record.subnet
+        and entry.get("settings") == settings
+        and (folder / "model.safetensors").is_file()
+        and (not onnx or (folder / "model.onnx").is_file())
+    )
+
+
+def read_index(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("%s is damaged; its models are made again", path)
+        return []
+    return data if isinstance(data, list) else []
+
+
+def build_model(
+    parts: RunParts,
+    record: Record,
+    index: int,
+    count: int,
+    settings: FinalizeConfig,
+    folder: Path,
+    run_path: Path,
+) -> dict[str, Any]:
+    """Fine-tune (if asked), test and save one front member; returns its index entry."""
+    cfg, subnet = parts.config, record.subnet
+    net = copy.deepcopy(supernet_for(parts.supernets, subnet))
+    net.set_active(subnet)
+    if settings.finetune_epochs > 0:
+        finetune_subnet(
+            net,
+            subnet,
+            parts.task,
+            cfg.data,
+            epochs=settings.finetune_epochs,
+            lr=settings.lr,
+            weight_decay=cfg.adaptation.weight_decay,
+            label_smoothing=cfg.adaptation.label_smoothing,
+            seed=cfg.seed + index,
+            device=parts.device,
+            teacher=distillation_teacher(parts, subnet.r) if settings.distills else None,
+            kd_ratio=settings.kd_ratio,
+            desc=f"fine-tune {index + 1}/{count}",
+        )
+    model, scores = extract_and_test(
+        net,
+        subnet,
+        parts.evaluator.calibrator,
+        parts.task,
+        cfg.data,
+        seed=cfg.seed,
+        device=parts.device,
+        test=settings.test,
+    )
+    cost = parts.objectives.table.subnet(subnet)
+    metrics = {"val_top1": record.top1, **{f"test_{k}": v for k, v in scores.items() if k != "images"}}
+    save_model(
+        model.cpu(),
+        folder,
+        metrics=metrics,
+        onnx=settings.onnx,
+        info=model_info(parts, subnet, run_path, record),
+    )
+    entry = {
+        **record.to_json(),
+        "name": folder.name,
+        "madds": cost.madds,
+        "params": cost.params,
+        **{k: v for k, v in metrics.items() if k != "val_top1"},
+        "test_images": scores.get("images"),
+        "finetune_epochs": settings.finetune_epochs,
+        "settings": _settings(settings),
+    }
+    tested = f", test top1 {scores['top1']:.4f}" if scores else ""
+    log.info("%s: MAdds %.2fM, search-val top1 %.4f%s", folder.name, cost.madds / 1e6, record.top1, tested)
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def export_models(
+    parts: RunParts,
+    front: Sequence[Record],
+    settings: FinalizeConfig,
+    out: Path,
+    run_path: Path,
+    index_path: Path,
 ) -> list[dict[str, Any]]:
-    """Fine-tune, evaluate on test, save and report up to ``max_models`` front members of ``search``."""
-    cfg, task, out = search.config, search.task, search.out
-    chosen = spread(search.front(), max_models)
-    results = []
+    """Models for up to ``settings.models`` front members in ``out/<name>/``, indexed in ``index_path``;
+    entries of an earlier call that still fit are reused, folders of ones that no longer do removed."""
+    chosen = spread(front, settings.models, spread_key(parts.config.objectives))
+    previous = {e.get("name"): e for e in read_index(index_path)}
+    wanted = _settings(settings)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
     for i, record in enumerate(chosen):
-        subnet = record.subnet
-        net = copy.deepcopy(supernet_for(search.supernets, subnet))
-        net.set_active(subnet)
-        if finetune_epochs > 0:
-            finetune_subnet(
-                net,
-                subnet,
-                task,
-                cfg.data,
-                epochs=finetune_epochs,
-                lr=lr,
-                weight_decay=cfg.adaptation.weight_decay,
-                label_smoothing=cfg.adaptation.label_smoothing,
-                seed=cfg.seed + i,
-                device=search.device,
-                desc=f"fine-tune {i + 1}/{len(chosen)}",
-            )
-        model, top1 = test_subnet(
-            net, subnet, search.evaluator.calibrator, task, cfg.data, seed=cfg.seed, device=search.device
-        )
-        name = f"natnet_{i + 1}_{record.values['madds'] / 1e6:.1f}M"
-        cost = search.objectives.table.subnet(subnet)
-        save_model(
-            model.cpu(),
-            out / "models" / name,
-            metrics={"test_top1": top1, "val_top1": record.top1},
-            onnx=onnx,
-        )
-        log.info(
-            "%s: MAdds %.2fM, search-val top1 %.4f, test top1 %.4f",
-            name,
-            record.values["madds"] / 1e6,
-            record.top1,
-            top1,
-        )
-        results.append(
-            {
-                **record.to_json(),
-                "madds": cost.madds,
-                "params": cost.params,
-                "name": name,
-                "test_top1": top1,
-                "finetune_epochs": finetune_epochs,
-            }
-        )
-    write_json_atomic(out / "models.json", results)
-    report(search, results)
+        name = f"natnet_{i + 1}_{parts.objectives.table.subnet(record.subnet).madds / 1e6:.1f}M"
+        old = previous.get(name)
+        if _reusable(old, record, wanted, out / name, settings.onnx):
+            results.append(old)
+            continue
+        results.append(build_model(parts, record, i, len(chosen), settings, out / name, run_path))
+        write_json_atomic(index_path, results)
+    for name in set(previous) - {e["name"] for e in results}:
+        if isinstance(name, str) and name and "/" not in name and (out / name).is_dir():
+            shutil.rmtree(out / name)  # a model of an earlier front, listed by our own index
+    write_json_atomic(index_path, results)
     return results
 
 
-def report(search: NATSearch, models: list[dict[str, Any]]) -> Path:
-    """``front.png`` and ``summary.md`` of a run (with its front models' test figures, if any)."""
-    current = search.archive.current()
-    front = search.front(current)
-    plot_front(
-        [r.to_json() for r in current],
-        models or [r.to_json() for r in front],
-        search.out / "front.png",
-        title=f"NAT on {search.task.name}",
-    )
-    best = max(models, key=lambda m: m["test_top1"]) if models else None
-    facts = {
-        "task": f"{search.task.name} ({search.task.num_classes} classes)",
-        "strategy": search.config.strategy,
-        "objectives": ", ".join(search.config.objectives),
-        "evaluations": len(search.archive.records),
-        "front size": len(front),
+# --------------------------------------------------------------------------------- the report
+def report_facts(config: Any, task_name: str, archive_size: int, front_size: int, models: list[dict]) -> dict:
+    facts: dict[str, Any] = {
+        "task": task_name,
+        "strategy": config.strategy,
+        "objectives": ", ".join(config.objectives),
+        "constraints": ", ".join(f"{k} <= {v:g}" for k, v in config.constraints.items()) or "none",
+        "evaluations": archive_size,
+        "front size": front_size,
     }
-    if best:
+    tested = [m for m in models if "test_top1" in m]
+    if tested:
+        best = max(tested, key=lambda m: m["test_top1"])
         facts["best test top-1"] = f"{100 * best['test_top1']:.2f}% ({best['name']})"
-    text = markdown_summary(f"NAT run: {search.out.name}", facts, models, "front.png")
-    return write_text_atomic(search.out / "summary.md", text)
+    return facts
+
+
+def write_run_report(run: RunDir, models: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+    """``front.png``, ``summary.md`` and ``report.html`` of a run, from its folder alone."""
+    config = run.config
+    current = run.archive.current()
+    problem_front = pareto_front(current, config.objectives, config.constraints)
+    if models is None:
+        models = read_index(run.path / MODELS_INDEX)
+    history = run.read_state().get("history", [])
+    facts = report_facts(config, config.data.dataset, len(run.archive.records), len(problem_front), models)
+    return write_report(
+        run.path,
+        title=f"NAT run: {run.path.resolve().name}",
+        facts=facts,
+        objectives=list(config.objectives),
+        archive=[r.to_json() for r in current],
+        front=[r.to_json() for r in problem_front],
+        models=models,
+        history=history,
+    )
+
+
+# --------------------------------------------------------------------------------- one call
+def finalize(
+    search: Any,
+    finetune_epochs: float | None = None,
+    max_models: int | None = None,
+    lr: float | None = None,
+    onnx: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Models and report of a `NATSearch` (its config's ``finalize`` section, with these overrides)."""
+    changes = {"finetune_epochs": finetune_epochs, "models": max_models, "lr": lr, "onnx": onnx}
+    settings = search.config.finalize.model_copy(update={k: v for k, v in changes.items() if v is not None})
+    run = search.run_dir
+    models = export_models(
+        search.parts, search.front(), settings, run.path / MODELS_DIR, run.path, run.path / MODELS_INDEX
+    )
+    write_run_report(run, models)
+    return models

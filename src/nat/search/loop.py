@@ -25,22 +25,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from nat.data import TaskData, load_from_config
-from nat.device import resolve_device
+from nat.data import TaskData
 from nat.search.adaptation import adapt_supernet
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
 from nat.search.distribution import GenomeDistribution, elite
 from nat.search.evaluator import SubnetEvaluator
-from nat.search.objectives import ObjectiveSet
+from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_models, write_run_report
+from nat.search.objectives import ObjectiveSet, check_finite
+from nat.search.parts import RunParts
 from nat.search.rundir import RunDir
 from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
 from nat.search.strategies import make_strategy
-from nat.search.supernets import load_supernets
+from nat.space.definition import SearchSpace
 from nat.space.genome import encode
 from nat.space.subnet import Subnet
+from nat.supernet import Supernet
 
 log = logging.getLogger("nat.search")
 
@@ -57,18 +60,38 @@ class NATSearch:
         self.config = config
         self.run_dir = (RunDir.resume if resume else RunDir.create)(out_dir, config)
         try:
-            self.device = resolve_device(config.device)
-            self.task: TaskData = load_from_config(config.data, config.seed)
-            self.space, self.supernets = load_supernets(config, self.task.num_classes, self.device)
-            self.run_dir.restore_supernets(self.supernets)
-            self.objectives = ObjectiveSet(
-                config.objectives, self.space, self.task.num_classes, config.constraints
-            )
-            self.strategy = make_strategy(self.objectives, config)
-            self.evaluator = SubnetEvaluator(self.supernets, self.task, config, self.device)
+            self.parts = RunParts.build(config, self.run_dir)
+            self.parts.check_searchable()  # impossible settings fail here, before any training
         except BaseException:
             self.close()
             raise
+        self.strategy = make_strategy(self.parts.objectives, config)
+        self.models: list[dict[str, Any]] = []  # the front models' index entries, once `run` has finished
+
+    # the parts, by name (what the phases and finalisation use)
+    @property
+    def device(self) -> torch.device:
+        return self.parts.device
+
+    @property
+    def task(self) -> TaskData:
+        return self.parts.task
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.parts.space
+
+    @property
+    def supernets(self) -> dict[float, Supernet]:
+        return self.parts.supernets
+
+    @property
+    def objectives(self) -> ObjectiveSet:
+        return self.parts.objectives
+
+    @property
+    def evaluator(self) -> SubnetEvaluator:
+        return self.parts.evaluator
 
     @property
     def out(self) -> Path:
@@ -119,8 +142,12 @@ class NATSearch:
             self.task.name,
             self.task.num_classes,
         )
-        self.initial_iteration(state, clock)
+        done = {int(h["iteration"]) for h in state.get("history", [])}
+        if 0 not in done:
+            self.initial_iteration(state, clock)
         for iteration in range(1, cfg.iterations + 1):
+            if iteration in done:  # recorded, so all its evaluations are in the archive: nothing to redo
+                continue
             if cfg.time_budget_minutes is not None and clock.seconds() > cfg.time_budget_minutes * 60:
                 log.info(
                     "time budget of %.1f min used up after iteration %d",
@@ -131,7 +158,16 @@ class NATSearch:
             self.iteration(iteration, state, clock)
         front = self.front()
         self.run_dir.write_front(front)
+        self.finish(front)
         return front
+
+    def finish(self, front: list[Record]) -> None:
+        """The last phase: the front's models (``finalize`` section; only what is missing on a rerun)
+        and the report. Sets ``self.models`` to the models' index entries."""
+        path = self.run_dir.path
+        settings = self.config.finalize
+        self.models = export_models(self.parts, front, settings, path / MODELS_DIR, path, path / MODELS_INDEX)
+        write_run_report(self.run_dir, self.models)
 
     def initial_iteration(self, state: dict[str, Any], clock: _Clock) -> None:
         """Iteration 0: adapt on the initial subnets' distribution, then evaluate them."""
@@ -199,8 +235,10 @@ class NATSearch:
         todo = [s for s in subnets if not self.archive.has(iteration, phase, s)]
         latency = "latency" in self.objectives.names
         for subnet in tqdm(todo, desc=f"iter {iteration} evaluate {phase}", leave=False, disable=None):
-            values = self.objectives.exact_values(subnet)
+            values = self.objectives.exact_values(subnet)  # madds and params always, objectives or not
             values.update(self.evaluator.evaluate(subnet, latency))
+            for name, value in values.items():  # nothing non-finite reaches the archive or hypervolume
+                check_finite(name, value, subnet)
             genome = tuple(int(g) for g in encode(subnet, self.space))
             self.archive.append(Record(iteration, phase, subnet, genome, values["top1"], values))
         found = {r.subnet: r for r in self.archive.records if r.iteration == iteration and r.phase == phase}

@@ -2,8 +2,10 @@
 
 ``top1`` is maximised (the search minimises ``1 - top1``); ``madds``, ``params``, ``latency`` (ms)
 and user objectives (``package.module:function``, called as ``function(subnet) -> float``) are
-minimised. MAdds and params are exact and cheap (table lookups); latency is measured on each evaluated
-subnet and predicted for candidates by a surrogate; user functions are called directly.
+minimised. MAdds and params are exact and cheap (table lookups) and recorded for every evaluated subnet,
+objectives or not; latency is measured on each evaluated subnet and predicted for candidates by a
+surrogate; user functions are called directly. Every value must be a finite number: a NaN, an infinity,
+a non-number or an exception from a user function is a `ConfigError` naming the objective and the subnet.
 
 `ObjectiveSet` is the run's *problem* in pymoo's sense, kept apart from the strategies that search it:
 every part of the run (the loop, the strategies, finalisation, the benchmarks) asks it for the
@@ -15,10 +17,12 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Real
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nat.data.task import MAX_CLASSES
 from nat.errors import ConfigError
 from nat.objectives.complexity import ComplexityTable
 from nat.search.front import hypervolume, non_dominated
@@ -32,6 +36,10 @@ if TYPE_CHECKING:
 UserObjective = Callable[[Subnet], float]
 #: objectives a real evaluation measures (the others are computed from the genome)
 MEASURED = ("top1", "latency")
+#: exact measures every archive record carries, whether or not they are objectives
+ALWAYS_RECORDED = ("madds", "params")
+#: how each exact measure is named in messages
+UNITS = {"madds": "MAdds", "params": "params"}
 
 
 def import_objective(path: str) -> UserObjective:
@@ -44,6 +52,71 @@ def import_objective(path: str) -> UserObjective:
     if not callable(fn):
         raise ConfigError(f"objective {path!r}: {module_name} has no callable {attr!r}")
     return fn
+
+
+def check_finite(name: str, value: float, subnet: Subnet) -> float:
+    """``value`` if it is finite, else a `ConfigError` naming the objective and the subnet."""
+    if not math.isfinite(value):
+        raise ConfigError(
+            f"objective {name!r} is {value} for subnet {subnet.to_dict()}; every objective must be a finite "
+            "number (fix the function or measurement that produced it)"
+        )
+    return value
+
+
+def call_user_objective(name: str, fn: UserObjective, subnet: Subnet) -> float:
+    """``fn(subnet)`` as a finite float; a `ConfigError` if it raises or returns anything else."""
+    try:
+        value = fn(subnet)
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is reported as one line
+        raise ConfigError(
+            f"objective {name!r} failed on subnet {subnet.to_dict()}: {type(exc).__name__}: {exc}"
+        ) from None
+    number = _as_number(value)
+    if number is None:
+        raise ConfigError(
+            f"objective {name!r} returned {value!r} for subnet {subnet.to_dict()}, expected a number "
+            "(a float: the value to minimise)"
+        )
+    return check_finite(name, number, subnet)
+
+
+def _as_number(value: object) -> float | None:
+    """A real number (Python, numpy, or a one-element array / tensor) as a float; else ``None``."""
+    if hasattr(value, "item") and not isinstance(value, Real):  # numpy arrays, torch tensors
+        try:
+            value = value.item()  # type: ignore[union-attr]
+        except (TypeError, ValueError, RuntimeError):
+            return None
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+        return None
+    return float(value)
+
+
+def minimisation_matrix(records: Sequence[Record], names: Sequence[str]) -> np.ndarray:
+    """Objective matrix (n, k) of evaluated records in minimisation form (``1 - top1``, the rest as is)."""
+    return np.array(
+        [[1.0 - r.values[n] if n == "top1" else r.values[n] for n in names] for r in records], float
+    )
+
+
+def feasible_records(records: Sequence[Record], constraints: Mapping[str, float]) -> list[Record]:
+    """The records within every upper bound. Records carry madds and params always and every objective,
+    and a run can bound only those (`SearchConfig`), so every bound applies to every record; only a
+    record written by an older nat without a bounded value (params, when it was not an objective) is
+    not excluded by that bound."""
+    return [r for r in records if all(r.values.get(n, -math.inf) <= b for n, b in constraints.items())]
+
+
+def pareto_front(
+    records: Sequence[Record], names: Sequence[str], constraints: Mapping[str, float] | None = None
+) -> list[Record]:
+    """The feasible non-dominated records, in archive order: needs only the values records carry, so a
+    finished run's front can be had from its folder alone."""
+    feasible = feasible_records(records, constraints or {})
+    if not feasible:
+        return []
+    return [feasible[i] for i in non_dominated(minimisation_matrix(feasible, names))]
 
 
 class ObjectiveSet:
@@ -59,13 +132,22 @@ class ObjectiveSet:
         self.names = list(names)
         self.space = space
         self.constraints = dict(constraints or {})
+        unmeasured = [n for n in self.constraints if n not in self.names and n not in ALWAYS_RECORDED]
+        if unmeasured:
+            raise ConfigError(
+                f"constraint(s) on {unmeasured}: a run measures only its objectives {self.names} and "
+                f"{list(ALWAYS_RECORDED)}; add them to the objectives or drop the bounds"
+            )
+        if not 1 <= num_classes <= MAX_CLASSES:
+            raise ConfigError(f"num_classes must be from 1 to {MAX_CLASSES:,}, got {num_classes!r}")
         self.table = ComplexityTable(space, num_classes)
         self.user = {n: import_objective(n) for n in self.names if ":" in n}
         self.hv_scale = self._hv_scale()
 
     # ----------------------------------------------------------------- values
     def exact(self, genomes: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Values of the exact objectives (madds, params, user functions) for a batch of genomes."""
+        """Values of the exact objectives (madds, params, user functions) for a batch of genomes; a
+        user function that fails or returns anything but a finite number is a `ConfigError`."""
         names = self.names if names is None else names
         out: dict[str, np.ndarray] = {}
         if "madds" in names or "params" in names:
@@ -74,15 +156,19 @@ class ObjectiveSet:
                 out["madds"] = madds.astype(float)
             if "params" in names:
                 out["params"] = params.astype(float)
-        for name in names:
-            if name in self.user:
+        user = [n for n in names if n in self.user]
+        if user:
+            subnets = [decode(g, self.space) for g in genomes]
+            for name in user:
                 fn = self.user[name]
-                out[name] = np.array([float(fn(decode(g, self.space))) for g in genomes])
+                out[name] = np.array([call_user_objective(name, fn, s) for s in subnets], dtype=float)
         return out
 
     def exact_values(self, subnet: Subnet) -> dict[str, float]:
-        """The exact (not measured) objectives of one subnet, as recorded with each evaluation."""
+        """The exact (not measured) values of one subnet, as recorded with each evaluation: its exact
+        objectives, and madds and params always (so that bounds on them hold whatever the objectives)."""
         names = [n for n in self.names if n not in MEASURED]
+        names += [n for n in ALWAYS_RECORDED if n not in names]
         genome = encode(subnet, self.space)[None]
         return {k: float(v[0]) for k, v in self.exact(genome, names).items()}
 
@@ -107,17 +193,29 @@ class ObjectiveSet:
         return all(float(exact[n][0]) <= b for n, b in self.constraints.items() if n in exact)
 
     def feasible(self, records: Sequence[Record]) -> list[Record]:
-        return [
-            r for r in records if all(r.values.get(n, -math.inf) <= b for n, b in self.constraints.items())
-        ]
+        return feasible_records(records, self.constraints)
+
+    def check_satisfiable(self, width: float) -> None:
+        """A `ConfigError` if a bound on madds or params excludes the whole space: the smallest subnet
+        (smallest choices, resolution and ``width``) has the least of both, so it is the one to test."""
+        smallest = Subnet.smallest(self.space, w=width)
+        bounded = [n for n in ALWAYS_RECORDED if n in self.constraints]
+        if not bounded:
+            return
+        exact = self.exact(encode(smallest, self.space)[None], bounded)
+        for name in bounded:
+            value, bound = float(exact[name][0]), self.constraints[name]
+            if value > bound:
+                raise ConfigError(
+                    f"constraint {name} <= {bound:g} cannot be met: the smallest subnet of the space has "
+                    f"{value:.3g} {UNITS[name]}; raise the bound to at least {value:.0f} or use a smaller "
+                    "space (lower resolutions, narrower widths)"
+                )
 
     # ----------------------------------------------------------------- Pareto views
     def front(self, records: Sequence[Record]) -> list[Record]:
         """The feasible non-dominated records, in archive order."""
-        feasible = self.feasible(records)
-        if not feasible:
-            return []
-        return [feasible[i] for i in non_dominated(self.matrix(feasible))]
+        return pareto_front(records, self.names, self.constraints)
 
     def hypervolume(self, front: Sequence[Record]) -> float:
         """Hypervolume of an already computed front (error and complexity scaled to [0, 1])."""

@@ -79,11 +79,21 @@ class SurrogateProblem(Problem):
             out["G"] = G
 
 
+def _partitions_3d(n_points: int, most: int = 12) -> int:
+    """Das-Dennis partitions ``p`` for 3 objectives (``(p+1)(p+2)/2`` directions): 12 (91 directions)
+    when the population holds them, else the most that fit, since NSGA-III wants at least one member
+    per direction (pymoo prints a warning otherwise)."""
+    p = most
+    while p > 1 and (p + 1) * (p + 2) // 2 > n_points:
+        p -= 1
+    return p
+
+
 def reference_directions(n_obj: int, n_points: int, seed: int, n_partitions: int | None = None) -> np.ndarray:
     """Das-Dennis directions for 2-3 objectives (or when partitions are given), Riesz energy beyond."""
     if n_partitions is not None or n_obj <= 3:
         if n_partitions is None:
-            n_partitions = max(1, n_points - 1) if n_obj == 2 else 12
+            n_partitions = max(1, n_points - 1) if n_obj == 2 else _partitions_3d(n_points)
         return get_reference_directions("das-dennis", n_obj, n_partitions=n_partitions)
     factory = RieszEnergyReferenceDirectionFactory(n_obj, max(n_points, n_obj), seed=seed)
     return factory.do(random_state=np.random.default_rng(seed))
@@ -121,7 +131,7 @@ def run_nsga3(
     start = initial_population(archive_genomes, pop_size, space, rng)
     algorithm = NSGA3(
         ref_dirs=ref_dirs,
-        pop_size=max(pop_size, len(ref_dirs)) if n_obj > 3 else pop_size,
+        pop_size=max(pop_size, len(ref_dirs)),  # at least one member per direction
         sampling=Population.new("X", start) if len(start) else IntegerRandomSampling(),
         crossover=TwoPointCrossover(prob=crossover_prob),
         mutation=PM(eta=mutation_eta, vtype=float),

@@ -15,15 +15,17 @@ A `RunDir` is opened one of three ways: `create` (a new run; refuses a folder th
 `resume` (continue a run) and `open` (read-only: nothing in the folder changes, no lock is taken, a
 torn last archive line is skipped in memory). Writers hold an exclusive ``flock`` on ``.lock`` from
 opening to `close`; the kernel drops it when the process dies, even by SIGKILL, so a killed run never
-leaves a stale lock behind.
+leaves a stale lock behind. All three refuse, before anything is written, a folder that holds a
+pretraining run or a ``config.yaml`` that is not a search config (`check_run_folder`); `repair` cuts a
+damaged archive back to its intact records (``nat search --resume RUN --repair``). See
+docs/reliability.md for what survives what.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,8 +34,8 @@ from typing import Any
 import yaml
 
 from nat.errors import CheckpointError, ConfigError
-from nat.files import write_json_atomic, write_text_atomic
-from nat.search.archive import Archive, Record
+from nat.files import RunLock, make_folder, write_json_atomic, write_text_atomic
+from nat.search.archive import Archive, Record, Repair, repair_archive
 from nat.search.config import SearchConfig, load_config
 from nat.supernet import Supernet
 from nat.supernet.checkpoint import load_supernet, read_metadata, save_supernet
@@ -50,39 +52,101 @@ CONFIG, VERSIONS, ARCHIVE, STATE, FRONT, LOG, LOCK = (
 )
 
 
-class RunLock:
-    """An exclusive, non-blocking ``flock`` on a lock file that records the holder's PID."""
+#: config fields a resumed run may change: they do not change which subnets are evaluated or their values
+#: (``iterations`` and ``time_budget_minutes`` only say how far the run goes; ``finalize`` acts after it)
+RESUMABLE = (
+    "threads",
+    "device",
+    "iterations",
+    "time_budget_minutes",
+    "finalize",
+    "data.num_workers",
+    "data.pin_memory",
+)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
+def resumable(field: str) -> bool:
+    return any(field == f or field.startswith(f + ".") for f in RESUMABLE)
 
-    def acquire(self) -> None:
-        if self._fd is not None:
-            return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
+
+def config_differences(a: SearchConfig, b: SearchConfig) -> list[str]:
+    """Dotted names of the fields whose values differ between two configs (deepest differing level)."""
+
+    def walk(x: Any, y: Any, prefix: str) -> list[str]:
+        if isinstance(x, dict) and isinstance(y, dict):
+            out: list[str] = []
+            for key in list(x) + [k for k in y if k not in x]:
+                out += walk(x.get(key), y.get(key), f"{prefix}{key}.")
+            return out
+        return [] if x == y else [prefix.rstrip(".")]
+
+    return walk(a.model_dump(mode="json"), b.model_dump(mode="json"), "")
+
+
+#: files of a pretraining run folder (`nat pretrain`); a search folder has none of them
+PRETRAIN_FILES = ("checkpoint.pt", "metrics.jsonl", "supernet.safetensors")
+
+
+def _what_config_is(path: Path, error: ConfigError) -> str:
+    """A few words on a ``config.yaml`` that is not a search config, for the error message."""
+    from nat.config_io import read_yaml_mapping
+    from nat.train.config import parse_config
+
+    try:
+        data = read_yaml_mapping(path)
+    except ConfigError:
+        return "not a YAML mapping"
+    try:
+        parse_config(data)
+    except ConfigError:
+        return f"not a nat search config ({str(error).removeprefix(f'{path}: ')})"
+    return "the config of a nat pretraining run (`nat pretrain`)"
+
+
+def check_run_folder(path: Path) -> None:
+    """Refuse (one `ConfigError`, nothing written) a folder that holds a pretraining run or a
+    ``config.yaml`` that is not a search config: a search must not write into another kind of run."""
+    if not path.is_dir():
+        return
+    if not (path / ARCHIVE).exists():
+        found = [name for name in PRETRAIN_FILES if (path / name).exists()]
+        if found:
             raise ConfigError(
-                f"{self.path.parent} is being written by another nat process (PID {holder}); "
-                "wait for it to finish or stop it first"
+                f"{path} holds a pretraining run ({', '.join(found)}), so it is not a nat run directory of a "
+                f"search; continue it with `nat pretrain --resume {path}`, and give a search a folder of its "
+                "own (--out)"
+            )
+    if (path / CONFIG).is_file():
+        try:
+            load_config(path / CONFIG)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{path / CONFIG} is {_what_config_is(path / CONFIG, exc)}, so {path} is not a nat run "
+                "directory of a search; nothing was changed: choose another folder"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
 
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+
+def read_state_file(path: Path) -> dict[str, Any]:
+    """``state.json`` ({} when there is none yet); `CheckpointError` when it is damaged."""
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is damaged ({exc}); it is rebuilt if you delete it") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is damaged (not a JSON object); it is rebuilt if you delete it")
+    return state
+
+
+class _RunLogHandler(logging.FileHandler):
+    """``search.log``: a record that cannot be written (disk full) is dropped, not a traceback on stderr
+    (the write that matters fails with one clear line of its own)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handleError(record)
 
 
 class RunDir:
@@ -95,13 +159,18 @@ class RunDir:
         self._lock = RunLock(self.path / LOCK)
         if writable:
             self._lock.acquire()
-        self.archive = Archive(self.path / ARCHIVE, read_only=not writable)
+        try:
+            self.archive = Archive(self.path / ARCHIVE, read_only=not writable)
+        except BaseException:  # a damaged archive: the folder is not opened, so nothing stays locked
+            self._lock.release()
+            raise
 
     # ----------------------------------------------------------------- opening
     @classmethod
     def create(cls, path: str | Path, config: SearchConfig) -> RunDir:
         """A new run in ``path`` (created if needed); refused if the folder already holds a run."""
         path = Path(path)
+        check_run_folder(path)
         archive = path / ARCHIVE
         if archive.exists() and archive.stat().st_size > 0:
             raise ConfigError(
@@ -112,35 +181,81 @@ class RunDir:
 
     @classmethod
     def resume(cls, path: str | Path, config: SearchConfig) -> RunDir:
-        """Continue the run in ``path`` with ``config`` (saved as its config from now on)."""
-        return cls._for_writing(Path(path), config)
+        """Continue the run in ``path`` with ``config`` (saved as its config from now on). A config that
+        differs from the saved one in anything that changes results is refused, naming the field."""
+        path = Path(path)
+        check_run_folder(path)
+        if (path / CONFIG).is_file():
+            changed = [f for f in config_differences(load_config(path / CONFIG), config) if not resumable(f)]
+            if changed:
+                raise ConfigError(
+                    f"{path} was run with another {', '.join(changed)}; a resumed run keeps every setting "
+                    f"that changes its results (only {', '.join(RESUMABLE)} may change); start a new run "
+                    "in another folder instead"
+                )
+        return cls._for_writing(path, config)
 
     @classmethod
     def _for_writing(cls, path: Path, config: SearchConfig) -> RunDir:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise ConfigError(f"{path} exists and is not a folder; choose another --out") from None
+        make_folder(path)
         run = cls(path, config, writable=True)
         write_json_atomic(path / VERSIONS, library_versions())
         write_text_atomic(path / CONFIG, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return run
 
     @classmethod
-    def open(cls, path: str | Path) -> RunDir:
-        """The run in ``path``, read-only: its config, archive, state and checkpoints, nothing written."""
+    def open(cls, path: str | Path, lock: bool = False) -> RunDir:
+        """The run in ``path``, read-only: its config, archive, state and checkpoints, nothing written.
+        ``lock=True`` also takes the writer's lock, for commands that add files (a report, models) to
+        the folder without touching the run itself."""
         path = Path(path)
+        check_run_folder(path)
         if not (path / CONFIG).is_file():
             raise ConfigError(f"{path} is not a nat run directory (no {CONFIG})")
-        return cls(path, load_config(path / CONFIG), writable=False)
+        run = cls(path, load_config(path / CONFIG), writable=False)
+        if lock:
+            run._lock.acquire()
+        return run
 
     @staticmethod
     def saved_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SearchConfig:
         """The config a run folder holds (with ``overrides`` applied), for resuming it."""
+        check_run_folder(Path(path))
         config_path = Path(path) / CONFIG
         if not config_path.is_file():
             raise ConfigError(f"{path} is not a nat run directory (no {CONFIG})")
         return load_config(config_path, overrides=overrides)
+
+    @classmethod
+    def repair(cls, path: str | Path) -> str | None:
+        """Cut a damaged ``archive.jsonl`` back to the records before its first bad line, under the
+        writer's lock (`nat.search.archive.repair_archive`: the removed lines are kept beside it), and
+        roll ``state.json`` back so that the iteration of the last record kept and every later one are
+        run again. Returns what was done (None: the archive was intact, nothing changed)."""
+        path = Path(path)
+        check_run_folder(path)
+        if not (path / CONFIG).is_file():
+            raise ConfigError(f"{path} is not a nat run directory (no {CONFIG})")
+        with RunLock(path / LOCK):
+            repair = repair_archive(path / ARCHIVE, before_cut=lambda r: cls._roll_back_state(path, r))
+        return None if repair is None else repair.describe(path / ARCHIVE)
+
+    @staticmethod
+    def _roll_back_state(path: Path, repair: Repair) -> None:
+        """Forget the iterations from the last kept record's on (they are redone), noting the repair."""
+        state = read_state_file(path / STATE)
+        redo = repair.kept[-1].iteration if repair.kept else 0
+        state["history"] = [h for h in state.get("history", []) if int(h["iteration"]) < redo]
+        state.setdefault("repairs", []).append(
+            {
+                "bad_line": repair.bad_line,
+                "problem": repair.problem,
+                "records_kept": len(repair.kept),
+                "removed_to": repair.copy.name,
+                "redo_from_iteration": redo,
+            }
+        )
+        write_json_atomic(path / STATE, state)
 
     def close(self) -> None:
         """Release the writer's lock (idempotent)."""
@@ -154,16 +269,7 @@ class RunDir:
 
     # ----------------------------------------------------------------- state and front
     def read_state(self) -> dict[str, Any]:
-        path = self.path / STATE
-        if not path.exists():
-            return {}
-        try:
-            state = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path} is damaged ({exc}); it is rebuilt if you delete it") from None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path} is damaged (not a JSON object); it is rebuilt if you delete it")
-        return state
+        return read_state_file(self.path / STATE)
 
     def write_state(self, state: dict[str, Any]) -> None:
         self._check_writable()
@@ -209,7 +315,7 @@ class RunDir:
             yield
             return
         logger = logging.getLogger("nat")
-        handler = logging.FileHandler(self.path / LOG)
+        handler = _RunLogHandler(self.path / LOG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(level)
         before = logger.level

@@ -55,7 +55,7 @@ def select_diverse(F: np.ndarray, k: int, seed: int) -> list[int]:
     ideal, nadir = G.min(0), G.max(0)
     N = (G - ideal) / np.where(nadir - ideal > 1e-12, nadir - ideal, 1.0)
     dirs = (
-        reference_directions(F.shape[1], k, seed)
+        reference_directions(F.shape[1], k, seed, n_partitions=12 if F.shape[1] == 3 else None)
         if F.shape[1] > 2
         else np.stack([np.linspace(0, 1, k), 1 - np.linspace(0, 1, k)], axis=1)
     )

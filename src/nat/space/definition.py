@@ -11,10 +11,12 @@ numbers; presets are looked up by name with :func:`get_space`.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nat.config_io import validation_message
 from nat.errors import ConfigError
 
 NUM_STAGES = 5
@@ -82,6 +84,19 @@ class SearchSpace(BaseModel):
                 raise ValueError(f"{field} needs {NUM_STAGES} entries, got {len(getattr(self, field))}")
         if min(self.depths) < 1:
             raise ValueError("depths must be >= 1")
+        if self.stem_stride < 1 or any(s < 1 for s in self.stage_strides):
+            raise ValueError(
+                f"strides must be >= 1, got stem_stride {self.stem_stride}, "
+                f"stage_strides {list(self.stage_strides)}"
+            )
+        too_small = [r for r in self.resolutions if r < self.total_stride]
+        if too_small:
+            strides = tuple(self.stage_strides)
+            raise ValueError(
+                f"resolution(s) {too_small} below the space's total stride {self.total_stride} (stem stride "
+                f"{self.stem_stride} x stage strides {strides}): the network would shrink such an input "
+                f"below one pixel; use resolutions >= {self.total_stride}"
+            )
         return self
 
     # ----------------------------------------------------------------- derived quantities
@@ -92,6 +107,18 @@ class SearchSpace(BaseModel):
     @property
     def min_depth(self) -> int:
         return min(self.depths)
+
+    @property
+    def total_stride(self) -> int:
+        """How many times the network shrinks its input (stem stride x the stage strides)."""
+        return self.stem_stride * math.prod(self.stage_strides)
+
+    @property
+    def num_subnets(self) -> int:
+        """The number of distinct subnets (canonical descriptions) of the space: resolutions x widths x,
+        for each stage, the sum over its depths ``d`` of ``(kernel sizes x expand ratios) ** d``."""
+        per_stage = sum(len(self.op_choices) ** d for d in self.depths)
+        return len(self.resolutions) * len(self.width_mults) * per_stage**NUM_STAGES
 
     @property
     def op_choices(self) -> tuple[tuple[int, int], ...]:
@@ -174,7 +201,8 @@ def get_space(name_or_space: str | SearchSpace | dict | None = None) -> SearchSp
         try:
             return SearchSpace(**name_or_space)
         except ValidationError as exc:
-            raise ConfigError(f"invalid search space: {exc}") from None
+            detail = validation_message(exc, docs="nat.space.SearchSpace").removeprefix("(top level): ")
+            raise ConfigError(f"invalid search space: {detail}") from None
     try:
         return PRESETS[name_or_space]()
     except KeyError:

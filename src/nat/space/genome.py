@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 
+from nat.config_io import read_text
 from nat.errors import ConfigError
-from nat.space.definition import NUM_STAGES, SearchSpace
+from nat.space.definition import NUM_STAGES, SearchSpace, get_space
 from nat.space.subnet import Subnet
 
 
@@ -121,3 +123,50 @@ def sample_genomes(space: SearchSpace, n: int, rng: random.Random | np.random.Ge
     if isinstance(rng, np.random.Generator):
         rng = random.Random(int(rng.integers(2**63)))
     return np.stack([encode(Subnet.sample(space, rng), space) for _ in range(n)])
+
+
+# ------------------------------------------------------------------------------------------- net.encoding
+
+
+def _encoding_text(text_or_path: str | Path) -> tuple[str, str]:
+    """(the digit string, where it came from) for an encoding given inline or as a file."""
+    path = Path(text_or_path)
+    if (
+        isinstance(text_or_path, str)
+        and not path.is_file()
+        and "/" not in text_or_path
+        and "." not in text_or_path
+    ):
+        return text_or_path.strip(), "encoding"
+    return read_text(path, "net.encoding file").strip(), str(path)
+
+
+def parse_encoding(text_or_path: str | Path, space: SearchSpace | None = None) -> Subnet:
+    """The `Subnet` of NAT's ``net.encoding`` (a digit string, given inline or as a file).
+
+    NAT writes its genome as digits: two for the resolution index, one for the width index, then one per
+    slot (5 stages x ``max_depth``; 0 = skipped, else ``1 + 3 * expansion index + kernel index``, the
+    codes of `decode`), e.g. ``08011001440551052208877`` is NAT-M1 (224 px, width 1.0).
+    """
+    space = get_space(space)
+    text, where = _encoding_text(text_or_path)
+    n_slots = NUM_STAGES * space.max_depth
+    if not text.isdigit() or len(text) != 3 + n_slots:
+        raise ConfigError(
+            f"{where}: a net.encoding is {3 + n_slots} digits for space '{space.name}' (2 resolution, "
+            f"1 width, {n_slots} slots), got {text[:40]!r}"
+        )
+    genome = [int(text[:2]), int(text[2])] + [int(c) for c in text[3:]]
+    try:
+        return decode(genome, space)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def format_encoding(subnet: Subnet, space: SearchSpace | None = None) -> str:
+    """NAT's ``net.encoding`` digits of ``subnet`` (its canonical genome); inverse of `parse_encoding`."""
+    space = get_space(space)
+    genome = encode(subnet, space)
+    if genome[0] > 99 or max(genome[1:]) > 9:
+        raise ConfigError(f"space '{space.name}' has too many choices for NAT's one-digit encoding")
+    return f"{int(genome[0]):02d}" + "".join(str(int(g)) for g in genome[1:])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,20 +33,34 @@ FORMAT = "nat.supernet/1"
 _LEGACY = ".mobile_inverted_conv."
 
 
+def unsafe_reason(exc: Exception) -> str:
+    """What torch's safe loader refused, without its advice to turn the safety off (never repeat that)."""
+    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    return (
+        f"it needs the Python object {match.group(1)}" if match else "it needs Python objects beyond tensors"
+    )
+
+
 def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict inside a ``torch.save`` file, loaded safely; `CheckpointError` if it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the file inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with (
+            warnings.catch_warnings()
+        ):  # torch's notes on a foreign file's pickle protocol: our error says it
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
         raise CheckpointError(
-            f"{path} holds more than weights and was not loaded (only tensors and plain "
-            f"containers are accepted, no pickled code): {first}"
+            f"{path} holds more than weights and was not loaded: only tensors and plain containers are "
+            f"accepted, never pickled code ({unsafe_reason(exc)}); save its state_dict alone, or use a "
+            "safetensors file"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, SafetensorError) as exc:
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated or wrong file?): "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -93,11 +109,12 @@ def _infer_width(state: Mapping[str, torch.Tensor], space: SearchSpace, path: Pa
     )
 
 
-def load_ofa_state_dict(net: Supernet, state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
-    """Load an OFA-format state dict into ``net``; clear errors for missing, extra or mis-shaped keys."""
-    state = normalise_ofa_keys(state)
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
+def fit_problems(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], optional: tuple[str, ...] = ()
+) -> list[str]:
+    """Why ``state`` does not load strictly into a network whose state dict is ``own`` (missing keys,
+    unexpected keys, shape mismatches; keys ending in one of ``optional`` may be missing)."""
+    missing = [k for k in own if k not in state and not k.endswith(optional or ("\0",))]
     unexpected = [k for k in state if k not in own]
     shapes = [
         f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
@@ -111,6 +128,14 @@ def load_ofa_state_dict(net: Supernet, state: Mapping[str, torch.Tensor], source
         problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
     if shapes:
         problems.append(f"{len(shapes)} shape mismatch(es), e.g. {shapes[:2]}")
+    return problems
+
+
+def load_ofa_state_dict(net: Supernet, state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
+    """Load an OFA-format state dict into ``net``; clear errors for missing, extra or mis-shaped keys."""
+    state = normalise_ofa_keys(state)
+    own = net.state_dict()
+    problems = fit_problems(own, state)
     if problems:
         raise CheckpointError(
             f"{source} does not fit a supernet of space '{net.space.name}' width "
@@ -165,6 +190,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def load_supernet(path: str | Path, num_classes: int | None = None) -> Supernet:
     """Load a supernet saved by `save_supernet`, or (by content) an OFA ``torch.save`` checkpoint."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the file inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     with path.open("rb") as f:

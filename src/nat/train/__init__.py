@@ -7,12 +7,13 @@ from nat.train.engine import (
     soft_cross_entropy,
     train_supernet,
 )
-from nat.train.evaluation import evaluate_top1
+from nat.train.evaluation import evaluate_accuracy, evaluate_top1
 
 __all__ = [
     "SupernetTrainer",
     "TrainCallback",
     "cosine_lr",
+    "evaluate_accuracy",
     "evaluate_top1",
     "soft_cross_entropy",
     "train_supernet",

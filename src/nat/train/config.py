@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nat.config_io import read_yaml_mapping, validation_message
 from nat.data import DataConfig
+from nat.device import check_device_name
 from nat.errors import ConfigError
 from nat.space.definition import SearchSpace, get_space
 
@@ -90,6 +91,15 @@ class PretrainConfig(BaseModel):
     )
     seed: int = 0
     device: str = Field("cpu", description="cpu, cuda, cuda:N, or auto")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        try:
+            return check_device_name(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
     train_resolutions: list[int] | None = Field(
         None, description="resolutions sampled per batch (None: the space's resolutions)"

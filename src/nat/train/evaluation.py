@@ -37,3 +37,35 @@ def evaluate_top1(
     if total == 0:
         raise ConfigError("evaluate_top1 got an empty loader")
     return correct / total
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    device: str | torch.device | None = None,
+) -> dict[str, float | int]:
+    """``{"top1", "top5", "images"}`` of ``model`` over ``loader`` (eval mode, no gradients).
+
+    Top-1 is counted exactly as `evaluate_top1` counts it (``argmax``, so ties resolve the same way and
+    the two always agree); top-5 is whether the label is among the five highest logits (all of them
+    with fewer than five classes).
+    """
+    was_training = model.training
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    top1 = top5 = total = 0
+    try:
+        for images, labels in loader:
+            logits = model(images.to(device))
+            labels = labels.to(device)
+            top1 += int((logits.argmax(1) == labels).sum())
+            best = logits.topk(min(5, logits.size(1)), dim=1).indices
+            top5 += int((best == labels[:, None]).any(1).sum())
+            total += labels.numel()
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ConfigError("evaluate_accuracy got an empty loader")
+    return {"top1": top1 / total, "top5": top5 / total, "images": total}

@@ -18,15 +18,19 @@ line: training rows every ``log_every`` steps, one row per epoch and per phase e
 (supernet weights, optimiser, RNG streams, phase/epoch/step; replaced atomically at every epoch end and
 every ``checkpoint_every`` steps), and at the end ``supernet.safetensors`` (`Supernet.load` reads it) and
 ``summary.json``. Killing the process loses at most the steps since the last checkpoint; resuming replays
-the data stream up to the step reached, so the result equals an uninterrupted run on CPU.
+the data stream up to the step reached, so the result equals an uninterrupted run on CPU. One process
+writes a folder at a time (`run` holds an exclusive lock on ``.lock``, `nat.files.RunLock`), and a folder
+that holds a search run is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +39,11 @@ import torch
 from nat.data import TaskData, load_from_config, loader_from_config, make_loader
 from nat.device import resolve_device
 from nat.errors import CheckpointError, ConfigError
-from nat.files import append_line, write_atomic, write_text_atomic
+from nat.files import RunLock, append_line, make_folder, write_atomic, write_text_atomic
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
-from nat.supernet.checkpoint import save_supernet
+from nat.supernet.checkpoint import save_supernet, unsafe_reason
 from nat.train.config import PhaseConfig, PretrainConfig, parse_config
 from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
 from nat.train.evaluation import evaluate_top1
@@ -49,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "nat.pretrain/1"
+LOCK = ".lock"
+#: files only a search run folder has (`nat.search.rundir`): a pretraining run never writes there
+SEARCH_FILES = ("archive.jsonl", "state.json", "supernet_w*.safetensors")
 
 
 # ----------------------------------------------------------------------------------------- phases
@@ -124,12 +131,29 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a pretraining checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint to resume from: {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"{path} is empty (not written by nat, which replaces checkpoints atomically); delete it to "
+            "resume from the start of the run, or restore it from a copy"
+        )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with (
+            warnings.catch_warnings()
+        ):  # torch's notes on a foreign file's pickle protocol: our error says it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} holds more than weights and was not loaded ({unsafe_reason(exc)}); it is not a nat "
+            "pretraining checkpoint"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any failure to read means an unusable file
-        raise CheckpointError(f"{path} is not a readable pretraining checkpoint: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable pretraining checkpoint: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a nat pretraining checkpoint (format {FORMAT!r} expected)")
     return state
@@ -262,6 +286,7 @@ class PretrainingTrainer(TrainCallback):
     def _resolve_config(self, cfg: PretrainConfig | None) -> PretrainConfig:
         """The run's config: the saved one when resuming (``cfg``, if given, must equal it), else ``cfg``
         for a folder that holds no run yet."""
+        self._check_folder()
         if self.resuming:
             saved = load_saved_config(self.out)
             if cfg is not None and cfg.model_dump() != saved.model_dump():
@@ -272,11 +297,26 @@ class PretrainingTrainer(TrainCallback):
             return saved
         if cfg is None:
             raise ConfigError("a config is needed to start a run")
-        if self.checkpoint_path.exists() or (self.out / "supernet.safetensors").exists():
+        return cfg
+
+    def _check_folder(self) -> None:
+        """Refuse (one `ConfigError`, nothing written) a folder that holds a search run, and, for a new
+        run, one that holds a pretraining run already."""
+        if not self.out.is_dir():
+            return
+        found = sorted({p.name for pattern in SEARCH_FILES for p in self.out.glob(pattern)})
+        if found:
+            raise ConfigError(
+                f"{self.out} holds a search run ({', '.join(found)}), not a pretraining run; nothing was "
+                f"changed: give `nat pretrain` a folder of its own (--out), or continue the search with "
+                f"`nat search --resume {self.out}`"
+            )
+        if not self.resuming and (
+            self.checkpoint_path.exists() or (self.out / "supernet.safetensors").exists()
+        ):
             raise ConfigError(
                 f"{self.out} already holds a pretraining run; use --resume {self.out} or another --out"
             )
-        return cfg
 
     # ------------------------------------------------------------------- the edges: folder, checkpoints
     def _open_folder(self) -> dict[str, Any] | None:
@@ -284,7 +324,6 @@ class PretrainingTrainer(TrainCallback):
         a new run with its ``config.yaml`` and ``versions.json``."""
         if self.resuming:
             return load_checkpoint(self.checkpoint_path) if self.checkpoint_path.is_file() else None
-        self.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.out / "config.yaml", self.cfg.to_yaml())
         write_text_atomic(self.out / "versions.json", json.dumps(library_versions(), indent=2) + "\n")
         return None
@@ -385,7 +424,14 @@ class PretrainingTrainer(TrainCallback):
     # ------------------------------------------------------------------- phases
     def run(self) -> dict[str, Any]:
         """Train the remaining phases and finish; returns the run summary (``finished: False`` and the
-        seconds so far when the step budget ran out first)."""
+        seconds so far when the step budget ran out first). The folder's writer lock is held throughout
+        (a second process writing it fails at once, naming this one's PID)."""
+        make_folder(self.out)
+        with RunLock(self.out / LOCK):
+            self._check_folder()  # again: the folder may have changed since the trainer was made
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         self._setup(self._open_folder())
         self._t_start = time.perf_counter()
         while self.phase_index < len(self.cfg.phases):

@@ -1,0 +1,126 @@
+"""nat's library API in two calls: `search` runs (or continues) a search, `open_run` reads one.
+
+    import nat
+    result = nat.search("smoke", out="runs/smoke")          # preset, YAML path, dict or SearchConfig
+    run = nat.open_run("runs/smoke")                        # read-only: nothing in the folder changes
+    run.front, run.models, run.history                      # what the search found and delivered
+    model = nat.load_model(run.models_dir / run.models[0]["name"])
+
+`search` is what ``nat search`` does: a folder that already holds a run of the same configuration is
+continued (a finished one only redoes what is missing), one of another configuration is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nat.errors import ConfigError
+from nat.search.archive import Record
+from nat.search.config import SearchConfig, _merge, list_presets, load_config, validate_config
+from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index
+from nat.search.objectives import pareto_front
+from nat.search.rundir import ARCHIVE, RunDir
+
+ConfigLike = str | Path | dict[str, Any] | SearchConfig
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What `search` returns: the final front, the front models' index entries, the run folder."""
+
+    run_dir: Path
+    front: list[Record]
+    models: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.run_dir / MODELS_DIR
+
+
+def resolve_config(config: ConfigLike, overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """A `SearchConfig` from a preset name, a YAML file, a mapping or a config, with ``overrides``."""
+    if isinstance(config, SearchConfig):
+        if not overrides:
+            return config
+        return validate_config(_merge(config.model_dump(mode="json"), overrides), "config")
+    if isinstance(config, dict):
+        return validate_config(_merge(config, overrides or {}), "config")
+    if isinstance(config, str) and config in list_presets() and not Path(config).is_file():
+        return load_config(preset=config, overrides=overrides)
+    if isinstance(config, (str, Path)):
+        return load_config(Path(config), overrides=overrides)
+    raise ConfigError(
+        f"config must be a preset name, a YAML path, a dict or a SearchConfig, got {type(config)}"
+    )
+
+
+def search(config: ConfigLike, out: str | Path, overrides: dict[str, Any] | None = None) -> SearchResult:
+    """Run NAT (or continue the run in ``out``) and deliver its front models and report."""
+    from nat.search.loop import NATSearch
+    from nat.threads import torch_threads
+
+    resolved = resolve_config(config, overrides)
+    archive = Path(out) / ARCHIVE
+    resume = archive.is_file() and archive.stat().st_size > 0
+    with torch_threads(resolved.threads), NATSearch(resolved, out, resume=resume) as run:
+        front = run.run()
+        return SearchResult(run.out, front, list(run.models))
+
+
+class RunView:
+    """A finished or interrupted run, read-only (`open_run`): nothing in its folder is changed."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._run = RunDir.open(path)
+
+    @property
+    def path(self) -> Path:
+        return self._run.path
+
+    @property
+    def config(self) -> SearchConfig:
+        return self._run.config
+
+    @property
+    def archive(self) -> list[Record]:
+        """Every evaluation, in order (re-evaluations included)."""
+        return list(self._run.archive.records)
+
+    @property
+    def current(self) -> list[Record]:
+        """The latest evaluation of each subnet."""
+        return self._run.archive.current()
+
+    @property
+    def front(self) -> list[Record]:
+        """The feasible non-dominated subnets of the current archive."""
+        return pareto_front(self.current, self.config.objectives, self.config.constraints)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Per iteration: hypervolume, front and archive size, the strategy's report."""
+        return list(self._run.read_state().get("history", []))
+
+    @property
+    def finished(self) -> bool:
+        """Whether the last configured iteration was recorded (a time budget can end a run earlier)."""
+        return any(h["iteration"] == self.config.iterations for h in self.history)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.path / MODELS_DIR
+
+    @property
+    def models(self) -> list[dict[str, Any]]:
+        """The front models' index entries (``models.json``; empty before the run delivered them)."""
+        return read_index(self.path / MODELS_INDEX)
+
+    def __repr__(self) -> str:
+        return f"RunView({str(self.path)!r}: {len(self.current)} subnets, front {len(self.front)})"
+
+
+def open_run(path: str | Path) -> RunView:
+    """Open a run folder read-only (``.config``, ``.archive``, ``.front``, ``.history``, ``.models``)."""
+    return RunView(path)

@@ -1,0 +1,138 @@
+"""``nat eval MODEL_DIR --data DATASET``: top-1 and top-5 of a model folder on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nat.cli.args import positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="top-1/top-5 of a model folder on a dataset",
+        description="Evaluate a model folder (nat's, or a NAT release folder with net.config and "
+        "net.weights) on a dataset split, with nat's evaluation preprocessing at the model's resolution. "
+        "On the run's own dataset the split and normalisation are the run's, so the test figure equals "
+        "the one in the run's models.json.",
+    )
+    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    parser.add_argument("--data", required=True, metavar="DATASET", help="dataset name (see `nat data list`)")
+    parser.add_argument("--root", type=Path, default=None, help="dataset folder (for on-disk sets)")
+    parser.add_argument("--split", choices=["test", "val"], default="test")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help='print {"top1": ..., "top5": ..., "images": ...}')
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from nat.config_io import validation_message
+    from nat.data import load_from_config, loader_from_config
+    from nat.data.config import DataConfig
+    from nat.device import resolve_device
+    from nat.errors import ConfigError
+    from nat.threads import torch_threads
+    from nat.train import evaluate_accuracy
+
+    device = resolve_device(args.device)
+    meta = model_metadata(args.model_dir)
+    provenance = meta.get("provenance", {})
+    same_task = provenance.get("dataset") == args.data and "data" in provenance
+    data = dict(provenance["data"]) if same_task else {"dataset": args.data}
+    if args.root is not None:
+        data["root"] = str(args.root)
+    if args.batch_size is not None:
+        data["eval_batch_size"] = args.batch_size
+    try:
+        data_config = DataConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"--data {args.data}: {validation_message(exc)}") from None
+    seed = int(provenance.get("seed", 0)) if same_task else 0
+    with torch_threads(args.threads):
+        model = load_any_model(args.model_dir).to(device)
+        task = load_from_config(
+            data_config, data_config.split_seed if data_config.split_seed is not None else seed
+        )
+        classes = model_num_classes(model)
+        if classes is not None and classes != task.num_classes:
+            raise ConfigError(
+                f"{args.model_dir} classifies {classes} classes but {args.data} has {task.num_classes}; "
+                "evaluate it on the dataset it was made for"
+            )
+        resolution = int(meta["resolution"])
+        loader = loader_from_config(
+            task, data_config, args.split, resolution=resolution, train=False, seed=seed, device=device
+        )
+        scores = evaluate_accuracy(model, loader, device=device)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(
+            f"{args.model_dir}: top-1 {100 * scores['top1']:.2f}%  top-5 {100 * scores['top5']:.2f}%  "
+            f"({scores['images']} images, {args.split} split of {args.data}, {resolution} px)"
+        )
+    return 0
+
+
+def model_num_classes(model) -> int | None:  # noqa: ANN001 - any classifier
+    """Output classes of the model's last linear layer (None if it has none)."""
+    import torch
+
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return linear[-1].out_features if linear else None
+
+
+def model_metadata(folder: Path) -> dict:
+    """The resolution (and, for nat's folders, the provenance) of a model folder: nat's ``model.json``,
+    or a ``net.config`` with ``img_size`` (NAT's release), or a ``net.subnet``'s ``r``."""
+    from nat.errors import CheckpointError
+
+    def read(name: str) -> dict:
+        try:
+            data = json.loads((folder / name).read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{folder / name} is not readable JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{folder / name} is not a JSON object")
+        return data
+
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder not found: {folder}")
+    if (folder / "model.json").is_file():
+        info = read("model.json")
+        resolution = info.get("preprocessing", {}).get("resolution") or info.get("subnet", {}).get("r")
+        return {"resolution": resolution, "provenance": info.get("provenance", {})}
+    for name, key in (("net.config", "img_size"), ("net.subnet", "r")):
+        if (folder / name).is_file():
+            data = read(name)
+            resolution = data.get(key) or data.get("subnet", {}).get("r")
+            if resolution:
+                return {"resolution": int(resolution), "provenance": {}}
+    raise CheckpointError(
+        f"{folder} is not a model folder (no model.json, or net.config/net.subnet with the input resolution)"
+    )
+
+
+def load_any_model(folder: Path):  # noqa: ANN201 - an nn.Module
+    """nat's model folder (``model.safetensors``), or a NAT release folder (net.config + net.weights)."""
+    from nat.errors import CheckpointError
+    from nat.export import load_model
+
+    if (folder / "model.safetensors").is_file():
+        return load_model(folder)
+    if (folder / "net.config").is_file():
+        from nat.export import load_natnet
+
+        weights = folder / "net.weights"
+        if not weights.is_file():
+            raise CheckpointError(
+                f"{folder} holds a net.config but no net.weights: put the release's weights file there"
+            )
+        return load_natnet(folder / "net.config", weights=weights)
+    raise CheckpointError(f"{folder} is not a model folder (no model.safetensors or net.config)")

@@ -1,0 +1,99 @@
+"""``nat export RUN_DIR``: front members of a finished or interrupted run as model folders, no searching."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nat.cli.args import non_negative_float, non_negative_int, positive_float, positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="extract (fine-tune, test) front models of a run folder",
+        description="Extract front members of a finished or interrupted run as standalone model folders "
+        "(optionally fine-tuned and tested), without searching. Without --out the models go into "
+        "RUN_DIR/models/ (and the run's report is rewritten); with --out DIR the run folder is only read.",
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument(
+        "--models", type=non_negative_int, default=None, help="front members to extract (default: the run's)"
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=non_negative_float, default=None, help="fine-tuning epochs per model"
+    )
+    parser.add_argument("--lr", type=positive_float, default=None, help="fine-tuning learning rate")
+    parser.add_argument(
+        "--distill",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="distil from the adapted supernet's largest subnet when fine-tuning (default: on)",
+    )
+    parser.add_argument("--onnx", action="store_true", default=None, help="also write model.onnx")
+    parser.add_argument(
+        "--no-test", dest="test", action="store_false", default=None, help="skip the test split"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the models here instead of RUN_DIR/models"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="torch CPU threads (default: the run's)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nat.errors import ConfigError
+    from nat.search.config import FinalizeConfig
+    from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_models, write_run_report
+    from nat.search.objectives import pareto_front
+    from nat.search.parts import RunParts
+    from nat.search.rundir import RunDir
+    from nat.threads import torch_threads
+
+    if args.out is not None and args.out.resolve() == args.run_dir.resolve():
+        raise ConfigError("--out is the run folder itself; leave --out out to write into RUN_DIR/models")
+    run_dir = RunDir.open(args.run_dir, lock=args.out is None)
+    try:
+        config = run_dir.config
+        changes = {
+            "models": args.models,
+            "finetune_epochs": args.finetune_epochs,
+            "lr": args.lr,
+            "distill": args.distill,
+            "onnx": args.onnx,
+            "test": args.test,
+        }
+        updated = {**config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+        settings = FinalizeConfig.model_validate(updated)
+        front = pareto_front(run_dir.archive.current(), config.objectives, config.constraints)
+        if not front:
+            raise ConfigError(
+                f"{args.run_dir} has no evaluated subnets within its constraints yet; nothing to export"
+            )
+        with (
+            torch_threads(args.threads or config.threads),
+            run_dir.logging() if args.out is None else _nothing(),
+        ):
+            parts = RunParts.build(config, run_dir)
+            if args.out is None:
+                folder, index = run_dir.path / MODELS_DIR, run_dir.path / MODELS_INDEX
+            else:
+                folder, index = args.out, args.out / MODELS_INDEX
+            models = export_models(parts, front, settings, folder, run_dir.path, index)
+            if args.out is None:
+                write_run_report(run_dir, models)
+    finally:
+        run_dir.close()
+    print(f"{len(models)} model(s) in {folder} (index {index})")
+    for m in models:
+        test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
+        print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
+    return 0
+
+
+def _nothing():  # noqa: ANN202 - a null context manager
+    from contextlib import nullcontext
+
+    return nullcontext()

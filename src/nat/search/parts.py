@@ -1,0 +1,60 @@
+"""The working parts of a run, built once from its config and folder: data, supernets, problem, evaluator.
+
+The search loop, finalisation and the post-search commands (`nat export`) all need the same parts, and
+an interrupted or finished run must be able to rebuild them without searching and without writing:
+`RunParts.build` reads the run folder only through `RunDir.restore_supernets` (the adapted weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nat.data import TaskData, load_from_config
+from nat.device import resolve_device
+from nat.errors import ConfigError
+from nat.search.config import SearchConfig
+from nat.search.evaluator import SubnetEvaluator
+from nat.search.objectives import ObjectiveSet
+from nat.search.rundir import RunDir
+from nat.search.supernets import load_supernets
+from nat.space.definition import SearchSpace
+from nat.supernet import Supernet
+
+
+@dataclass
+class RunParts:
+    config: SearchConfig
+    device: torch.device
+    task: TaskData
+    space: SearchSpace
+    supernets: dict[float, Supernet]  # adapted as far as the run got, keyed by width
+    objectives: ObjectiveSet
+    evaluator: SubnetEvaluator
+
+    @classmethod
+    def build(cls, config: SearchConfig, run: RunDir | None = None) -> RunParts:
+        """Load the task and the supernets (with ``run``'s adapted weights, if it has any)."""
+        device = resolve_device(config.device)
+        task = load_from_config(config.data, config.seed)
+        space, supernets = load_supernets(config, task.num_classes, device)
+        if run is not None:
+            run.restore_supernets(supernets)
+        objectives = ObjectiveSet(config.objectives, space, task.num_classes, config.constraints)
+        evaluator = SubnetEvaluator(supernets, task, config, device)
+        return cls(config, device, task, space, supernets, objectives, evaluator)
+
+    def check_searchable(self) -> None:
+        """What a search needs of its settings that only the built parts can tell, checked before any
+        training: every bound on madds/params can be met by some subnet, and the space holds at least
+        ``initial_samples`` distinct subnets (the initial archive is drawn without repeats)."""
+        self.objectives.check_satisfiable(min(self.supernets))
+        count = self.space.num_subnets
+        wanted = self.config.initial_samples
+        if wanted > count:
+            raise ConfigError(
+                f"initial_samples: {wanted} distinct subnets asked for, but the search space "
+                f"'{self.space.name}' has only {count}; lower initial_samples to at most {count} or widen "
+                "the space (more resolutions, depths, kernel sizes or expand ratios)"
+            )

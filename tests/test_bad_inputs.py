@@ -1,0 +1,228 @@
+"""Bad inputs through every command: each ends with a non-zero exit, no traceback, a last line
+``nat COMMAND: error: ...`` that says what is wrong, and every run folder it was given unchanged.
+
+The cases are a table: ``(id, argv, expected text)``, with ``{run}`` (a finished search run folder),
+``{model}`` (one of its model folders), ``{pt}`` (a pretraining folder), ``{tmp}`` (an empty scratch
+folder) and the files made by `bad_files` substituted into ``argv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nat.cli import main
+
+TINY = [
+    "--set", "initial_samples=5", "--set", "iterations=1", "--set", "candidates_per_iteration=2",
+    "--set", "adaptation.max_steps=2", "--set", "nsga3.pop_size=10", "--set", "nsga3.generations=2",
+    "--set", "evaluation.calibration_images=32", "--set", "data.val_size=100", "--set", "finalize.models=1",
+]  # fmt: skip
+
+
+def digest(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("bad")
+    run = root / "run"
+    assert main(["search", "--preset", "smoke", "--out", str(run), *TINY]) == 0
+    (model,) = json.loads((run / "models.json").read_text())
+    pt = root / "pt"
+    pt_config = root / "pretrain.yaml"
+    pt_config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"dataset": "digits", "train_batch_size": 64, "eval_batch_size": 200},
+                "space": "micro",
+                "train_resolutions": [16],
+                "calib_images": 16,
+                "val_images": 0,
+                "test_eval": False,
+                "phases": [{"name": "full", "epochs": 0.02, "lr": 0.05}],
+            }
+        )
+    )
+    assert main(["pretrain", "--config", str(pt_config), "--out", str(pt), "--no-progress"]) == 0
+    files = bad_files(root)
+    return {
+        "run": str(run),
+        "model": str(run / "models" / model["name"]),
+        "pt": str(pt),
+        "pt_config": str(pt_config),
+        "tmp": str(root / "scratch"),
+        **{k: str(v) for k, v in files.items()},
+    }
+
+
+def bad_files(root: Path) -> dict[str, Path]:
+    """Files that are wrong in the ways users get them wrong."""
+    out = root / "files"
+    out.mkdir()
+    made = {
+        "binary": out / "binary.yaml",
+        "not_mapping": out / "list.yaml",
+        "broken_yaml": out / "broken.yaml",
+        "typo_yaml": out / "typo.yaml",
+        "bad_json": out / "bad.subnet",
+        "wrong_subnet": out / "wrong.subnet",
+        "empty": out / "empty.pth",
+        "garbage": out / "garbage.pth",
+        "pickle_as_safetensors": out / "code.safetensors",
+        "code_pickle": out / "code.pth",
+        "a_file": out / "a_file",
+    }
+    made["binary"].write_bytes(bytes(range(256)) * 4)
+    made["not_mapping"].write_text("- seed\n- 1\n")
+    made["broken_yaml"].write_text("data: [unclosed\n")
+    made["typo_yaml"].write_text("data: {dataset: digits}\niteratons: 3\n")
+    made["bad_json"].write_text('{"ks": [3, 5')
+    made["wrong_subnet"].write_text(json.dumps({"ks": [9], "e": [3], "d": [1], "r": 1, "w": 3.0}))
+    made["empty"].write_bytes(b"")
+    made["garbage"].write_bytes(b"\x80\x04garbage that is no pickle")
+    payload = {"state_dict": {"w": torch.zeros(1)}, "fn": Path}  # a class: refused by weights_only
+    torch.save(payload, made["code_pickle"])
+    made["pickle_as_safetensors"].write_bytes(pickle.dumps({"x": Path("/")}))
+    made["a_file"].write_text("not a folder")
+    (out / "a_dir").mkdir()
+    made["a_dir"] = out / "a_dir"
+    return made
+
+
+S = ["search", "--preset", "smoke", "--out", "{tmp}/s"]
+CASES: list[tuple[str, list[str], str]] = [
+    # ---- nat search: configs and flags
+    ("preset", ["search", "--preset", "nope", "--out", "{tmp}/x"], "unknown preset"),
+    ("config-missing", ["search", "--config", "{tmp}/none.yaml", "--out", "{tmp}/x"], "not found"),
+    ("config-binary", ["search", "--config", "{binary}", "--out", "{tmp}/x"], "not UTF-8 text"),
+    ("config-list", ["search", "--config", "{not_mapping}", "--out", "{tmp}/x"], "must be a mapping"),
+    ("config-yaml", ["search", "--config", "{broken_yaml}", "--out", "{tmp}/x"], "not valid YAML at line"),
+    ("config-typo", ["search", "--config", "{typo_yaml}", "--out", "{tmp}/x"], "iteratons: unknown field"),
+    ("config-dir", ["search", "--config", "{a_dir}", "--out", "{tmp}/x"], "is a folder"),
+    ("set-no-equals", [*S, "--set", "nsga3"], "KEY=VALUE"),
+    ("set-negative", [*S, "--set", "iterations=-1"], "iterations"),
+    ("set-not-int", [*S, "--set", "initial_samples=many"], "initial_samples"),
+    ("set-section", [*S, "--set", "nsga3.pop_size.x=1"], "--set: nsga3.pop_size"),
+    ("one-objective", [*S, "--set", "objectives=[top1]"], "at least 2"),
+    ("unknown-objective", [*S, "--set", "objectives=[top1,flops]"], "unknown objective"),
+    ("no-top1", [*S, "--set", "objectives=[madds,params]"], "must include 'top1'"),
+    ("user-objective-module", [*S, "--set", "objectives=[top1,nomodule:fn]"], "cannot import module"),
+    ("evolution-no-bound", [*S, "--set", "strategy=evolution"], "needs at least one constraint"),
+    ("strategy", [*S, "--set", "strategy=grid"], "strategy"),
+    ("bound-negative", [*S, "--set", "constraints.madds=-1"], "positive"),
+    ("bound-top1", [*S, "--set", "constraints.top1=0.5"], "constrain complexity objectives only"),
+    ("dataset", [*S, "--set", "data.dataset=nope"], "unknown dataset"),
+    ("surrogate", [*S, "--set", "surrogate.models=[svm]"], "unknown surrogate"),
+    ("selection", [*S, "--set", "candidate_selection=best"], "candidate_selection"),
+    ("space-preset", [*S, "--set", "space=huge"], "search space"),
+    ("supernet-missing", [*S, "--set", "supernet=/nonexistent/ofa.pth"], "not found"),
+    ("supernet-dir", [*S, "--set", "supernet={a_dir}"], "a_dir"),
+    ("supernet-empty", [*S, "--set", "supernet={empty}", "--set", "space=null"], "empty.pth"),
+    ("supernet-garbage", [*S, "--set", "supernet={garbage}", "--set", "space=null"], "garbage.pth"),
+    ("supernet-code", [*S, "--set", "supernet={code_pickle}", "--set", "space=null"], "never pickled code"),
+    ("supernet-renamed", [*S, "--set", "supernet={pickle_as_safetensors}", "--set", "space=null"], "code"),
+    ("builtin", [*S, "--set", "supernet=builtin:nope"], "no built-in supernet"),
+    ("out-file", ["search", "--preset", "smoke", "--out", "{a_file}"], "not a folder"),
+    ("out-proc", ["search", "--preset", "smoke", "--out", "/proc/nat-run"], "/proc/nat-run"),
+    ("no-out", ["search", "--preset", "smoke"], "--out DIR is required"),
+    ("no-config", ["search", "--out", "{tmp}/x"], "give --config FILE or --preset NAME"),
+    ("resume-nowhere", ["search", "--resume", "{tmp}/nowhere"], "not a nat run directory"),
+    (
+        "resume-and-config",
+        ["search", "--resume", "{run}", "--preset", "smoke"],
+        "drop --config/--preset/--out",
+    ),
+    ("resume-seed", ["search", "--resume", "{run}", "--set", "seed=5"], "another seed"),
+    ("resume-lr", ["search", "--resume", "{run}", "--set", "adaptation.lr=0.5"], "another adaptation.lr"),
+    ("existing-run", ["search", "--preset", "smoke", "--out", "{run}"], "already holds a run"),
+    ("device", [*S, "--set", "device=gpu"], "gpu"),
+    ("cuda-absent", [*S, "--set", "device=cuda"], "CUDA is not available"),
+    # ---- nat profile
+    ("profile-missing", ["profile", "{tmp}/none.subnet"], "not found"),
+    ("profile-binary", ["profile", "{binary}"], "not UTF-8 text"),
+    ("profile-json", ["profile", "{bad_json}"], "not valid JSON"),
+    ("profile-invalid", ["profile", "{wrong_subnet}"], "wrong.subnet"),
+    ("profile-classes", ["profile", "{model}/net.subnet", "--num-classes", "0"], "num-classes"),
+    ("profile-huge-classes", ["profile", "{model}/net.subnet", "--num-classes", str(10**12)], "plausible"),
+    (
+        "pretrain-device",
+        ["pretrain", "--config", "{pt_config}", "--out", "{tmp}/p2", "--device", "gpu"],
+        "gpu",
+    ),
+    ("search-latency-bound", [*S, "--set", "constraints.latency=5"], "add 'latency' to objectives"),
+    ("search-impossible", [*S, "--set", "constraints.madds=1000"], "cannot be met"),
+    (
+        "search-one-px",
+        [*S, "--set", "space={{resolutions: [1]}}"],
+        "stride",
+    ),
+    # ---- nat data
+    ("data-unknown", ["data", "info", "nope"], "unknown dataset"),
+    ("data-root", ["data", "info", "cifar10", "--root", "{tmp}/nowhere"], "nowhere"),
+    ("data-empty-folder", ["data", "info", "folder", "--root", "{a_dir}"], "a_dir"),
+    # ---- nat pretrain
+    ("pretrain-missing", ["pretrain", "--config", "{tmp}/none.yaml", "--out", "{tmp}/p"], "not found"),
+    ("pretrain-binary", ["pretrain", "--config", "{binary}", "--out", "{tmp}/p"], "not UTF-8 text"),
+    ("pretrain-typo", ["pretrain", "--config", "{typo_yaml}", "--out", "{tmp}/p"], "unknown field"),
+    ("pretrain-no-out", ["pretrain", "--config", "{pt_config}"], "give --config FILE and --out DIR"),
+    ("pretrain-resume-nowhere", ["pretrain", "--resume", "{tmp}/nowhere"], "nothing to resume"),
+    ("pretrain-existing", ["pretrain", "--config", "{pt_config}", "--out", "{pt}"], "already holds"),
+    ("pretrain-into-search", ["pretrain", "--config", "{pt_config}", "--out", "{run}"], "search run"),
+    ("pretrain-steps", ["pretrain", "--resume", "{pt}", "--stop-after-steps", "-1"], "stop-after-steps"),
+    ("pretrain-resume-seed", ["pretrain", "--resume", "{pt}", "--seed", "3"], "cannot change a run"),
+    # ---- nat export / report / eval
+    ("export-not-run", ["export", "{tmp}"], "not a nat run directory"),
+    ("export-models", ["export", "{run}", "--models", "-1"], "--models"),
+    ("export-epochs", ["export", "{run}", "--finetune-epochs", "-2"], "--finetune-epochs"),
+    ("export-lr", ["export", "{run}", "--lr", "0"], "--lr"),
+    ("export-into-run", ["export", "{run}", "--out", "{run}"], "--out is the run folder"),
+    ("export-pretrain", ["export", "{pt}"], "not a nat run directory"),
+    ("report-not-run", ["report", "{tmp}"], "not a nat run directory"),
+    ("report-pretrain", ["report", "{pt}"], "not a nat run directory"),
+    ("eval-missing", ["eval", "{tmp}/none", "--data", "digits"], "model folder not found"),
+    ("eval-run", ["eval", "{run}", "--data", "digits"], "not a model folder"),
+    ("eval-dataset", ["eval", "{model}", "--data", "nope"], "unknown dataset"),
+    ("eval-split", ["eval", "{model}", "--data", "digits", "--split", "train"], "--split"),
+    ("eval-batch", ["eval", "{model}", "--data", "digits", "--batch-size", "0"], "--batch-size"),
+    ("eval-device", ["eval", "{model}", "--data", "digits", "--device", "tpu"], "tpu"),
+    # ---- nat quickstart
+    ("quickstart-models", ["quickstart", "--out", "{tmp}/q", "--models", "-1"], "--models"),
+    ("quickstart-set", ["quickstart", "--out", "{tmp}/q", "--set", "iterations=x"], "iterations"),
+]
+
+
+@pytest.mark.parametrize(("name", "argv", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(places, capsys, name, argv, expected) -> None:
+    argv = [a.format(**places) for a in argv]
+    folders = [Path(places[k]) for k in ("run", "pt")]
+    before = [digest(f) for f in folders]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code not in (0, None), f"{name}: exit {code}"
+    lines = captured.err.strip().splitlines()
+    assert lines, f"{name}: nothing on stderr"
+    assert "Traceback" not in captured.err, captured.err
+    assert lines[-1].startswith(f"nat {argv[0]}: error: "), lines[-1]
+    assert expected in lines[-1], f"{name}: {lines[-1]!r} lacks {expected!r}"
+    assert "weights_only=False" not in captured.err
+    assert [digest(f) for f in folders] == before, f"{name} changed a run folder"
+
+
+def test_the_table_is_large_enough() -> None:
+    assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+    assert {c[1][0] for c in CASES} >= {"search", "profile", "data", "pretrain", "export", "report", "eval"}

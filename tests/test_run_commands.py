@@ -1,0 +1,200 @@
+"""From search to deployed model: `nat search` delivers models and a report; `nat export`, `nat report`,
+`nat eval` on a run folder; the one-call library API (`nat.search`, `nat.open_run`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import nat
+from nat.cli import main
+
+SETS = {
+    "initial_samples": 6,
+    "iterations": 1,
+    "candidates_per_iteration": 2,
+    "adaptation.max_steps": 3,
+    "nsga3.pop_size": 12,
+    "nsga3.generations": 3,
+    "evaluation.calibration_images": 32,
+    "data.val_size": 100,
+    "finalize.models": 2,
+    "finalize.finetune_epochs": 0.05,
+}
+
+
+def digest(path: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+
+
+def search_args(out: Path, **changes) -> list[str]:
+    args = ["search", "--preset", "smoke", "--out", str(out)]
+    for key, value in {**SETS, **changes}.items():
+        args += ["--set", f"{key}={json.dumps(value) if isinstance(value, list) else value}"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("delivered") / "run"
+    assert main(search_args(out)) == 0
+    return out
+
+
+def test_search_ends_with_models_and_a_report(run: Path) -> None:
+    for name in ("models.json", "front.png", "summary.md", "report.html", "front.json"):
+        assert (run / name).is_file(), name
+    models = json.loads((run / "models.json").read_text())
+    assert 1 <= len(models) <= 2
+    for m in models:
+        folder = run / "models" / m["name"]
+        assert (folder / "model.safetensors").is_file() and (folder / "net.subnet").is_file()
+        assert m["settings"]["distill"] is True and m["finetune_epochs"] == 0.05  # KD on when fine-tuning
+        assert m["test_images"] > 0 and m["test_top1"] <= m["test_top5"]
+    html = (run / "report.html").read_text()
+    assert all(m["name"] in html for m in models) and "data:image/png;base64" in html
+    summary = (run / "summary.md").read_text()
+    assert all(m["name"] in summary for m in models)
+
+
+def test_a_finished_run_resumed_redoes_nothing(run: Path) -> None:
+    before = digest(run, skip=("search.log", "versions.json", "config.yaml", ".lock"))
+    assert main(["search", "--resume", str(run)]) == 0
+    assert digest(run, skip=("search.log", "versions.json", "config.yaml", ".lock")) == before
+
+
+def test_resume_refuses_a_change_that_alters_results(run: Path, capsys) -> None:
+    before = digest(run)
+    assert main(["search", "--resume", str(run), "--set", "seed=5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another seed" in err[0] and err[0].startswith("nat search: error:")
+    assert main(["search", "--resume", str(run), "--set", "adaptation.lr=0.5"]) == 1
+    assert "another adaptation.lr" in capsys.readouterr().err
+    assert digest(run) == before
+
+
+def test_report_rewrites_the_same_files_and_nothing_else(run: Path, capsys) -> None:
+    before = digest(run, skip=(".lock",))
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0
+    assert str(run / "report.html") in capsys.readouterr().out
+    assert digest(run, skip=(".lock",)) == before
+
+
+def test_eval_reproduces_the_runs_test_figure(run: Path, capsys) -> None:
+    models = json.loads((run / "models.json").read_text())
+    for m in models:
+        assert main(["eval", str(run / "models" / m["name"]), "--data", "digits", "--json"]) == 0
+        scores = json.loads(capsys.readouterr().out)
+        assert scores == {"top1": m["test_top1"], "top5": m["test_top5"], "images": m["test_images"]}
+    assert main(["eval", str(run / "models" / models[0]["name"]), "--data", "digits", "--split", "val"]) == 0
+    assert re.search(
+        r"top-1 [\d.]+%  top-5 [\d.]+%  \(\d+ images, val split of digits", capsys.readouterr().out
+    )
+
+
+def test_export_elsewhere_leaves_the_run_unchanged(run: Path, tmp_path, capsys) -> None:
+    before = digest(run)
+    out = tmp_path / "exported"
+    assert main(["export", str(run), "--models", "1", "--finetune-epochs", "0", "--out", str(out)]) == 0
+    assert digest(run) == before
+    (entry,) = json.loads((out / "models.json").read_text())
+    assert (out / entry["name"] / "model.safetensors").is_file() and entry["settings"]["distill"] is False
+    assert "1 model(s)" in capsys.readouterr().out
+    # exported again with the same settings: reused, not rebuilt
+    stamp = (out / entry["name"] / "model.safetensors").stat().st_mtime_ns
+    assert main(["export", str(run), "--models", "1", "--finetune-epochs", "0", "--out", str(out)]) == 0
+    assert (out / entry["name"] / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_command_errors_are_one_line(run: Path, tmp_path, capsys) -> None:
+    cases = [
+        (["export", str(tmp_path / "nowhere")], "not a nat run directory"),
+        (["report", str(tmp_path)], "not a nat run directory"),
+        (["eval", str(tmp_path / "none"), "--data", "digits"], "model folder not found"),
+        (["eval", str(run), "--data", "digits"], "not a model folder"),
+        (["export", str(run), "--out", str(run)], "--out is the run folder"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and err[0].startswith(f"nat {argv[0]}: error:"), err
+
+
+def test_objectives_without_madds_deliver_models_and_a_report(tmp_path) -> None:
+    out = tmp_path / "params"
+    assert main(search_args(out, objectives=["top1", "params"], **{"finalize.finetune_epochs": 0})) == 0
+    models = json.loads((out / "models.json").read_text())
+    assert models and all("params" in m and "test_top1" in m for m in models)
+    assert (out / "front.png").stat().st_size > 1000 and "params" in (out / "report.html").read_text()
+
+
+def test_library_api(tmp_path) -> None:
+    overrides = {k: v for k, v in SETS.items() if "." not in k}
+    overrides |= {"adaptation": {"max_steps": 3}, "nsga3": {"pop_size": 12, "generations": 3}}
+    overrides |= {
+        "data": {"val_size": 100},
+        "finalize": {"models": 1},
+        "evaluation": {"calibration_images": 32},
+    }
+    result = nat.search("smoke", out=tmp_path / "lib", overrides=overrides)
+    assert result.front and len(result.models) == 1 and result.run_dir == tmp_path / "lib"
+    before = digest(tmp_path / "lib")
+    run = nat.open_run(tmp_path / "lib")
+    assert run.finished and run.config.iterations == 1 and [h["iteration"] for h in run.history] == [0, 1]
+    assert {r.subnet for r in run.front} == {r.subnet for r in result.front}
+    assert run.models == result.models and len(run.archive) >= len(run.current)
+    assert digest(tmp_path / "lib") == before  # opening changed nothing
+    model = nat.load_model(run.models_dir / run.models[0]["name"])
+    assert not model.training
+    # the same call again continues (here: finds everything done) instead of failing
+    again = nat.search("smoke", out=tmp_path / "lib", overrides=overrides)
+    assert again.models == result.models
+    with pytest.raises(nat.ConfigError, match="another seed"):
+        nat.search("smoke", out=tmp_path / "lib", overrides={**overrides, "seed": 3})
+
+
+def test_readme_library_example_runs(tmp_path, monkeypatch) -> None:
+    """The README's Library section example, executed as written (in a temporary folder)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"<!-- example: library -->\s*```python\n(.*?)```", readme, re.S)
+    assert block, "README.md lacks the library example block"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
+
+
+def test_eval_reads_a_nat_release_folder(tmp_path, capsys) -> None:
+    """A release folder (net.config + net.weights as users download them) evaluates like nat's own."""
+    import torch
+
+    from nat.export import build_natnet
+
+    release = Path(__file__).resolve().parents[1] / "../shared/reference/nat_official/subnets/cifar10"
+    configs = sorted(release.glob("*/net.config"))
+    if not configs:
+        pytest.skip("NAT's released configs (shared/reference) absent")
+    config = json.loads(configs[0].read_text())
+    config["img_size"] = 32  # fully convolutional: a small input keeps the test fast
+    folder = tmp_path / "release"
+    folder.mkdir()
+    (folder / "net.config").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    state = build_natnet(config).state_dict()
+    legacy = {"module." + k.replace(".conv.", ".mobile_inverted_conv.", 1): v for k, v in state.items()}
+    torch.save({"state_dict": legacy}, folder / "net.weights")
+    assert main(["eval", str(folder), "--data", "digits", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    from nat.data import load_dataset
+
+    assert scores["images"] == len(load_dataset("digits").test) and 0 <= scores["top1"] <= scores["top5"] <= 1
+    (folder / "net.weights").unlink()
+    assert main(["eval", str(folder), "--data", "digits"]) == 1
+    assert "no net.weights" in capsys.readouterr().err
