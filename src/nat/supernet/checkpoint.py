@@ -114,7 +114,7 @@ def fit_problems(
 ) -> list[str]:
     """Why ``state`` does not load strictly into a network whose state dict is ``own`` (missing keys,
     unexpected keys, shape mismatches; keys ending in one of ``optional`` may be missing)."""
-    missing = [k for k in own if k not in state and not k.endswith(optional or ("\0",))]
+    missing = [k for k in own if k not in state and not k.endswith(optional)]
     unexpected = [k for k in state if k not in own]
     shapes = [
         f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
