@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from nat.objectives import profile_subnet  # noqa: E402
 from nat.search import NATSearch, load_config  # noqa: E402
-from nat.search.finalize import finalize, finetune_subnet, test_subnet  # noqa: E402
+from nat.search.finalize import extract_and_test, finalize, finetune_subnet  # noqa: E402
 from nat.search.supernets import load_supernets  # noqa: E402
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import Supernet  # noqa: E402
@@ -45,7 +45,7 @@ def finetune_fixed(
     search: NATSearch, pretrained: Supernet, subnet: Subnet, epochs: float, seed: int
 ) -> float:
     """Conventional transfer: fine-tune one fixed architecture from the *pretrained* supernet weights,
-    with the same library steps (`finetune_subnet`, `test_subnet`) as NAT's own front models."""
+    with the same library steps (`finetune_subnet`, `extract_and_test`) as NAT's own front models."""
     cfg = search.config
     net = copy.deepcopy(pretrained)
     finetune_subnet(
@@ -61,10 +61,10 @@ def finetune_fixed(
         device=search.device,
         desc=f"baseline {subnet.r}px",
     )
-    _, top1 = test_subnet(
+    _, scores = extract_and_test(
         net, subnet, search.evaluator.calibrator, search.task, cfg.data, seed=seed, device=search.device
     )
-    return top1
+    return float(scores["top1"])
 
 
 def dominated(point: dict, front: list[dict]) -> bool:

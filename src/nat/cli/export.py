@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 from nat.cli.args import non_negative_float, non_negative_int, positive_float, positive_int
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             )
         with (
             torch_threads(args.threads or config.threads),
-            run_dir.logging() if args.out is None else _nothing(),
+            run_dir.logging() if args.out is None else nullcontext(),
         ):
             parts = RunParts.build(config, run_dir)
             if args.out is None:
@@ -91,9 +92,3 @@ def run(args: argparse.Namespace) -> int:
         test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
         print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
     return 0
-
-
-def _nothing():  # noqa: ANN202 - a null context manager
-    from contextlib import nullcontext
-
-    return nullcontext()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nat.files import write_atomic, write_text_atomic
+from nat.files import write_bytes_atomic, write_text_atomic
 from nat.report.fields import x_objective
 from nat.report.front_report import markdown_summary
 from nat.report.html_report import render_html
@@ -49,7 +49,7 @@ def write_report(
         front_png=png,
     )
     return {
-        "png": write_atomic(folder / "front.png", lambda tmp: tmp.write_bytes(png)),
+        "png": write_bytes_atomic(folder / "front.png", png),
         "markdown": write_text_atomic(folder / "summary.md", text),
         "html": write_text_atomic(folder / "report.html", page),
     }

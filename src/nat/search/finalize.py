@@ -3,7 +3,7 @@
 Each chosen front member is fine-tuned (optionally, with knowledge distillation from the adapted
 supernet's largest subnet, as OFA fine-tunes its specialised subnets) inside its own copy of the
 adapted supernet, BN-recalibrated, extracted as a standalone network and evaluated on the *test*
-split, which the search itself never saw. `finetune_subnet` and `test_subnet` are the steps on their
+split, which the search itself never saw. `finetune_subnet` and `extract_and_test` are the steps on their
 own, so that a benchmark's fixed-architecture baselines go through exactly the same code.
 
 Models are written one by one, and ``models.json`` (the index) is rewritten after each, so a killed
@@ -103,21 +103,6 @@ def finetune_subnet(
     )
 
 
-def test_subnet(
-    net: Supernet,
-    subnet: Subnet,
-    calibrator: BNCalibrator,
-    task: TaskData,
-    data: DataConfig,
-    *,
-    seed: int,
-    device: torch.device,
-) -> tuple[StaticMobileNetV3, float]:
-    """Recalibrate BN, extract ``subnet`` as a standalone network and measure its test-split top-1."""
-    model, scores = extract_and_test(net, subnet, calibrator, task, data, seed=seed, device=device)
-    return model, float(scores["top1"])
-
-
 def extract_and_test(
     net: Supernet,
     subnet: Subnet,
@@ -129,7 +114,8 @@ def extract_and_test(
     device: torch.device,
     test: bool = True,
 ) -> tuple[StaticMobileNetV3, dict[str, float | int]]:
-    """`test_subnet` with top-5 and the image count (``{}`` instead when ``test`` is False)."""
+    """Recalibrate BN, extract ``subnet`` as a standalone network and measure it on the test split:
+    ``{"top1", "top5", "images"}`` (``{}`` when ``test`` is False)."""
     calibrator(net, subnet)
     model = net.extract(subnet).eval()
     if not test:
