@@ -14,6 +14,16 @@ LOCAL_REFERENCE = Path(__file__).resolve().parent / "data" / "nat_published_subn
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped on a machine without a CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def published() -> list[dict]:
     """NAT's 14 published architectures (shared reference file, or the copy kept with the tests)."""

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nat.cli.report",
     "nat.cli.eval",
     "nat.cli.pretrain",
+    "nat.cli.latency",
     "nat.cli.quickstart",
 )
 

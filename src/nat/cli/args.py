@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import math
 
+#: choices of ``--precision`` (`nat.train.precision.PRECISIONS`, spelled out so that the CLI starts
+#: without importing torch; a test keeps the two equal)
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 
 def _number(text: str, kind: type) -> float | int:
     try:

@@ -6,7 +6,13 @@ import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
-from nat.cli.args import non_negative_float, non_negative_int, positive_float, positive_int
+from nat.cli.args import (
+    PRECISIONS,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="torch CPU threads (default: the run's)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="fine-tune and test in fp32, bf16 or fp16 (default: the run's precision)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -58,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = RunDir.open(args.run_dir, lock=args.out is None)
     try:
         config = run_dir.config
+        if args.precision is not None:  # the models' precision only: the run's own config is not changed
+            config = config.model_copy(update={"precision": args.precision})
         changes = {
             "models": args.models,
             "finetune_epochs": args.finetune_epochs,

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from nat.cli.args import positive_int
+from nat.cli.args import PRECISIONS, positive_int
 from nat.errors import ConfigError
 
 
@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (config field device)")
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (config field threads)")
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="forward passes in fp32, bf16 or fp16 (config field precision; default fp32)",
+    )
+    parser.add_argument(
         "--stop-after-steps",
         type=positive_int,
         metavar="N",
@@ -42,14 +47,19 @@ def run(args: argparse.Namespace) -> int:
     from nat.train.config import load_config
     from nat.train.progressive import PretrainingTrainer
 
-    overrides = {"seed": args.seed, "device": args.device, "threads": args.threads}
+    overrides = {
+        "seed": args.seed,
+        "device": args.device,
+        "threads": args.threads,
+        "precision": args.precision,
+    }
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ConfigError("--out and --resume name different folders; --resume DIR alone is enough")
         out = Path(args.resume)
         cfg = load_config(args.config, overrides) if args.config else None
         if cfg is None and any(v is not None for v in overrides.values()):
-            raise ConfigError("--seed/--device/--threads cannot change a run being resumed")
+            raise ConfigError("--seed/--device/--threads/--precision cannot change a run being resumed")
     else:
         if not args.config or not args.out:
             raise ConfigError("give --config FILE and --out DIR (or --resume DIR to continue a run)")

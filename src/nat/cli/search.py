@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from nat.cli.args import PRECISIONS
 from nat.errors import ConfigError
 
 
@@ -28,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(the rest is kept in archive.jsonl.damaged-N), then continue",
     )
     parser.add_argument("--seed", type=int, help="run seed (overrides the config)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="forward passes in fp32, bf16 or fp16 (config field precision; default fp32)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -61,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from nat.threads import torch_threads
 
     overrides = parse_overrides(args.set, args.seed)
+    if args.precision is not None:
+        overrides["precision"] = args.precision
     if args.repair and args.resume is None:
         raise ConfigError("--repair works on a run being resumed: nat search --resume DIR --repair")
     if args.resume is not None:

@@ -254,8 +254,18 @@ def _example_resolution(model: nn.Module) -> int:
     return getattr(model, "resolution", None) or 224
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, dynamo: bool | None = None, opset: int = 18) -> Path:
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    dynamo: bool | None = None,
+    opset: int = 18,
+    example: torch.Tensor | None = None,
+) -> Path:
     """Write ``model`` as ONNX (input ``images`` N x 3 x R x R, output ``logits``; the batch is dynamic).
+
+    ``example``: an input of the shape to export with (default: a batch of images at the model's
+    resolution); latency tables export single layers this way.
 
     ``dynamo``: use torch's ``torch.export``-based exporter (the one torch recommends; needs the
     ``onnxscript`` package); ``None`` uses it when ``onnxscript`` is installed and otherwise falls back to
@@ -266,8 +276,11 @@ def export_onnx(model: nn.Module, path: str | Path, *, dynamo: bool | None = Non
     if dynamo is None:
         dynamo = importlib.util.find_spec("onnxscript") is not None
     path = Path(path)
-    r = _example_resolution(model)
-    x = torch.randn(2, 3, r, r)
+    if example is None:
+        r = _example_resolution(model)
+        x = torch.randn(2, 3, r, r)
+    else:  # two of the example (torch.export specialises a batch dimension of size 1)
+        x = example[:1].expand(2, *example.shape[1:]).contiguous()
     was_training = model.training
     model.eval()
     common = {"input_names": ["images"], "output_names": ["logits"], "opset_version": opset}

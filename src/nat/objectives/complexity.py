@@ -80,6 +80,25 @@ def fixed_cost(space: SearchSpace, width_mult: float, resolution: int, num_class
     return stem + first + final_expand + feature_mix + classifier
 
 
+def as_genomes(genomes: np.ndarray, space: SearchSpace) -> np.ndarray:
+    """A batch of genomes (n, L) as int64 (one genome becomes a batch of one); checks the length."""
+    x = np.asarray(genomes, dtype=np.int64)
+    if x.ndim == 1:
+        x = x[None]
+    if x.shape[1] != genome_length(space):
+        raise ValueError(f"genomes must have {genome_length(space)} columns, got {x.shape[1]}")
+    return x
+
+
+def genome_sums(fixed: np.ndarray, slots: np.ndarray, genomes: np.ndarray) -> np.ndarray:
+    """Per genome, ``fixed[width, resolution]`` plus ``slots[width, resolution, slot, code]`` summed over
+    its slots (code 0, a skipped slot, costs what the table says: nothing): how every per-slot table of
+    nat (MAdds, params, latency) prices a batch of genomes at once."""
+    w, r, codes = genomes[:, 1], genomes[:, 0], genomes[:, 2:]
+    idx = np.arange(codes.shape[1])
+    return fixed[w, r] + slots[w[:, None], r[:, None], idx, codes].sum(1)
+
+
 class ComplexityTable:
     """Vectorised exact MAdds/params for genomes of one space and class count."""
 
@@ -119,16 +138,10 @@ class ComplexityTable:
 
     def __call__(self, genomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(madds, params) of a batch of genomes (n, L) as int64 arrays."""
-        x = np.asarray(genomes, dtype=np.int64)
-        if x.ndim == 1:
-            x = x[None]
-        if x.shape[1] != genome_length(self.space):
-            raise ValueError(f"genomes must have {genome_length(self.space)} columns, got {x.shape[1]}")
-        w, r, slots = x[:, 1], x[:, 0], x[:, 2:]
-        idx = np.arange(slots.shape[1])
-        madds = self.fixed_madds[w, r] + self.slot_madds[w[:, None], r[:, None], idx, slots].sum(1)
-        params = self.fixed_params[w, r] + self.slot_params[w[:, None], r[:, None], idx, slots].sum(1)
-        return madds, params
+        x = as_genomes(genomes, self.space)
+        return genome_sums(self.fixed_madds, self.slot_madds, x), genome_sums(
+            self.fixed_params, self.slot_params, x
+        )
 
     def subnet(self, subnet: Subnet) -> Cost:
         madds, params = self(encode(subnet, self.space))

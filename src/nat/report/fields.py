@@ -38,6 +38,11 @@ def complexity_objectives(objectives: Sequence[str]) -> list[str]:
     return [o for o in objectives if o != TOP1]
 
 
+def is_latency(name: str) -> bool:
+    """``latency`` (measured or from a table) and the named table latencies ``latency:<name>`` (ms)."""
+    return name == "latency" or name.startswith("latency:")
+
+
 def x_objective(objectives: Sequence[str]) -> str:
     """The front plot's x axis: the first complexity objective (``iteration`` if a run had none)."""
     costs = complexity_objectives(objectives)
@@ -50,11 +55,12 @@ def scale(name: str) -> float:
 
 
 def axis_label(name: str) -> str:
-    """A unit-aware label: ``MAdds (M)``, ``params (M)``, ``latency (ms)``, else the raw name."""
+    """A unit-aware label: ``MAdds (M)``, ``params (M)``, ``latency (ms)`` (``latency:<name> (ms)``), else
+    the raw name."""
     if name in MILLIONS:
         return f"{MILLIONS[name]} (M)"
-    if name == "latency":
-        return "latency (ms)"
+    if is_latency(name):
+        return f"{name} (ms)"
     return name
 
 
@@ -75,7 +81,7 @@ def fmt_value(row: Row, name: str) -> str:
         return f"{value:.2f}"
     if name == "params":
         return f"{value:.3f}"
-    if name == "latency":
+    if is_latency(name):
         return f"{value:.2f}"
     return f"{value:.4g}"
 

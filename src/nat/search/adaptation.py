@@ -4,7 +4,8 @@ Every batch trains one subnet drawn from the archive distribution (`GenomeDistri
 subnet's own resolution (the loader produces each batch at the resolution of the subnet planned for
 it), so the weights the search relies on improve exactly where the search looks. The optimisation
 itself is nat's shared training engine (`nat.train.train_supernet`): SGD with Nesterov momentum,
-cosine decay, label smoothing; deterministic for a fixed seed.
+cosine decay, label smoothing; deterministic for a fixed seed; forward passes in the run's
+``precision``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def adapt_supernet(
         grad_clip=5.0,
         seed=seed,
         device=device,
+        precision=config.precision,
         desc=desc,
     )
     net.train(was_training)

@@ -20,8 +20,11 @@ from nat.config_io import read_yaml_mapping, validation_message
 from nat.data.config import DataConfig
 from nat.device import check_device_name
 from nat.errors import ConfigError
+from nat.train.precision import PrecisionName
 
 BUILTIN_OBJECTIVES = ("top1", "madds", "params", "latency")
+#: objectives ``latency:<name>`` are predicted from the table ``latency.tables[<name>]``
+TABLE_PREFIX = "latency:"
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
@@ -99,16 +102,43 @@ class EvaluationConfig(BaseModel):
     reevaluate: Literal["all", "front", "none"] = Field(
         "all", description="archive members re-measured after each adaptation (the paper: all)"
     )
+    calibration_cache_mb: float = Field(
+        1024,
+        gt=0,
+        description="bound on the BN-calibration images kept resized on the device, over all resolutions "
+        "(least recently used resolution evicted first; speed only, never results)",
+    )
 
 
 class LatencyConfig(BaseModel):
+    """Latency objectives: measured on each evaluated subnet (``latency`` without a table), or predicted
+    exactly from latency lookup tables (``latency`` with ``table``, ``latency:<name>`` with ``tables``)."""
+
     model_config = ConfigDict(extra="forbid")
-    batch_size: int = Field(1, ge=1)
-    warmup: int = Field(3, ge=0)
-    repeats: int = Field(10, ge=1)
+    batch_size: int = Field(1, ge=1, description="measured latency: images per forward pass")
+    warmup: int = Field(3, ge=0, description="measured latency: untimed passes first")
+    repeats: int = Field(10, ge=1, description="measured latency: timed passes (their median is recorded)")
     device: str | None = Field(
         None, description="where latency is measured: auto, cpu, cuda, cuda:N (default: the run's device)"
     )
+    table: str | list[str] | None = Field(
+        None,
+        description="latency table file(s) for the 'latency' objective (`nat latency build`, or OFA's "
+        "per-resolution YAML files): latency is then predicted from the table, not measured",
+    )
+    tables: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="named latency tables, one per objective 'latency:<name>' (e.g. one per device or "
+        "batch size, for several latency objectives at once)",
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _names(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        bad = [n for n in value if not n or not n.replace("_", "").replace("-", "").isalnum()]
+        if bad:
+            raise ValueError(f"latency table names must be letters, digits, '_' or '-', got {bad}")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -148,6 +178,11 @@ class SearchConfig(BaseModel):
 
     seed: int = 0
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1' ...")
+    precision: PrecisionName = Field(
+        "fp32",
+        description="forward passes of adaptation, BN recalibration, evaluation and fine-tuning: fp32, or "
+        "autocast to bf16 / fp16 (fp16 with loss scaling); parameters stay fp32 (docs/scale.md)",
+    )
     threads: int | None = Field(
         None,
         ge=1,
@@ -204,8 +239,8 @@ class SearchConfig(BaseModel):
         for name in value:
             if name not in BUILTIN_OBJECTIVES and ":" not in name:
                 raise ValueError(
-                    f"unknown objective {name!r}: use one of {list(BUILTIN_OBJECTIVES)} or "
-                    "'package.module:function' for your own"
+                    f"unknown objective {name!r}: use one of {list(BUILTIN_OBJECTIVES)}, "
+                    "'latency:<name>' for a named latency table, or 'package.module:function' for your own"
                 )
         return value
 
@@ -228,6 +263,34 @@ class SearchConfig(BaseModel):
             raise ValueError("strategy 'evolution' (OFA-style) needs at least one constraint")
         return self
 
+    @model_validator(mode="after")
+    def _latency_tables(self) -> SearchConfig:
+        named = [n.removeprefix(TABLE_PREFIX) for n in self.objectives if n.startswith(TABLE_PREFIX)]
+        missing = [n for n in named if n not in self.latency.tables]
+        if missing:
+            raise ValueError(
+                f"objective(s) {[TABLE_PREFIX + n for n in missing]} need a table each: set latency.tables, "
+                f"e.g. latency: {{tables: {{{missing[0]}: TABLE.yaml}}}} (made by `nat latency build`)"
+            )
+        unused = [n for n in self.latency.tables if n not in named]
+        if unused:
+            raise ValueError(
+                f"latency.tables names {unused}, but no objective uses them: add "
+                f"{[TABLE_PREFIX + n for n in unused]} to objectives or drop the tables"
+            )
+        if self.latency.table is not None and "latency" not in self.objectives:
+            raise ValueError(
+                "latency.table is set but 'latency' is not an objective: add it, or drop the table"
+            )
+        return self
+
+    def latency_tables(self) -> dict[str, str | list[str]]:
+        """Objective name -> table file(s): ``latency`` (with ``latency.table``) and ``latency:<name>``."""
+        out: dict[str, str | list[str]] = {TABLE_PREFIX + n: t for n, t in self.latency.tables.items()}
+        if self.latency.table is not None:
+            out = {"latency": self.latency.table, **out}
+        return out
+
 
 def _device_name(value: str) -> str:
     try:
@@ -249,6 +312,11 @@ def _check_constraint(name: str, bound: float, objectives: list[str] | None) -> 
         raise ValueError(
             "constraint on latency: latency is measured only when it is an objective; add 'latency' to "
             "objectives (or bound madds/params instead)"
+        )
+    if name.startswith(TABLE_PREFIX) and name not in objectives:
+        raise ValueError(
+            f"constraint on {name!r}: a table latency can be bounded only when it is one of the objectives "
+            f"{objectives}; add it to objectives"
         )
     if ":" in name and name not in objectives:
         raise ValueError(

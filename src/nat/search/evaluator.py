@@ -3,7 +3,10 @@
 This is the expensive step the surrogates stand in for. For each subnet: activate it on the supernet
 of its width, recalibrate BN on a fixed set of training images (cached per resolution), and measure
 top-1 on the search-validation split at the subnet's resolution (batches cached per resolution when
-they fit in memory). Latency, when it is an objective, is measured on the extracted standalone model.
+they fit in memory). BN recalibration and the validation pass run in the run's ``precision`` (autocast;
+the resized calibration images stay on the device up to ``evaluation.calibration_cache_mb``, least
+recently used first out). Latency, when it is a measured objective, is measured outside autocast on the
+extracted standalone model, as deployed.
 A measurement that is not a finite number is a `ConfigError` naming the measure and the subnet.
 """
 
@@ -24,6 +27,7 @@ from nat.search.supernets import supernet_for
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.train import evaluate_top1
+from nat.train.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,14 @@ class SubnetEvaluator:
             task, config.data, cal_split, resolution=max(space.resolutions), train=False, seed=config.seed
         )
         images = torch.cat([x for x, _ in cal_loader]).cpu()
+        self.precision = Precision(config.precision, device)
         self.calibrator = BNCalibrator(
-            images, batch_size=config.data.train_batch_size, device=device, channels_last=True
+            images,
+            batch_size=config.data.train_batch_size,
+            device=device,
+            channels_last=True,
+            max_cache_bytes=int(config.evaluation.calibration_cache_mb * 2**20),
+            precision=self.precision,
         )
         val = task.val
         if config.evaluation.max_val_images and len(val) > config.evaluation.max_val_images:
@@ -80,8 +90,8 @@ class SubnetEvaluator:
     def top1(self, subnet: Subnet) -> float:
         """Search-validation top-1 of ``subnet`` with shared weights, after BN recalibration."""
         net = supernet_for(self.supernets, subnet)
-        self.calibrator(net, subnet)
-        return evaluate_top1(net, self._val_batches(subnet.r), device=self.device)
+        self.calibrator(net, subnet)  # in the run's precision (the calibrator holds it)
+        return evaluate_top1(net, self._val_batches(subnet.r), device=self.device, precision=self.precision)
 
     def latency_ms(self, subnet: Subnet) -> float:
         model = supernet_for(self.supernets, subnet).extract(subnet)

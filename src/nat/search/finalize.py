@@ -40,6 +40,7 @@ from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.supernet.static import StaticMobileNetV3
 from nat.train import evaluate_accuracy, train_supernet
+from nat.train.precision import Precision
 
 log = logging.getLogger("nat.search")
 
@@ -80,9 +81,11 @@ def finetune_subnet(
     teacher: torch.nn.Module | None = None,
     kd_ratio: float = 1.0,
     desc: str = "fine-tune",
+    precision: Precision | str | None = None,
 ) -> None:
     """Train only ``subnet`` of ``net`` (in place) on the task's train split at the subnet's resolution;
-    with a ``teacher``, the loss adds ``kd_ratio`` times the cross-entropy to its soft predictions."""
+    with a ``teacher``, the loss adds ``kd_ratio`` times the cross-entropy to its soft predictions.
+    ``precision``: how the forward passes run (None: fp32)."""
     net.set_active(subnet)
     loader = loader_from_config(
         task, data, "train", resolution=subnet.r, train=True, seed=seed, device=device
@@ -99,6 +102,7 @@ def finetune_subnet(
         seed=seed,
         device=device,
         desc=desc,
+        precision=precision,
         **({"distill_from": teacher, "kd_ratio": kd_ratio} if teacher is not None else {}),
     )
 
@@ -113,9 +117,11 @@ def extract_and_test(
     seed: int,
     device: torch.device,
     test: bool = True,
+    precision: Precision | str | None = None,
 ) -> tuple[StaticMobileNetV3, dict[str, float | int]]:
     """Recalibrate BN, extract ``subnet`` as a standalone network and measure it on the test split:
-    ``{"top1", "top5", "images"}`` (``{}`` when ``test`` is False)."""
+    ``{"top1", "top5", "images"}`` (``{}`` when ``test`` is False). The test pass runs in ``precision``
+    (None: fp32); BN recalibration in the calibrator's own."""
     calibrator(net, subnet)
     model = net.extract(subnet).eval()
     if not test:
@@ -123,7 +129,7 @@ def extract_and_test(
     loader = loader_from_config(
         task, data, "test", resolution=subnet.r, train=False, seed=seed, device=device
     )
-    return model, evaluate_accuracy(model, loader, device=device)
+    return model, evaluate_accuracy(model, loader, device=device, precision=precision)
 
 
 def distillation_teacher(parts: RunParts, resolution: int) -> StaticMobileNetV3:
@@ -161,15 +167,19 @@ def model_info(parts: RunParts, subnet: Subnet, run_path: Path, record: Record) 
     }
 
 
-def _settings(settings: FinalizeConfig) -> dict[str, Any]:
-    """The fine-tuning settings an index entry was made with (what makes a model reusable)."""
-    return {
+def _settings(settings: FinalizeConfig, precision: str = "fp32") -> dict[str, Any]:
+    """The fine-tuning settings an index entry was made with (what makes a model reusable). The
+    precision is listed only when it is not fp32, so fp32 indexes read exactly as before it existed."""
+    out = {
         "finetune_epochs": settings.finetune_epochs,
         "lr": settings.lr if settings.finetune_epochs > 0 else None,
         "distill": settings.distills,
         "kd_ratio": settings.kd_ratio if settings.distills else None,
         "tested": settings.test,
     }
+    if precision != "fp32":
+        out["precision"] = precision
+    return out
 
 
 def _reusable(entry: dict[str, Any] | None, record: Record, settings: dict, folder: Path, onnx: bool) -> bool:
@@ -221,6 +231,7 @@ def build_model(
             teacher=distillation_teacher(parts, subnet.r) if settings.distills else None,
             kd_ratio=settings.kd_ratio,
             desc=f"fine-tune {index + 1}/{count}",
+            precision=cfg.precision,
         )
     model, scores = extract_and_test(
         net,
@@ -231,6 +242,7 @@ def build_model(
         seed=cfg.seed,
         device=parts.device,
         test=settings.test,
+        precision=cfg.precision,
     )
     cost = parts.objectives.table.subnet(subnet)
     metrics = {"val_top1": record.top1, **{f"test_{k}": v for k, v in scores.items() if k != "images"}}
@@ -249,7 +261,7 @@ def build_model(
         **{k: v for k, v in metrics.items() if k != "val_top1"},
         "test_images": scores.get("images"),
         "finetune_epochs": settings.finetune_epochs,
-        "settings": _settings(settings),
+        "settings": _settings(settings, cfg.precision),
     }
     tested = f", test top1 {scores['top1']:.4f}" if scores else ""
     log.info("%s: MAdds %.2fM, search-val top1 %.4f%s", folder.name, cost.madds / 1e6, record.top1, tested)
@@ -268,7 +280,7 @@ def export_models(
     entries of an earlier call that still fit are reused, folders of ones that no longer do removed."""
     chosen = spread(front, settings.models, spread_key(parts.config.objectives))
     previous = {e.get("name"): e for e in read_index(index_path)}
-    wanted = _settings(settings)
+    wanted = _settings(settings, parts.config.precision)
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     for i, record in enumerate(chosen):

@@ -233,7 +233,7 @@ class NATSearch:
         """Measure the subnets not yet recorded for (iteration, phase); returns the records of all of
         them (fresh and already recorded), in the order given."""
         todo = [s for s in subnets if not self.archive.has(iteration, phase, s)]
-        latency = "latency" in self.objectives.names
+        latency = self.objectives.measured_latency
         for subnet in tqdm(todo, desc=f"iter {iteration} evaluate {phase}", leave=False, disable=None):
             values = self.objectives.exact_values(subnet)  # madds and params always, objectives or not
             values.update(self.evaluator.evaluate(subnet, latency))

@@ -1,11 +1,13 @@
 """What a run optimises: its objectives, its constraints, and the Pareto views of the archive they define.
 
-``top1`` is maximised (the search minimises ``1 - top1``); ``madds``, ``params``, ``latency`` (ms)
-and user objectives (``package.module:function``, called as ``function(subnet) -> float``) are
-minimised. MAdds and params are exact and cheap (table lookups) and recorded for every evaluated subnet,
-objectives or not; latency is measured on each evaluated subnet and predicted for candidates by a
-surrogate; user functions are called directly. Every value must be a finite number: a NaN, an infinity,
-a non-number or an exception from a user function is a `ConfigError` naming the objective and the subnet.
+``top1`` is maximised (the search minimises ``1 - top1``); ``madds``, ``params``, ``latency`` (ms),
+``latency:<name>`` (ms, from a named table) and user objectives (``package.module:function``, called as
+``function(subnet) -> float``) are minimised. MAdds and params are exact and cheap (table lookups) and
+recorded for every evaluated subnet, objectives or not. Latency from a latency lookup table is exact in
+the same way (a sum of table entries, vectorised); ``latency`` without a table is measured on each
+evaluated subnet and predicted for candidates by a surrogate; user functions are called directly.
+Every value must be a finite number: a NaN, an infinity, a non-number or an exception from a user
+function is a `ConfigError` naming the objective and the subnet.
 
 `ObjectiveSet` is the run's *problem* in pymoo's sense, kept apart from the strategies that search it:
 every part of the run (the loop, the strategies, finalisation, the benchmarks) asks it for the
@@ -25,6 +27,7 @@ import numpy as np
 from nat.data.task import MAX_CLASSES
 from nat.errors import ConfigError
 from nat.objectives.complexity import ComplexityTable
+from nat.objectives.latency_table import LatencyPredictor, LatencyTable
 from nat.search.front import hypervolume, non_dominated
 from nat.space.definition import SearchSpace
 from nat.space.genome import decode, encode
@@ -128,6 +131,7 @@ class ObjectiveSet:
         space: SearchSpace,
         num_classes: int,
         constraints: Mapping[str, float] | None = None,
+        latency_tables: Mapping[str, LatencyTable] | None = None,
     ) -> None:
         self.names = list(names)
         self.space = space
@@ -141,13 +145,29 @@ class ObjectiveSet:
         if not 1 <= num_classes <= MAX_CLASSES:
             raise ConfigError(f"num_classes must be from 1 to {MAX_CLASSES:,}, got {num_classes!r}")
         self.table = ComplexityTable(space, num_classes)
-        self.user = {n: import_objective(n) for n in self.names if ":" in n}
+        tables = dict(latency_tables or {})
+        unknown = [n for n in tables if n not in self.names]
+        if unknown:
+            raise ConfigError(f"latency tables for {unknown}, which are not objectives {self.names}")
+        #: table-predicted latency objectives (each checked to cover the whole space)
+        self.latency = {n: LatencyPredictor(t, space, num_classes) for n, t in tables.items()}
+        self.user = {n: import_objective(n) for n in self.names if ":" in n and n not in self.latency}
         self.hv_scale = self._hv_scale()
+
+    @property
+    def measured_latency(self) -> bool:
+        """Whether ``latency`` is an objective measured on each evaluated subnet (no table for it)."""
+        return "latency" in self.names and "latency" not in self.latency
+
+    @property
+    def measured(self) -> list[str]:
+        """The objectives a real evaluation measures (the others come from the genome)."""
+        return [n for n in MEASURED if n in self.names and n not in self.latency]
 
     # ----------------------------------------------------------------- values
     def exact(self, genomes: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Values of the exact objectives (madds, params, user functions) for a batch of genomes; a
-        user function that fails or returns anything but a finite number is a `ConfigError`."""
+        """Values of the exact objectives (madds, params, table latencies, user functions) for a batch of
+        genomes; a user function that fails or returns anything but a finite number is a `ConfigError`."""
         names = self.names if names is None else names
         out: dict[str, np.ndarray] = {}
         if "madds" in names or "params" in names:
@@ -156,6 +176,9 @@ class ObjectiveSet:
                 out["madds"] = madds.astype(float)
             if "params" in names:
                 out["params"] = params.astype(float)
+        for name in names:
+            if name in self.latency:
+                out[name] = self.latency[name](genomes)
         user = [n for n in names if n in self.user]
         if user:
             subnets = [decode(g, self.space) for g in genomes]
@@ -167,7 +190,7 @@ class ObjectiveSet:
     def exact_values(self, subnet: Subnet) -> dict[str, float]:
         """The exact (not measured) values of one subnet, as recorded with each evaluation: its exact
         objectives, and madds and params always (so that bounds on them hold whatever the objectives)."""
-        names = [n for n in self.names if n not in MEASURED]
+        names = [n for n in self.names if n not in self.measured]
         names += [n for n in ALWAYS_RECORDED if n not in names]
         genome = encode(subnet, self.space)[None]
         return {k: float(v[0]) for k, v in self.exact(genome, names).items()}
@@ -196,8 +219,16 @@ class ObjectiveSet:
         return feasible_records(records, self.constraints)
 
     def check_satisfiable(self, width: float) -> None:
-        """A `ConfigError` if a bound on madds or params excludes the whole space: the smallest subnet
-        (smallest choices, resolution and ``width``) has the least of both, so it is the one to test."""
+        """A `ConfigError` if a bound on madds, params or a table latency excludes the whole space: the
+        smallest subnet (smallest choices, resolution and ``width``) has the least MAdds and params, and
+        a table gives the exact least latency (`LatencyPredictor.minimum`)."""
+        for name, predictor in self.latency.items():
+            if name in self.constraints and predictor.minimum() > self.constraints[name]:
+                raise ConfigError(
+                    f"constraint {name} <= {self.constraints[name]:g} ms cannot be met: the fastest subnet "
+                    f"of the space takes {predictor.minimum():.4g} ms by its table; raise the bound or use "
+                    "a smaller space"
+                )
         smallest = Subnet.smallest(self.space, w=width)
         bounded = [n for n in ALWAYS_RECORDED if n in self.constraints]
         if not bounded:

@@ -2,7 +2,8 @@
 
 The search loop, finalisation and the post-search commands (`nat export`) all need the same parts, and
 an interrupted or finished run must be able to rebuild them without searching and without writing:
-`RunParts.build` reads the run folder only through `RunDir.restore_supernets` (the adapted weights).
+`RunParts.build` reads the run folder only through `RunDir.restore_supernets` (the adapted weights) and
+`RunDir.latency_tables` (the run's copies of its latency tables).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from nat.data import TaskData, load_from_config
 from nat.device import resolve_device
 from nat.errors import ConfigError
+from nat.objectives.latency_table import LatencyTable
 from nat.search.config import SearchConfig
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.objectives import ObjectiveSet
@@ -21,6 +23,12 @@ from nat.search.rundir import RunDir
 from nat.search.supernets import load_supernets
 from nat.space.definition import SearchSpace
 from nat.supernet import Supernet
+from nat.train.precision import enable_cuda_fast_path
+
+
+def load_latency_tables(config: SearchConfig) -> dict[str, LatencyTable]:
+    """Objective name -> latency table, from the files the config names (no run folder involved)."""
+    return {name: LatencyTable.load(files) for name, files in config.latency_tables().items()}
 
 
 @dataclass
@@ -37,11 +45,13 @@ class RunParts:
     def build(cls, config: SearchConfig, run: RunDir | None = None) -> RunParts:
         """Load the task and the supernets (with ``run``'s adapted weights, if it has any)."""
         device = resolve_device(config.device)
+        enable_cuda_fast_path(device)  # TF32 and cudnn.benchmark on a GPU; nothing on CPU
         task = load_from_config(config.data, config.seed)
         space, supernets = load_supernets(config, task.num_classes, device)
         if run is not None:
             run.restore_supernets(supernets)
-        objectives = ObjectiveSet(config.objectives, space, task.num_classes, config.constraints)
+        tables = run.latency_tables() if run is not None else load_latency_tables(config)
+        objectives = ObjectiveSet(config.objectives, space, task.num_classes, config.constraints, tables)
         evaluator = SubnetEvaluator(supernets, task, config, device)
         return cls(config, device, task, space, supernets, objectives, evaluator)
 

@@ -9,6 +9,8 @@ Layout (all names relative to the folder)::
     front.json           the current front (rewritten after every iteration)
     search.log           the run's log (nat's loggers, while the run's code is running)
     supernet_w<W>.safetensors   adapted supernet of width W, tagged with the iteration it reached
+    latency_table[_<name>].yaml the latency tables the run predicts ``latency`` / ``latency:<name>``
+                         from, copied in when the run starts (a resumed run uses its copy)
     .lock                held (flock) by the process writing the folder; holds its PID
 
 A `RunDir` is opened one of three ways: `create` (a new run; refuses a folder that holds one),
@@ -35,6 +37,7 @@ import yaml
 
 from nat.errors import CheckpointError, ConfigError
 from nat.files import RunLock, make_folder, write_json_atomic, write_text_atomic
+from nat.objectives.latency_table import LatencyTable
 from nat.search.archive import Archive, Record, Repair, repair_archive
 from nat.search.config import SearchConfig, load_config
 from nat.supernet import Supernet
@@ -62,6 +65,7 @@ RESUMABLE = (
     "finalize",
     "data.num_workers",
     "data.pin_memory",
+    "evaluation.calibration_cache_mb",
 )
 
 
@@ -298,6 +302,28 @@ class RunDir:
         """Replace the adapted checkpoint of ``net``'s width, tagged with ``iteration`` (atomic)."""
         self._check_writable()
         save_supernet(net, self.checkpoint_path(net.width_mult), extra={"iteration": iteration})
+
+    def latency_table_file(self, objective: str) -> Path:
+        """Where the run keeps its copy of the table for ``latency`` or ``latency:<name>``."""
+        suffix = objective.partition(":")[2]
+        return self.path / (f"latency_table_{suffix}.yaml" if suffix else "latency_table.yaml")
+
+    def latency_tables(self) -> dict[str, LatencyTable]:
+        """The run's latency tables, objective name -> table: the run's own copies where it has them,
+        else the files the config names (copied into a writable run, so that a resumed run and
+        `nat export` predict with exactly the table the run started with)."""
+        tables = {}
+        for objective, files in self.config.latency_tables().items():
+            copy = self.latency_table_file(objective)
+            if copy.is_file():
+                tables[objective] = LatencyTable.load(copy)
+                continue
+            table = LatencyTable.load(files)
+            if self.writable:
+                table.meta.setdefault("copied_from", table.sources)
+                write_text_atomic(copy, table.to_yaml())
+            tables[objective] = table
+        return tables
 
     def restore_supernets(self, nets: dict[float, Supernet]) -> None:
         """Load the run's adapted weights (where saved) into the pretrained ``nets``, in place."""

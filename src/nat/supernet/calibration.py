@@ -8,12 +8,20 @@ BN's running mean and (biased) variance become the batch-size weighted averages 
 The images are fixed (not freshly augmented as in OFA) so that the same subnet always gets the same
 statistics: accuracies in the archive are then reproducible, and the resized copies can be cached per
 resolution, which saves most of the work when many subnets are evaluated.
+
+The cache lives on the evaluation device, so it is bounded: at most ``max_cached_resolutions``
+resolutions and, when ``max_cache_bytes`` is set, at most that many bytes, the least recently used
+resolution going first (OFA's space has 17 resolutions; 500 images at 224 px are 300 MB each). A
+resolution evicted and needed again is simply resized again: the same images, the same statistics.
+
+Under a ``precision`` of bf16/fp16 the forward passes run in autocast; the statistics themselves are
+accumulated in float32 (`nat.supernet.dynamic.BatchNorm2d`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +30,7 @@ from torch import nn
 from nat.errors import DataError
 from nat.space.subnet import Subnet
 from nat.supernet.dynamic import BatchNorm2d, RunningAverage
+from nat.train.precision import Precision, as_precision
 
 
 @contextmanager
@@ -46,15 +55,19 @@ def bn_calibration(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
-    """Recalibrate the BN statistics of ``model`` (a supernet with its active subnet) on ``batches``."""
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable[torch.Tensor], precision: Precision | None = None
+) -> None:
+    """Recalibrate the BN statistics of ``model`` (a supernet with its active subnet) on ``batches``,
+    with the forward passes in ``precision`` (None: fp32)."""
     was_training = model.training
     model.train()
     try:
         with bn_calibration(model):
             seen = 0
             for images in batches:
-                model(images)
+                with precision.autocast() if precision is not None else nullcontext():
+                    model(images)
                 seen += images.size(0)
             if not seen:
                 raise DataError("BN recalibration got no images; give it a non-empty calibration set")
@@ -65,7 +78,11 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
 class BNCalibrator:
     """A fixed calibration set, resized once per resolution (cached) and cut into batches.
 
-    ``images`` are normalised float images (N, 3, H, W) from the *training* split, at any size.
+    ``images`` are normalised float images (N, 3, H, W) from the *training* split, at any size. The
+    cache of resized copies on ``device`` holds at most ``max_cached_resolutions`` resolutions and, with
+    ``max_cache_bytes``, at most that many bytes (least recently used first out; a single resolution
+    larger than the bound is used without being cached). ``precision`` (a name or a `Precision`; None:
+    fp32) is how the recalibration's forward passes run.
     """
 
     def __init__(
@@ -75,6 +92,8 @@ class BNCalibrator:
         device: torch.device | str = "cpu",
         channels_last: bool = False,
         max_cached_resolutions: int = 32,
+        max_cache_bytes: int | None = None,
+        precision: Precision | str | None = None,
     ) -> None:
         if images.dim() != 4 or images.size(1) != 3 or images.size(0) == 0:
             raise DataError(
@@ -85,29 +104,56 @@ class BNCalibrator:
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.max_cached = max_cached_resolutions
-        self._cache: dict[int, list[torch.Tensor]] = {}
+        self.max_cache_bytes = max_cache_bytes
+        self.precision = as_precision(precision, self.device)
+        self._cache: dict[int, list[torch.Tensor]] = {}  # in order of use, most recent last
+
+    def cached_resolutions(self) -> list[int]:
+        """The resolutions whose resized images are held now, least recently used first."""
+        return list(self._cache)
+
+    def cache_bytes(self) -> int:
+        """Bytes the cached resized images take on the device."""
+        return sum(b.numel() * b.element_size() for batches in self._cache.values() for b in batches)
 
     def batches(self, resolution: int) -> list[torch.Tensor]:
-        if resolution not in self._cache:
-            if len(self._cache) >= self.max_cached:
-                self._cache.pop(next(iter(self._cache)))
-            images = self.images
-            if images.shape[-2:] != (resolution, resolution):
-                images = F.interpolate(
-                    images,
-                    size=(resolution, resolution),
-                    mode="bilinear",
-                    align_corners=False,
-                    antialias=resolution < images.size(-1),
-                )
-            images = images.to(self.device)
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            self._cache[resolution] = list(images.split(self.batch_size))
-        return self._cache[resolution]
+        """The calibration images at ``resolution`` on the device, in batches (cached, LRU)."""
+        if resolution in self._cache:
+            self._cache[resolution] = self._cache.pop(resolution)  # now the most recently used
+            return self._cache[resolution]
+        n, c = self.images.shape[:2]
+        size = n * c * resolution * resolution * self.images.element_size()
+        fits = self.max_cache_bytes is None or size <= self.max_cache_bytes
+        while fits and self._cache and self._full(size):
+            del self._cache[next(iter(self._cache))]  # the least recently used
+        batches = self._resize(resolution)
+        if fits:
+            self._cache[resolution] = batches
+        return batches
+
+    def _full(self, incoming: int) -> bool:
+        """Whether caching ``incoming`` more bytes would break a bound."""
+        limit = self.max_cache_bytes
+        too_many = len(self._cache) >= self.max_cached
+        return too_many or (limit is not None and self.cache_bytes() + incoming > limit)
+
+    def _resize(self, resolution: int) -> list[torch.Tensor]:
+        images = self.images
+        if images.shape[-2:] != (resolution, resolution):
+            images = F.interpolate(
+                images,
+                size=(resolution, resolution),
+                mode="bilinear",
+                align_corners=False,
+                antialias=resolution < images.size(-1),
+            )
+        images = images.to(self.device)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return list(images.split(self.batch_size))
 
     def __call__(self, supernet: nn.Module, subnet: Subnet | None = None) -> None:
         """Activate ``subnet`` (if given) and recalibrate the supernet's BN statistics for it."""
         if subnet is not None:
             supernet.set_active(subnet)
-        recalibrate_bn(supernet, self.batches(supernet.active.r))
+        recalibrate_bn(supernet, self.batches(supernet.active.r), self.precision)

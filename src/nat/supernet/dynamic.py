@@ -54,9 +54,12 @@ class BatchNorm2d(nn.BatchNorm2d):
         weight, bias = self.weight[:c], self.bias[:c]
         if self.calibration is not None:
             # OFA's set_running_statistics: normalise with this batch's statistics (biased variance)
-            # and average them over all calibration images.
-            mean = x.mean((0, 2, 3))
-            var = (x - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3))
+            # and average them over all calibration images. Statistics in float32 even under autocast
+            # (bf16 activations): they become the float32 running statistics, and batch_norm wants
+            # float32 statistics with a low-precision input (`.float()` is a no-op for fp32 input).
+            xf = x.float()
+            mean = xf.mean((0, 2, 3))
+            var = (xf - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3))
             self.calibration.update(mean, var, x.size(0))
             return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
         if self.training and self.num_batches_tracked is not None:

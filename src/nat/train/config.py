@@ -19,6 +19,7 @@ from nat.data import DataConfig
 from nat.device import check_device_name
 from nat.errors import ConfigError
 from nat.space.definition import SearchSpace, get_space
+from nat.train.precision import PrecisionName
 
 
 class PhaseConfig(BaseModel):
@@ -101,6 +102,11 @@ class PretrainConfig(BaseModel):
             raise ValueError(str(exc)) from None
 
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    precision: PrecisionName = Field(
+        "fp32",
+        description="forward passes of training, BN recalibration and evaluation: fp32, or autocast to "
+        "bf16 / fp16 (fp16 with loss scaling); parameters stay fp32 (docs/scale.md)",
+    )
     train_resolutions: list[int] | None = Field(
         None, description="resolutions sampled per batch (None: the space's resolutions)"
     )

@@ -28,6 +28,15 @@ every optimiser step and ``on_epoch(trainer)`` after every full pass; a callback
 setting ``trainer.should_stop = True`` (checked once that step's callbacks have run), which is how a
 caller checkpoints and stops mid-run without an exception. `evaluate_top1` lives in
 `nat.train.evaluation` (re-exported here).
+
+Precision (``precision="fp32" | "bf16" | "fp16"``, `nat.train.precision`): forward passes and losses run
+under `torch.autocast` for bf16/fp16, backward and the optimiser step outside it; fp16 scales the loss
+with a `torch.amp.GradScaler` (its state is part of `SupernetTrainer.state_dict`, so resume stays exact).
+Parameters stay float32. fp32 runs exactly the code it ran before precision existed.
+
+Host synchronisation: a step's losses and accuracies stay device tensors; on CPU they are read at once,
+on a GPU only when `averages` (or `state_dict`) is called, i.e. at log points, so the GPU is never made to
+wait inside a step. The figures are the same float32 values either way.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from tqdm import tqdm
 from nat.errors import ConfigError
 from nat.space.subnet import Subnet
 from nat.train.evaluation import evaluate_top1 as evaluate_top1  # re-exported (its former home)
+from nat.train.precision import Precision, as_precision
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +66,11 @@ SubnetSampler = Callable[[random.Random], Subnet]
 Teacher = Literal["largest"] | nn.Module | None
 Batch = tuple[torch.Tensor, torch.Tensor]
 StepHook = Callable[["SupernetTrainer"], None]
+
+#: per-batch figures, in the order they are summed (and listed by `SupernetTrainer.averages`)
+FIGURES = ("loss", "top1", "loss_largest", "top1_largest")
+#: batches whose figures may wait on the device before being read (bounds the tensors kept)
+MAX_PENDING = 256
 
 
 def cosine_lr(step: int, total: int, lr: float, lr_min: float = 0.0, warmup_steps: int = 0) -> float:
@@ -128,6 +143,7 @@ class SupernetTrainer:
         resolution: Literal["batch", "subnet"] = "batch",
         seed: int = 0,
         device: str | torch.device | None = None,
+        precision: Precision | str | None = None,
     ) -> None:
         if total_steps < 1:
             raise ConfigError(f"total_steps must be >= 1, got {total_steps}")
@@ -144,6 +160,12 @@ class SupernetTrainer:
         self.net = supernet
         self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
         self.net.to(self.device)
+        self.precision = as_precision(precision, self.device)
+        self.scaler = self.precision.grad_scaler()  # fp16 only
+        # per-batch figures are device tensors until read; on CPU reading them costs nothing, so they
+        # are read at once (and returned by `train_step`), elsewhere only at log points (`averages`)
+        self.sync_each_step = self.device.type == "cpu"
+        self._pending: list[dict[str, list[torch.Tensor]]] = []
         self.total_steps = total_steps
         self.subnets_per_batch = subnets_per_batch
         self.always_train = list(always_train)
@@ -197,8 +219,32 @@ class SupernetTrainer:
             sums[key] = sums.get(key, 0.0) + value
             sums[key + "#n"] = sums.get(key + "#n", 0.0) + 1
 
+    def _flush(self) -> dict[str, float]:
+        """Read the pending per-batch figures (one device-to-host transfer) into the sums; returns the
+        last batch's figures. Each figure is the same Python arithmetic on the same float32 values
+        whenever it is read, so the sums do not depend on when (or on which device) this runs."""
+        pending, self._pending = self._pending, []
+        tensors = [t.float() for figures in pending for key in FIGURES for t in figures.get(key, ())]
+        if not tensors:
+            return {}
+        values = iter(torch.stack(tensors).tolist())
+        last: dict[str, float] = {}
+        for figures in pending:
+            last = {}
+            for key in FIGURES:
+                batch = [next(values) for _ in figures.get(key, ())]
+                if batch:
+                    last[key] = sum(batch) / len(batch)
+                    self._add(key, last[key])
+        return last
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        """Train on one batch (one optimiser step); returns this batch's losses and accuracies."""
+        """Train on one batch (one optimiser step); returns the learning rate and, on CPU, this batch's
+        losses and accuracies. On a GPU those stay on the device (no host synchronisation inside the
+        step) and reach `averages` when it is called; ``sync_each_step = True`` returns them here too."""
         net = self.net
         net.train()
         images = images.to(self.device, non_blocking=True)
@@ -207,42 +253,49 @@ class SupernetTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         out: dict[str, float] = {"lr": lr}
+        figures: dict[str, list[torch.Tensor]] = {}
+        autocast = self.precision.autocast
         with self._own_rng():
             self.optimizer.zero_grad(set_to_none=True)
             soft: torch.Tensor | None = None
             if self.distill_from == "largest":
                 net.set_active(self.largest)
-                logits = net(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-                loss.backward()
-                soft = F.softmax(logits.detach(), dim=1)
-                out["loss_largest"] = float(loss.detach())
-                out["top1_largest"] = float((logits.argmax(1) == labels).float().mean())
+                with autocast():
+                    logits = net(images)
+                    loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+                self._backward(loss)
+                soft = F.softmax(logits.detach().float(), dim=1)  # float32 targets (no-op in fp32)
+                figures["loss_largest"] = [loss.detach()]
+                figures["top1_largest"] = [(logits.argmax(1) == labels).float().mean()]
             elif isinstance(self.distill_from, nn.Module):
-                with torch.no_grad():
-                    soft = F.softmax(self.distill_from(images), dim=1)
+                with torch.no_grad(), autocast():
+                    soft = F.softmax(self.distill_from(images).float(), dim=1)
             sampled = [self.sample_subnet(self.rng) for _ in range(self.subnets_per_batch)]
             subnets = self.always_train + sampled
-            losses, correct = [], []
             for subnet in subnets:
                 net.set_active(subnet)
                 x = resize_batch(images, subnet.r) if self.resolution == "subnet" else images
-                logits = net(x)
-                loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-                if soft is not None and self.kd_ratio > 0:
-                    loss = loss + self.kd_ratio * soft_cross_entropy(logits, soft)
-                loss.backward()
-                losses.append(float(loss.detach()))
-                correct.append(float((logits.argmax(1) == labels).float().mean()))
-            if self.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
-            self.optimizer.step()
-        if losses:
-            out["loss"] = sum(losses) / len(losses)
-            out["top1"] = sum(correct) / len(correct)
-        for key in ("loss", "top1", "loss_largest", "top1_largest"):
-            if key in out:
-                self._add(key, out[key])
+                with autocast():
+                    logits = net(x)
+                    loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+                    if soft is not None and self.kd_ratio > 0:
+                        loss = loss + self.kd_ratio * soft_cross_entropy(logits, soft)
+                self._backward(loss)
+                figures.setdefault("loss", []).append(loss.detach())
+                figures.setdefault("top1", []).append((logits.argmax(1) == labels).float().mean())
+            if self.scaler is not None:
+                if self.grad_clip is not None:
+                    self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
+                self.scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
+                self.scaler.update()
+            else:
+                if self.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
+                self.optimizer.step()
+        self._pending.append(figures)
+        if self.sync_each_step or len(self._pending) >= MAX_PENDING:
+            out.update(self._flush())
         self.step += 1
         self.batch_in_epoch += 1
         return out
@@ -250,18 +303,21 @@ class SupernetTrainer:
     def averages(self, window: bool = False) -> dict[str, float]:
         """Mean of each per-batch figure (loss, top1, ...) over the whole run, or with ``window=True``
         since the last `reset_window` (for periodic logging)."""
+        self._flush()
         sums = self.window if window else self.totals
         return {k: sums[k] / max(1.0, sums[k + "#n"]) for k in sums if not k.endswith("#n")}
 
     def reset_window(self) -> None:
+        self._flush()  # figures of batches before the reset belong to the old window
         self.window = {}
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything but the supernet weights needed to continue exactly (tensors and plain containers,
         loadable with ``torch.load(weights_only=True)``)."""
+        self._flush()
         version, internal, gauss = self.rng.getstate()
-        return {
+        state = {
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
@@ -273,6 +329,9 @@ class SupernetTrainer:
             "totals": dict(self.totals),
             "window": dict(self.window),
         }
+        if self.scaler is not None:  # fp16's loss scale and its growth counter (absent otherwise)
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["total_steps"]) != self.total_steps:
@@ -290,6 +349,9 @@ class SupernetTrainer:
             self._cuda_rng = state["cuda_rng"].clone()
         self.totals = dict(state.get("totals", {}))
         self.window = dict(state.get("window", {}))
+        self._pending = []
+        if self.scaler is not None and state.get("grad_scaler") is not None:
+            self.scaler.load_state_dict(state["grad_scaler"])
 
 
 class TrainCallback:
@@ -352,7 +414,8 @@ def train_supernet(
 
     ``trainer_kwargs`` are `SupernetTrainer`'s (``sample_subnet``, ``subnets_per_batch``, ``always_train``,
     ``distill_from``, ``kd_ratio``, ``lr``, ``lr_min``, ``warmup_steps``, ``momentum``, ``nesterov``,
-    ``weight_decay``, ``label_smoothing``, ``grad_clip``, ``resolution``, ``seed``, ``device``).
+    ``weight_decay``, ``label_smoothing``, ``grad_clip``, ``resolution``, ``seed``, ``device``,
+    ``precision``).
 
     ``loader`` yields ``(images, labels)``; with ``set_epoch`` (nat's loaders) each pass ``e`` is
     ``set_epoch(e)`` so that a pass depends only on the loader's seed and ``e``. ``callbacks``

@@ -47,6 +47,7 @@ from nat.supernet.checkpoint import save_supernet, unsafe_reason
 from nat.train.config import PhaseConfig, PretrainConfig, parse_config
 from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
 from nat.train.evaluation import evaluate_top1
+from nat.train.precision import enable_cuda_fast_path
 from nat.versions import library_versions
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def phase_trainer_kwargs(cfg: PretrainConfig, phase: PhaseConfig, index: int, st
         "label_smoothing": cfg.label_smoothing,
         "grad_clip": cfg.grad_clip,
         "seed": phase_seed(cfg.seed, index),
+        "precision": cfg.precision,
     }
     if not phase.elastic():  # the full network only
         kwargs.update(sample_subnet=lambda rng: sampler.largest(), subnets_per_batch=1)
@@ -221,7 +223,8 @@ def evaluate_subnets(
     device: torch.device,
 ) -> dict[str, float]:
     """Top-1 of each subnet at its own resolution, after BN recalibration; the supernet's BN statistics
-    are restored afterwards, so evaluation never changes the weights being trained."""
+    are restored afterwards, so evaluation never changes the weights being trained. Both run in the
+    calibrator's precision (the run's)."""
     data = task.split(split)
     if max_images is not None and max_images < len(data):
         data = data.subset(range(max_images))
@@ -234,7 +237,7 @@ def evaluate_subnets(
             loader = make_loader(
                 task, data, batch_size=batch_size, resolution=subnet.r, train=False, device=device
             )
-            out[name] = evaluate_top1(net, loader, device=device)
+            out[name] = evaluate_top1(net, loader, device=device, precision=calibrator.precision)
     finally:
         net.load_state_dict(saved, strict=False)
         net.set_active(active)
@@ -333,6 +336,7 @@ class PretrainingTrainer(TrainCallback):
         calibrator; with a checkpoint, the phase, seconds and trainer state to continue from."""
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
+        enable_cuda_fast_path(self.device)  # TF32 and cudnn.benchmark on a GPU; nothing on CPU
         space, width = cfg.search_space(), cfg.width()
         self.task = load_from_config(cfg.data, cfg.seed)
         with torch.random.fork_rng(devices=[]):  # initial weights from the run seed, global RNG untouched
@@ -346,6 +350,7 @@ class PretrainingTrainer(TrainCallback):
             calibration_images(self.task, cfg.calib_images, max(space.resolutions), cfg.seed),
             batch_size=cfg.data.eval_batch_size,
             device=self.device,
+            precision=cfg.precision,
         )
 
     def _restore(self, state: dict[str, Any]) -> None:

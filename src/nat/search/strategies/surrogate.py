@@ -1,8 +1,9 @@
 """Surrogate models for the strategies that search on predictions (NAT and OFA-style evolution).
 
-Accuracy (and latency, when it is an objective) are predicted by a model chosen per iteration by
-adaptive switching; the exact objectives come from the complexity table. The result is the batch
-evaluator pymoo's problem calls: genomes -> (objective matrix to minimise, constraint matrix).
+Accuracy (and measured latency, when it is an objective without a table) are predicted by a model
+chosen per iteration by adaptive switching; the exact objectives come from the complexity table and
+from latency tables. The result is the batch evaluator pymoo's problem calls: genomes -> (objective
+matrix to minimise, constraint matrix).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def surrogate_problem(
     top1_seed = iteration_seed(run_seed, iteration, SeedTag.SURROGATE_TOP1)
     top1_model, report = fit_surrogate(genomes, np.array([r.top1 for r in records]), problem, cfg, top1_seed)
     latency_model = None
-    if "latency" in problem.names:
+    if problem.measured_latency:
         latency = np.array([r.values["latency"] for r in records])
         latency_seed = iteration_seed(run_seed, iteration, SeedTag.SURROGATE_LATENCY)
         latency_model, _ = fit_surrogate(genomes, latency, problem, cfg, latency_seed)

@@ -1,0 +1,95 @@
+"""Numeric precision of forward passes (fp32, bf16, fp16) and the CUDA fast path.
+
+``precision`` in the search, pretraining and fine-tuning configs names how forward passes run:
+
+* ``fp32``: plain float32, exactly as before this option existed (the default, so results are
+  unchanged);
+* ``bf16``: `torch.autocast` with bfloat16: convolutions and matmuls run in bf16, reductions, softmax
+  and losses stay in float32 (autocast's own op lists). bf16 has float32's exponent range, so no loss
+  scaling is needed; it works on CPU too, which is how the CPU tests cover the mixed-precision path;
+* ``fp16``: `torch.autocast` with float16 plus a `torch.amp.GradScaler`, because fp16's narrow exponent
+  range lets small gradients underflow to zero unless the loss is scaled up first. Also accepted on CPU
+  (torch supports CPU fp16 autocast and ``GradScaler("cpu")``), where it is correct but slow.
+
+Parameters, optimiser state and BN running statistics stay float32 in every mode (autocast casts op
+inputs, never the module's tensors), so checkpoints look the same whatever the precision.
+
+`enable_cuda_fast_path` is what nat turns on for a CUDA device: TF32 matmuls and convolutions (10-bit
+mantissa inputs, float32 accumulation: the usual trade of Ampere and later GPUs) and
+``cudnn.benchmark`` (autotuned convolution algorithms per input shape; a supernet run revisits the
+same few thousand layer shapes, so the one-off tuning cost is repaid many times). It is never applied
+to a CPU run, whose results stay bit-reproducible.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Literal, get_args
+
+import torch
+
+from nat.errors import ConfigError
+
+PrecisionName = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Precision:
+    """How forward passes run on ``device``: an autocast context and, for fp16, a gradient scaler.
+
+    ``Precision("fp32")`` is a no-op everywhere (``autocast()`` is a `nullcontext`, no scaler), so the
+    default path executes exactly the code it did before mixed precision existed.
+    """
+
+    def __init__(self, name: str = "fp32", device: torch.device | str = "cpu") -> None:
+        if name not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {name!r}")
+        self.name = name
+        self.device = torch.device(device)
+        self.dtype = _DTYPES[name]
+
+    @property
+    def mixed(self) -> bool:
+        """True for bf16/fp16: forward passes run under autocast."""
+        return self.name != "fp32"
+
+    def autocast(self) -> AbstractContextManager:
+        """The context forward passes (and losses) run in: autocast to ``dtype`` on the device's type,
+        or nothing at all for fp32."""
+        if not self.mixed:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """A fresh `torch.amp.GradScaler` for fp16 (None otherwise: bf16 and fp32 need no scaling)."""
+        if self.name != "fp16":
+            return None
+        return torch.amp.GradScaler(self.device.type)
+
+    def __repr__(self) -> str:
+        return f"Precision({self.name!r}, {str(self.device)!r})"
+
+
+def as_precision(precision: Precision | str | None, device: torch.device | str) -> Precision:
+    """``precision`` as a `Precision` on ``device`` (a name, an existing one, or None for fp32)."""
+    if isinstance(precision, Precision):
+        return precision
+    return Precision(precision or "fp32", device)
+
+
+def enable_cuda_fast_path(device: torch.device | str) -> bool:
+    """On a CUDA ``device``: allow TF32 in matmuls and cuDNN convolutions and turn on
+    ``cudnn.benchmark``; returns whether it did anything (nothing on CPU, where these flags would not
+    matter and results stay bit-reproducible).
+
+    These are process-wide torch flags, set through the long-standing ``allow_tf32`` attributes: torch
+    2.9+ also has ``fp32_precision``, and mixing the two APIs makes later reads of either raise, whereas
+    the ``allow_tf32`` setters keep both views consistent on every torch nat supports.
+    """
+    if torch.device(device).type != "cuda":
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    return True
