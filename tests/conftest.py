@@ -29,3 +29,22 @@ def published() -> list[dict]:
     """NAT's 14 published architectures (shared reference file, or the copy kept with the tests)."""
     path = REFERENCE.resolve() if REFERENCE.resolve().is_file() else LOCAL_REFERENCE
     return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """sklearn's digits as a task (seed 0), loaded once per test module."""
+    from nat.data import load_dataset
+
+    return load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``),
+    then the count it had: small convolutions on shared cores run faster on one thread than on two
+    fighting other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -41,11 +41,6 @@ PAPER_SETS = [
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
 def mnist5k():
     return load_dataset("mnist5k", seed=0)
 

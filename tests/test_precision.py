@@ -17,26 +17,15 @@ import yaml
 
 from nat.cli import main
 from nat.cli.args import PRECISIONS as CLI_PRECISIONS
-from nat.data import load_dataset, make_loader
+from nat.data import make_loader
 from nat.errors import ConfigError, NATError
 from nat.space import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.train import SupernetTrainer, TrainCallback, evaluate_accuracy, evaluate_top1, train_supernet
 from nat.train.precision import PRECISIONS, Precision, enable_cuda_fast_path
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions on shared cores: one thread is faster than two fighting others."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
+#: small convolutions on shared cores: one thread is faster than two fighting others
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_net(space: str = "micro", seed: int = 123) -> Supernet:

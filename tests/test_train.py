@@ -7,28 +7,17 @@ import random
 import pytest
 import torch
 
-from nat.data import load_dataset, make_loader
+from nat.data import make_loader
 from nat.errors import ConfigError
 from nat.space import Subnet, get_space
 from nat.supernet import Supernet
 from nat.train import TrainCallback, cosine_lr, evaluate_top1, soft_cross_entropy, train_supernet
 
+#: small convolutions on shared cores: one thread is faster than two fighting others
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 RES = [24, 28]
 BATCH = 16  # tiny batches of 24-28 px digits: every test trains in a few seconds on a shared CPU
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions on shared cores: one thread is several times faster than two fighting others."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
 
 
 def make_net(num_classes: int = 10, seed: int = 123) -> Supernet:

@@ -254,7 +254,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     latency = table.predict_layers(layers)
     result = {
         "latency_ms": latency,
-        "layers_ms": sum(table.value(s.key) for s in layers),
+        "layers_ms": table.layer_sum(layers),
         "layers": len(layers),
         "scale": table.scale,
         "offset_ms": table.offset_ms,

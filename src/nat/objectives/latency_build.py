@@ -482,7 +482,7 @@ def _calibrate(
             for s in tqdm(chunk, desc="latency calibration", unit="net", disable=_no_bar(progress))
         ]
         for subnet, measured in zip(chunk, time_rounds(backend, calls), strict=True):
-            layer_sum = sum(table.value(s.key) for s in subnet_layers(space, subnet, n_classes))
+            layer_sum = table.layer_sum(subnet_layers(space, subnet, n_classes))
             samples.append(
                 {
                     "space": space.name,

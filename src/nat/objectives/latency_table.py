@@ -331,7 +331,11 @@ class LatencyTable:
                 f"latency table {self.name} has no entry for {len(missing)} layer(s) of this network, "
                 f"e.g. {missing[0]!r}; {hint}"
             )
-        return float(self.correct(sum(self.value(s.key) for s in layers)))
+        return float(self.correct(self.layer_sum(layers)))
+
+    def layer_sum(self, layers: Iterable[LayerSpec]) -> float:
+        """The uncorrected sum of the layers' entries (every key must be in the table)."""
+        return sum(self.value(s.key) for s in layers)
 
     @property
     def name(self) -> str:
@@ -454,32 +458,31 @@ class LatencyPredictor:
                 f"{table.se_reduction}, "
                 f"the space '{space.name}' uses {space.se_reduction}; build a table for this space"
             )
-        self._check_coverage()
         n_w, n_r, n_ops = len(space.width_mults), len(space.resolutions), len(space.op_choices)
-        n_slots = NUM_STAGES * space.max_depth
         self.fixed = np.zeros((n_w, n_r))
-        self.slots = np.zeros((n_w, n_r, n_slots, n_ops + 1))
+        self.slots = np.zeros((n_w, n_r, NUM_STAGES * space.max_depth, n_ops + 1))
+        lacking: list[tuple[float, int, str]] = []  # (width, resolution, how many layers are missing)
+        missing_keys: list[str] = []
         for wi, w in enumerate(space.width_mults):
             for ri, r in enumerate(space.resolutions):
                 front, head = _fixed_layers(space, w, r, num_classes)
-                self.fixed[wi, ri] = sum(table.value(s.key) for s in front + head)
-                for (slot, code), spec in slot_layers(space, w, r).items():
-                    self.slots[wi, ri, slot, code] = table.value(spec.key)
-
-    def _check_coverage(self) -> None:
-        space, table = self.space, self.table
-        lacking: list[tuple[float, int, str]] = []
-        missing_keys: list[str] = []
-        for w in space.width_mults:
-            for r in space.resolutions:
-                keys = space_layers(space, [self.num_classes], [r], [w])
+                slots = slot_layers(space, w, r)
+                keys = list(dict.fromkeys(s.key for s in [*front, *head, *slots.values()]))
                 missing = [k for k in keys if k not in table.entries]
                 if missing:
-                    missing_keys += missing
                     what = "all" if len(missing) == len(keys) else f"{len(missing)} of {len(keys)}"
                     lacking.append((w, r, what))
-        if not lacking:
-            return
+                    missing_keys += missing
+                    continue
+                self.fixed[wi, ri] = table.layer_sum(front + head)
+                for (slot, code), spec in slots.items():
+                    self.slots[wi, ri, slot, code] = table.value(spec.key)
+        if lacking:
+            raise self._not_covered(lacking, missing_keys)
+
+    def _not_covered(self, lacking: list[tuple[float, int, str]], missing_keys: list[str]) -> ConfigError:
+        """The error for a table that lacks ``missing_keys`` (per width and resolution: ``lacking``)."""
+        space, table = self.space, self.table
         if all(k.startswith("Logits-") for k in missing_keys):
             summary, flags = f"the classifier for {self.num_classes} classes", ""
         else:
@@ -490,7 +493,7 @@ class LatencyPredictor:
             flags = f" --resolutions {' '.join(map(str, rs))}"
             if len(ws) < len(space.width_mults):
                 flags += f" --widths {' '.join(f'{w:g}' for w in ws)}"
-        raise ConfigError(
+        return ConfigError(
             f"latency table {table.name} does not cover the space '{space.name}': missing {summary} "
             f"({len(missing_keys)} layer configurations, e.g. {missing_keys[0]!r}); add them with "
             f"`nat latency build --space {space.name}{flags} --num-classes {self.num_classes} --out TABLE` "
