@@ -66,6 +66,9 @@ def test_cuda_fast_path_only_on_cuda() -> None:
         assert not any(getattr(module, name) for module, name in flags)
         assert enable_cuda_fast_path("cuda") is True  # process-wide flags: no GPU needed to set them
         assert all(getattr(module, name) for module, name in flags)
+        assert enable_cuda_fast_path("cuda", tf32=False) is True  # the config's `tf32: false`
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.benchmark
     finally:
         for (module, name), value in zip(flags, saved, strict=True):
             setattr(module, name, value)
@@ -236,10 +239,12 @@ def test_resume_refuses_a_changed_precision(bf16_run: Path, capsys) -> None:
         assert len(err) == 1 and err[0].startswith("nat search: error:") and "another precision" in err[0]
     assert (bf16_run / "archive.jsonl").read_bytes() == before
     assert main(["search", "--resume", str(bf16_run), "--set", "evaluation.calibration_cache_mb=64"]) == 0
-    with pytest.raises(SystemExit) as usage:  # argparse's usage error, before any work
-        main(["search", "--precision", "int8", "--preset", "smoke"])
-    assert usage.value.code == 2
-    assert "invalid choice: 'int8'" in capsys.readouterr().err
+    commands = (["search", "--preset", "smoke"], ["quickstart"], ["eval", str(bf16_run), "--data", "digits"])
+    for argv in commands:
+        with pytest.raises(SystemExit) as usage:  # argparse's usage error, before any work
+            main([*argv, "--precision", "int8"])
+        assert usage.value.code == 2
+        assert "invalid choice: 'int8'" in capsys.readouterr().err
 
 
 def test_export_precision_sets_the_models_precision(bf16_run: Path, tmp_path) -> None:

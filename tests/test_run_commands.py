@@ -99,6 +99,12 @@ def test_eval_reproduces_the_runs_test_figure(run: Path, capsys) -> None:
     assert re.search(
         r"top-1 [\d.]+%  top-5 [\d.]+%  \(\d+ images, val split of digits", capsys.readouterr().out
     )
+    # bf16 autocast: the same images, a top-1 within a few images of fp32's
+    folder = str(run / "models" / models[0]["name"])
+    assert main(["eval", folder, "--data", "digits", "--json", "--precision", "bf16"]) == 0
+    bf16 = json.loads(capsys.readouterr().out)
+    assert bf16["images"] == models[0]["test_images"]
+    assert abs(bf16["top1"] - models[0]["test_top1"]) <= 5 / bf16["images"]
 
 
 def test_export_elsewhere_leaves_the_run_unchanged(run: Path, tmp_path, capsys) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nat.cli.args import positive_int
+from nat.cli.args import PRECISIONS, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="forward passes in fp32, bf16 or fp16"
+    )
     parser.add_argument("--json", action="store_true", help='print {"top1": ..., "top5": ..., "images": ...}')
     parser.set_defaults(func=run)
 
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         loader = loader_from_config(
             task, data_config, args.split, resolution=resolution, train=False, seed=seed, device=device
         )
-        scores = evaluate_accuracy(model, loader, device=device)
+        scores = evaluate_accuracy(model, loader, device=device, precision=args.precision)
     if args.json:
         print(json.dumps(scores))
     else:

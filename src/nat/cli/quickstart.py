@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nat.cli.args import non_negative_float, non_negative_int
+from nat.cli.args import PRECISIONS, non_negative_float, non_negative_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tuning epochs per model (preset: 5)",
     )
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="forward passes in fp32, bf16 or fp16 (preset: fp32; docs/scale.md)",
+    )
+    parser.add_argument(
         "--models", type=non_negative_int, default=None, help="front models to extract (preset: 5)"
     )
     parser.set_defaults(func=run)
@@ -51,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         finalize["finetune_epochs"] = args.finetune_epochs
     if args.models is not None:
         finalize["models"] = args.models
+    if args.precision is not None:
+        overrides["precision"] = args.precision
     config = load_config(preset="quickstart", overrides=overrides)
     resume = (args.out / "archive.jsonl").exists()
     with torch_threads(config.threads), NATSearch(config, args.out, resume=resume) as search:

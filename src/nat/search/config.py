@@ -183,6 +183,11 @@ class SearchConfig(BaseModel):
         description="forward passes of adaptation, BN recalibration, evaluation and fine-tuning: fp32, or "
         "autocast to bf16 / fp16 (fp16 with loss scaling); parameters stay fp32 (docs/scale.md)",
     )
+    tf32: bool = Field(
+        True,
+        description="on CUDA: allow TF32 (10-bit mantissa) in fp32 matmuls and convolutions, much faster on "
+        "Ampere and later; false keeps full fp32 arithmetic (docs/scale.md). No effect on CPU",
+    )
     threads: int | None = Field(
         None,
         ge=1,

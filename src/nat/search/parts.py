@@ -45,7 +45,7 @@ class RunParts:
     def build(cls, config: SearchConfig, run: RunDir | None = None) -> RunParts:
         """Load the task and the supernets (with ``run``'s adapted weights, if it has any)."""
         device = resolve_device(config.device)
-        enable_cuda_fast_path(device)  # TF32 and cudnn.benchmark on a GPU; nothing on CPU
+        enable_cuda_fast_path(device, tf32=config.tf32)  # TF32, cudnn.benchmark on a GPU; nothing on CPU
         task = load_from_config(config.data, config.seed)
         space, supernets = load_supernets(config, task.num_classes, device)
         if run is not None:

@@ -14,12 +14,14 @@ needs. Differences from OFA, all without changing the maths:
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nat.space.definition import Activation, make_divisible
+from nat.supernet.depthwise import depthwise_conv2d
 from nat.supernet.layers import build_activation, same_padding, se_bottleneck
 
 
@@ -229,7 +231,10 @@ class DynamicMBConv(nn.Module):
         )
         self.active_kernel = max(kernel_sizes)
         self.active_expand = max(expand_ratios)
-        self._act = F.relu if act == "relu" else F.hardswish
+        # ReLU runs in place on BN's output (BN's backward needs its input, ReLU's its output);
+        # h-swish's backward needs its input, so only the folded no-grad path runs it in place
+        self._act = F.relu_ if act == "relu" else F.hardswish
+        self._act_inplace = F.relu_ if act == "relu" else partial(F.hardswish, inplace=True)
         self._folded: tuple | None = None
         self._folded_key: tuple | None = None
 
@@ -247,7 +252,7 @@ class DynamicMBConv(nn.Module):
         mid, k, act = self.active_mid, self.active_kernel, self._act
         ib, dw, pl = self.inverted_bottleneck, self.depth_conv, self.point_linear
         x = act(ib.bn(pointwise(x, ib.conv.active_weight(mid, self.in_channels))))
-        x = F.conv2d(x, dw.conv.active_filter(mid, k), None, self.stride, same_padding(k), 1, mid)
+        x = depthwise_conv2d(x, dw.conv.active_filter(mid, k), self.stride, same_padding(k))
         x = act(dw.bn(x))
         if self.use_se:
             x = _scale_excite(x, *dw.se.active_weights(mid))
@@ -257,7 +262,7 @@ class DynamicMBConv(nn.Module):
         return self.inverted_bottleneck.bn.bn.calibration is not None
 
     def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
-        mid, k, act = self.active_mid, self.active_kernel, self._act
+        mid, k, act = self.active_mid, self.active_kernel, self._act_inplace
         w1, b1, w2, b2, w3, b3, se = self._folded_weights()
         x = act(pointwise(x, w1, b1))
         x = act(F.conv2d(x, w2, b2, self.stride, same_padding(k), 1, mid))

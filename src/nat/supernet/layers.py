@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from nat.space.definition import Activation
+from nat.supernet.depthwise import depthwise_conv2d
 
 
 def build_activation(name: Activation) -> nn.Module:
@@ -76,6 +77,21 @@ class SqueezeExcite(nn.Module):
         return x * self.fc(x.mean((2, 3), keepdim=True))
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise ``nn.Conv2d`` (same state dict) whose training backward is fast on CPU for small maps
+    (:mod:`nat.supernet.depthwise`); fine-tuning an extracted model benefits as the supernet does."""
+
+    def __init__(self, channels: int, kernel_size: int, stride: int) -> None:
+        super().__init__(
+            channels, channels, kernel_size, stride, same_padding(kernel_size), groups=channels, bias=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # inference and export: the plain convolution
+            return super().forward(x)
+        return depthwise_conv2d(x, self.weight, self.stride[0], self.padding[0])
+
+
 class MBConv(nn.Module):
     """Static inverted-residual block: 1x1 expand (unless ratio 1), depthwise kxk (+SE), 1x1 project."""
 
@@ -98,15 +114,7 @@ class MBConv(nn.Module):
         # OFA drops the 1x1 expansion only for expand ratio 1 (the fixed first block)
         self.inverted_bottleneck = ConvLayer(in_channels, mid_channels, 1, 1, act, **bn) if expand else None
         depth: OrderedDict[str, nn.Module] = OrderedDict()
-        depth["conv"] = nn.Conv2d(
-            mid_channels,
-            mid_channels,
-            kernel_size,
-            stride,
-            same_padding(kernel_size),
-            groups=mid_channels,
-            bias=False,
-        )
+        depth["conv"] = DepthwiseConv2d(mid_channels, kernel_size, stride)
         depth["bn"] = norm(mid_channels, eps=bn_eps, momentum=bn_momentum)
         depth["act"] = build_activation(act)
         if se_channels is not None:

@@ -107,6 +107,11 @@ class PretrainConfig(BaseModel):
         description="forward passes of training, BN recalibration and evaluation: fp32, or autocast to "
         "bf16 / fp16 (fp16 with loss scaling); parameters stay fp32 (docs/scale.md)",
     )
+    tf32: bool = Field(
+        True,
+        description="on CUDA: allow TF32 (10-bit mantissa) in fp32 matmuls and convolutions, much faster on "
+        "Ampere and later; false keeps full fp32 arithmetic (docs/scale.md). No effect on CPU",
+    )
     train_resolutions: list[int] | None = Field(
         None, description="resolutions sampled per batch (None: the space's resolutions)"
     )

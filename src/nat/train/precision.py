@@ -78,9 +78,10 @@ def as_precision(precision: Precision | str | None, device: torch.device | str) 
     return Precision(precision or "fp32", device)
 
 
-def enable_cuda_fast_path(device: torch.device | str) -> bool:
-    """On a CUDA ``device``: allow TF32 in matmuls and cuDNN convolutions and turn on
-    ``cudnn.benchmark``; returns whether it did anything (nothing on CPU, where these flags would not
+def enable_cuda_fast_path(device: torch.device | str, tf32: bool = True) -> bool:
+    """On a CUDA ``device``: allow TF32 in matmuls and cuDNN convolutions (unless ``tf32`` is false:
+    then forbid it, whatever torch's defaults) and turn on ``cudnn.benchmark``; returns whether it did
+    anything (nothing on CPU, where these flags would not
     matter and results stay bit-reproducible).
 
     These are process-wide torch flags, set through the long-standing ``allow_tf32`` attributes: torch
@@ -89,7 +90,7 @@ def enable_cuda_fast_path(device: torch.device | str) -> bool:
     """
     if torch.device(device).type != "cuda":
         return False
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = True
     return True

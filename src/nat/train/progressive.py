@@ -336,7 +336,7 @@ class PretrainingTrainer(TrainCallback):
         calibrator; with a checkpoint, the phase, seconds and trainer state to continue from."""
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
-        enable_cuda_fast_path(self.device)  # TF32 and cudnn.benchmark on a GPU; nothing on CPU
+        enable_cuda_fast_path(self.device, tf32=cfg.tf32)  # TF32, cudnn.benchmark on a GPU; nothing on CPU
         space, width = cfg.search_space(), cfg.width()
         self.task = load_from_config(cfg.data, cfg.seed)
         with torch.random.fork_rng(devices=[]):  # initial weights from the run seed, global RNG untouched

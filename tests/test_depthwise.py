@@ -1,0 +1,91 @@
+"""The depthwise convolution with the batched-matmul weight gradient equals PyTorch's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nat.supernet.depthwise import depthwise_conv2d, uses_matmul_weight_grad, weight_grad_matmul
+
+SHAPES = [
+    # channels, map size, kernel, stride
+    (16, 4, 7, 1),
+    (16, 4, 7, 2),
+    (8, 2, 7, 1),
+    (8, 1, 7, 1),
+    (12, 7, 5, 1),
+    (12, 7, 7, 2),
+    (8, 5, 5, 2),
+    (8, 3, 3, 1),
+]
+
+
+def _reference(x: torch.Tensor, w: torch.Tensor, stride: int) -> tuple[torch.Tensor, ...]:
+    x, w = x.detach().requires_grad_(True), w.detach().requires_grad_(True)
+    out = F.conv2d(x, w, None, stride, w.shape[-1] // 2, 1, w.shape[0])
+    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    return out.detach(), x.grad, w.grad
+
+
+@pytest.mark.parametrize(("channels", "size", "k", "stride"), SHAPES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_forward_and_both_gradients_equal_pytorch(channels, size, k, stride, channels_last):
+    g = torch.Generator().manual_seed(size * 100 + k * 10 + stride)
+    x = torch.randn(5, channels, size, size, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, 1, k, k, generator=g)
+    out_ref, gx_ref, gw_ref = _reference(x, w, stride)
+    xs, ws = x.detach().requires_grad_(True), w.detach().requires_grad_(True)
+    out = depthwise_conv2d(xs, ws, stride, k // 2)
+    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    assert torch.allclose(out, out_ref, atol=1e-5)
+    assert torch.allclose(xs.grad, gx_ref, atol=1e-5)
+    assert torch.allclose(ws.grad, gw_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_gradient_formula_directly():
+    """The matmul formula itself, on a map where every tap is partly in the padding."""
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(3, 4, 3, 3, generator=g), torch.randn(4, 1, 7, 7, generator=g)
+    _, _, gw_ref = _reference(x, w, 1)
+    out = F.conv2d(x, w, None, 1, 3, 1, 4)
+    grad = torch.linspace(-1, 1, out.numel()).view_as(out)
+    assert torch.allclose(weight_grad_matmul(x, grad, 7, 1, 3), gw_ref, atol=1e-5)
+
+
+def test_which_inputs_take_the_matmul_path():
+    small, large = torch.zeros(1, 8, 4, 4), torch.zeros(1, 8, 14, 14)
+    assert uses_matmul_weight_grad(small, 7)
+    assert not uses_matmul_weight_grad(small, 3)  # oneDNN's 3x3 kernel is fast
+    assert not uses_matmul_weight_grad(large, 7)  # the direct product is cheaper
+    assert not uses_matmul_weight_grad(small.bfloat16(), 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not uses_matmul_weight_grad(small, 7)
+
+
+def test_supernet_training_step_matches_plain_convolution(monkeypatch):
+    """A whole supernet step gives the same gradients with and without the matmul path."""
+    import nat.supernet.depthwise as depthwise
+    from nat.space import Subnet, get_space
+    from nat.supernet import Supernet
+
+    space = get_space("micro")
+    torch.manual_seed(0)
+    net = Supernet(space, 1.0, 10).train()
+    x, y = torch.randn(4, 3, 28, 28), torch.randint(0, 10, (4,))
+    net.set_active(Subnet.largest(space))
+
+    def grads() -> list[torch.Tensor]:
+        net.zero_grad()
+        torch.manual_seed(1)  # the same dropout mask
+        F.cross_entropy(net(x), y).backward()
+        return [p.grad.clone() for p in net.parameters() if p.grad is not None]
+
+    fast = grads()
+    monkeypatch.setattr(depthwise, "MAX_MAP_POSITIONS", 0)
+    plain = grads()
+    assert len(fast) == len(plain)
+    for a, b in zip(fast, plain, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
