@@ -1,0 +1,111 @@
+"""How good a pretrained supernet's subnets are: test top-1 of the extremes and of random subnets.
+
+Every subnet is measured as `nat pretrain` measures its end-of-run figures (BN recalibration on fixed
+training images, then the test split at the subnet's own resolution, supernet weights). Random subnets
+are drawn uniformly over the space (resolution included) with a fixed seed; the Spearman correlation
+between their MAdds and test top-1 says whether accuracy rises with capacity, which is what a
+trade-off front needs.
+
+    python bench/supernet_quality.py [--supernet builtin:fashion_mnist_tiny] [--config FILE.yaml]
+                                     [--subnets 16] [--threads 1] [--out FILE.json]
+
+The data settings (dataset, held-out split, calibration images) come from the pretraining config that
+made the supernet (default: configs/pretrain_fashion_mnist.yaml). Writes
+bench/results/supernet_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from nat.data import load_from_config  # noqa: E402
+from nat.objectives import profile_subnet  # noqa: E402
+from nat.search.supernets import supernet_path  # noqa: E402
+from nat.space import Subnet  # noqa: E402
+from nat.supernet import BNCalibrator, load_supernet  # noqa: E402
+from nat.train.config import load_config  # noqa: E402
+from nat.train.progressive import calibration_images, evaluate_subnets  # noqa: E402
+
+RESULT = ROOT / "bench" / "results" / "supernet_quality.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--supernet", default="builtin:fashion_mnist_tiny")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pretrain_fashion_mnist.yaml")
+    parser.add_argument("--subnets", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULT)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    path = supernet_path(args.supernet)
+    net = load_supernet(path).eval()
+    space = net.space
+    task = load_from_config(cfg.data, cfg.seed)
+    calibrator = BNCalibrator(
+        calibration_images(task, cfg.calib_images, max(space.resolutions), cfg.seed),
+        batch_size=cfg.data.eval_batch_size,
+    )
+    lo, hi = min(space.resolutions), max(space.resolutions)
+    extremes = {
+        f"largest_r{hi}": Subnet.largest(space),
+        "largest_r28": Subnet.largest(space, r=28),
+        f"smallest_r{lo}": Subnet.smallest(space),
+        "smallest_r28": Subnet.smallest(space, r=28),
+    }
+    rng = random.Random(args.seed)
+    randoms = {f"random_{i}": Subnet.sample(space, rng) for i in range(args.subnets)}
+    subnets = {**extremes, **randoms}
+    start = time.perf_counter()
+    top1 = evaluate_subnets(net, task, subnets, calibrator, "test", None, cfg.data.eval_batch_size, "cpu")
+    seconds = time.perf_counter() - start
+    rows = {
+        name: {
+            "top1": top1[name],
+            "madds": profile_subnet(s, space, task.num_classes)["madds"],
+            "subnet": s.to_dict(),
+        }
+        for name, s in subnets.items()
+    }
+    random_rows = [rows[n] for n in randoms]
+    rho = spearmanr([r["madds"] for r in random_rows], [r["top1"] for r in random_rows]).statistic
+    result = {
+        "supernet": args.supernet,
+        "space": space.name,
+        "dataset": cfg.data.dataset,
+        "test_images": len(task.split("test")),
+        "bn_calibration_images": cfg.calib_images,
+        "threads": args.threads,
+        "seconds": seconds,
+        "extremes": {n: rows[n] for n in extremes},
+        "random": random_rows,
+        "random_top1_range": [min(r["top1"] for r in random_rows), max(r["top1"] for r in random_rows)],
+        "spearman_madds_top1": rho,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    for name in extremes:
+        print(f"{name:<14} {rows[name]['madds'] / 1e6:6.2f} M  test top-1 {100 * rows[name]['top1']:.2f}%")
+    lo_top1, hi_top1 = result["random_top1_range"]
+    print(
+        f"{args.subnets} random subnets: test top-1 {100 * lo_top1:.2f}-{100 * hi_top1:.2f}%, "
+        f"Spearman(MAdds, top-1) {rho:.2f}"
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
