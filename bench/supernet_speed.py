@@ -68,8 +68,7 @@ def build_pair(preset: str = "ofa_mbv3", resolution: int = 128, width: float = 1
         )
     space = regime_space(preset, resolution)
     if preset != "ofa_mbv3":
-        ofa_strides = get_space("ofa_mbv3")
-        assert space.base_widths == ofa_strides.base_widths, "OFA's network has OFA's widths only"
+        assert space.base_widths == get_space("ofa_mbv3").base_widths, "OFA's network has OFA's widths only"
         ofa.first_conv.conv.stride = (space.stem_stride, space.stem_stride)
         for stage, first in enumerate(group[0] for group in ofa.block_group_info):
             block = ofa.blocks[first].conv
@@ -162,7 +161,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_regime(name: str, threads: int, n_subnets: int, rounds: int) -> dict:
+def measure_regime(name: str, n_subnets: int, rounds: int) -> dict:
     preset, resolution, batch, infer_batch = REGIMES[name]
     ofa, nat = build_pair(preset, resolution)
     subs = subnets(n_subnets, resolution, preset=preset)
@@ -216,13 +215,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     primary = "ofa"
-    preset, resolution, batch, _ = REGIMES[primary]
+    _, resolution, batch, _ = REGIMES[primary]
     if args.rss_child:
         rss_child(args.rss_child, batch, resolution, args.subnets)
         return
 
     gemm = gemm_gflops()
-    regimes = {name: measure_regime(name, args.threads, args.subnets, args.rounds) for name in REGIMES}
+    regimes = {name: measure_regime(name, args.subnets, args.rounds) for name in REGIMES}
     for r in regimes.values():
         r["gemm_fraction"] = r["nat_train_gflops"] / gemm
     rss = {}

@@ -31,6 +31,27 @@ def published() -> list[dict]:
     return json.loads(path.read_text())
 
 
+@pytest.fixture
+def pretrain_cli():
+    """``nat pretrain ARGV`` through the command's own parser; a `NATError` becomes
+    ``SystemExit("error: ...")`` so that tests can match its message with ``pytest.raises``."""
+    import argparse
+
+    from nat.cli.pretrain import register
+    from nat.errors import NATError
+
+    def run(*argv: str) -> int:
+        parser = argparse.ArgumentParser(prog="nat")
+        register(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(["pretrain", *argv])
+        try:
+            return args.func(args)
+        except NATError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def digits():
     """sklearn's digits as a task (seed 0), loaded once per test module."""

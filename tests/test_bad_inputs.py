@@ -120,6 +120,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("no-top1", [*S, "--set", "objectives=[madds,params]"], "must include 'top1'"),
     ("user-objective-module", [*S, "--set", "objectives=[top1,nomodule:fn]"], "cannot import module"),
     ("evolution-no-bound", [*S, "--set", "strategy=evolution"], "needs at least one constraint"),
+    ("tf32-not-bool", [*S, "--set", "tf32=sometimes"], "tf32"),
     ("strategy", [*S, "--set", "strategy=grid"], "strategy"),
     ("bound-negative", [*S, "--set", "constraints.madds=-1"], "positive"),
     ("bound-top1", [*S, "--set", "constraints.top1=0.5"], "constrain complexity objectives only"),
@@ -197,9 +198,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-split", ["eval", "{model}", "--data", "digits", "--split", "train"], "--split"),
     ("eval-batch", ["eval", "{model}", "--data", "digits", "--batch-size", "0"], "--batch-size"),
     ("eval-device", ["eval", "{model}", "--data", "digits", "--device", "tpu"], "tpu"),
+    ("eval-precision", ["eval", "{model}", "--data", "digits", "--precision", "int8"], "--precision"),
     # ---- nat quickstart
     ("quickstart-models", ["quickstart", "--out", "{tmp}/q", "--models", "-1"], "--models"),
     ("quickstart-set", ["quickstart", "--out", "{tmp}/q", "--set", "iterations=x"], "iterations"),
+    ("quickstart-precision", ["quickstart", "--out", "{tmp}/q", "--precision", "int8"], "--precision"),
 ]
 
 

@@ -5,7 +5,6 @@ bounded BN-calibration cache, and the deferred (device-side) loss figures. `cuda
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from contextlib import nullcontext
@@ -18,7 +17,7 @@ import yaml
 from nat.cli import main
 from nat.cli.args import PRECISIONS as CLI_PRECISIONS
 from nat.data import make_loader
-from nat.errors import ConfigError, NATError
+from nat.errors import ConfigError
 from nat.space import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.train import SupernetTrainer, TrainCallback, evaluate_accuracy, evaluate_top1, train_supernet
@@ -256,19 +255,7 @@ def test_export_precision_sets_the_models_precision(bf16_run: Path, tmp_path) ->
     assert yaml.safe_load((bf16_run / "config.yaml").read_text())["precision"] == "bf16"  # run unchanged
 
 
-def _pretrain(*argv: str) -> int:
-    from nat.cli.pretrain import register
-
-    parser = argparse.ArgumentParser(prog="nat")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["pretrain", *argv])
-    try:
-        return args.func(args)
-    except NATError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-
-def test_pretrain_precision_flag_and_resume(tmp_path) -> None:
+def test_pretrain_precision_flag_and_resume(tmp_path, pretrain_cli) -> None:
     from nat.train.config import parse_config
 
     cfg = {
@@ -287,13 +274,13 @@ def test_pretrain_precision_flag_and_resume(tmp_path) -> None:
     config.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "pt"
     argv = ("--config", str(config), "--out", str(out), "--no-progress", "--precision", "bf16")
-    assert _pretrain(*argv, "--stop-after-steps", "1") == 0
+    assert pretrain_cli(*argv, "--stop-after-steps", "1") == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["precision"] == "bf16"
     with pytest.raises(SystemExit, match="cannot change a run being resumed"):
-        _pretrain("--resume", str(out), "--precision", "fp32")
+        pretrain_cli("--resume", str(out), "--precision", "fp32")
     with pytest.raises(SystemExit, match="config differs"):
-        _pretrain("--resume", str(out), "--config", str(config))  # the file says fp32
-    assert _pretrain("--resume", str(out), "--no-progress") == 0
+        pretrain_cli("--resume", str(out), "--config", str(config))  # the file says fp32
+    assert pretrain_cli("--resume", str(out), "--no-progress") == 0
     assert (out / "supernet.safetensors").is_file()
 
 

@@ -315,28 +315,13 @@ def test_config_errors_name_the_field(tmp_path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
-def _cli(*argv: str) -> int:
-    import argparse
-
-    from nat.cli.pretrain import register
-    from nat.errors import NATError
-
-    parser = argparse.ArgumentParser(prog="nat")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["pretrain", *argv])
-    try:
-        return args.func(args)
-    except NATError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-
 def _supernet_weights(path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
 
 
-def test_cli_pretrain_end_to_end_and_exact_resume(tmp_path, capsys) -> None:
+def test_cli_pretrain_end_to_end_and_exact_resume(tmp_path, capsys, pretrain_cli) -> None:
     import json
 
     import yaml
@@ -345,7 +330,7 @@ def test_cli_pretrain_end_to_end_and_exact_resume(tmp_path, capsys) -> None:
 
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(_config_dict()))
-    assert _cli("--config", str(config), "--out", str(tmp_path / "straight"), "--no-progress") == 0
+    assert pretrain_cli("--config", str(config), "--out", str(tmp_path / "straight"), "--no-progress") == 0
     out = tmp_path / "straight"
     assert {
         "config.yaml",
@@ -363,11 +348,12 @@ def test_cli_pretrain_end_to_end_and_exact_resume(tmp_path, capsys) -> None:
 
     # killed in the middle of phase 2 (after 4 of 6 steps), then resumed: same weights as straight through
     part = tmp_path / "part"
-    assert _cli("--config", str(config), "--out", str(part), "--no-progress", "--stop-after-steps", "4") == 0
+    argv = ("--config", str(config), "--out", str(part), "--no-progress")
+    assert pretrain_cli(*argv, "--stop-after-steps", "4") == 0
     assert not (part / "supernet.safetensors").exists()
     with pytest.raises(SystemExit, match="already holds a pretraining run"):
-        _cli("--config", str(config), "--out", str(part))
-    assert _cli("--resume", str(part), "--no-progress") == 0
+        pretrain_cli("--config", str(config), "--out", str(part))
+    assert pretrain_cli("--resume", str(part), "--no-progress") == 0
     straight, resumed = (
         _supernet_weights(out / "supernet.safetensors"),
         _supernet_weights(part / "supernet.safetensors"),
@@ -377,9 +363,9 @@ def test_cli_pretrain_end_to_end_and_exact_resume(tmp_path, capsys) -> None:
     capsys.readouterr()
 
     with pytest.raises(SystemExit, match="give --config FILE and --out DIR"):
-        _cli("--config", str(config))
+        pretrain_cli("--config", str(config))
     with pytest.raises(SystemExit, match="nothing to resume"):
-        _cli("--resume", str(tmp_path / "nowhere"))
+        pretrain_cli("--resume", str(tmp_path / "nowhere"))
 
 
 def test_init_from_copies_weights_and_checks_the_space(tmp_path) -> None:
