@@ -121,6 +121,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("user-objective-module", [*S, "--set", "objectives=[top1,nomodule:fn]"], "cannot import module"),
     ("evolution-no-bound", [*S, "--set", "strategy=evolution"], "needs at least one constraint"),
     ("tf32-not-bool", [*S, "--set", "tf32=sometimes"], "tf32"),
+    ("distributed-timeout", [*S, "--set", "distributed_timeout_minutes=0"], "distributed_timeout_minutes"),
     ("strategy", [*S, "--set", "strategy=grid"], "strategy"),
     ("bound-negative", [*S, "--set", "constraints.madds=-1"], "positive"),
     ("bound-top1", [*S, "--set", "constraints.top1=0.5"], "constrain complexity objectives only"),

@@ -57,14 +57,22 @@ def resolve_config(config: ConfigLike, overrides: dict[str, Any] | None = None) 
 
 
 def search(config: ConfigLike, out: str | Path, overrides: dict[str, Any] | None = None) -> SearchResult:
-    """Run NAT (or continue the run in ``out``) and deliver its front models and report."""
+    """Run NAT (or continue the run in ``out``) and deliver its front models and report.
+
+    Under torchrun every process calls this; they share the work and rank 0 writes ``out`` (the
+    others return a result with an empty front)."""
     from nat.search.loop import NATSearch
     from nat.threads import torch_threads
+    from nat.train.distributed import distributed_session
 
     resolved = resolve_config(config, overrides)
     archive = Path(out) / ARCHIVE
     resume = archive.is_file() and archive.stat().st_size > 0
-    with torch_threads(resolved.threads), NATSearch(resolved, out, resume=resume) as run:
+    with (
+        torch_threads(resolved.threads),
+        distributed_session(resolved.device, resolved.distributed_timeout_minutes) as collective,
+        NATSearch(resolved, out, resume=resume, collective=collective) as run,
+    ):
         front = run.run()
         return SearchResult(run.out, front, list(run.models))
 

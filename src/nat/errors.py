@@ -21,3 +21,7 @@ class CheckpointError(NATError):
 
 class DataError(NATError):
     """A dataset is missing, has the wrong layout, or holds unreadable content."""
+
+
+class DistributedError(NATError):
+    """A multi-process (torchrun) job could not start, or a process died or hung during it."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from nat.errors import NATError
+from nat.errors import DistributedError, NATError
 
 #: sub-command modules, in the order ``nat --help`` lists them
 COMMAND_MODULES: tuple[str, ...] = (
@@ -27,6 +28,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nat.cli.latency",
     "nat.cli.quickstart",
 )
+
+
+#: sub-commands that run under torchrun (several processes sharing the work, docs/scale.md); the others
+#: refuse, rather than run N copies of the same work against the same folders
+TORCHRUN_COMMANDS = frozenset({"search", "pretrain"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    helper = _torchrun_helper()  # under torchrun, rank 0 speaks for the job: the others log warnings only
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if helper else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
@@ -59,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command not in TORCHRUN_COMMANDS and _torchrun_world() > 1:
+            raise DistributedError(
+                f"nat {args.command} does not share work between processes: run it as one process, "
+                f"without torchrun (nat search and nat pretrain run under torchrun)"
+            )
         return int(args.func(args) or 0)
     except NATError as exc:
         return _fail(args.command, str(exc))
@@ -74,9 +86,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _torchrun_world() -> int:
+    """The number of processes torchrun started (1 outside torchrun)."""
+    value = os.environ.get("WORLD_SIZE", "1") or "1"
+    return int(value) if value.isdigit() else 1
+
+
+def _torchrun_helper() -> bool:
+    """Whether this process is a rank other than 0 of a torchrun job."""
+    return _torchrun_world() > 1 and os.environ.get("RANK", "0") not in ("", "0")
+
+
 def _fail(command: str, message: str) -> int:
-    """One line on stderr, whatever the message holds (a newline inside would break the promise)."""
-    print(f"nat {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    """One line on stderr, whatever the message holds (a newline inside would break the promise); under
+    torchrun, a rank other than 0 says which it is."""
+    who = f"(rank {os.environ['RANK']}) " if _torchrun_helper() else ""
+    print(f"nat {command}: error: {who}{' '.join(message.split())}", file=sys.stderr)
     return 1
 
 

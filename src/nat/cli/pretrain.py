@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from nat.files import make_folder
     from nat.threads import torch_threads
     from nat.train.config import load_config
+    from nat.train.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
     from nat.train.progressive import PretrainingTrainer
 
     overrides = {
@@ -65,23 +66,47 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give --config FILE and --out DIR (or --resume DIR to continue a run)")
         out = Path(args.out)
         cfg = load_config(args.config, overrides)
-    # the folder and config are checked before anything is written (a search run's folder is refused)
-    trainer = PretrainingTrainer(
-        cfg,
-        out,
-        resume=bool(args.resume),
-        progress=not args.no_progress,
-        stop_after_steps=args.stop_after_steps,
-    )
-    make_folder(out)
-    handler = logging.FileHandler(out / "pretrain.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    try:
-        with torch_threads(trainer.cfg.threads):
-            summary = trainer.run()  # holds the folder's lock: a second writer fails at once
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    # under torchrun the processes join one job, with the device and timeout of the config (a resumed run
+    # without --config: the saved one where this process can read it, else auto and the default)
+    device, timeout = "auto", DEFAULT_TIMEOUT_MINUTES
+    launch = cfg if cfg is not None else _saved_config_or_none(out)
+    if launch is not None:
+        device, timeout = launch.device, launch.distributed_timeout_minutes
+    with distributed_session(device, timeout) as collective:
+        # the folder and config are checked before anything is written (a search run's folder is refused)
+        trainer = PretrainingTrainer(
+            cfg,
+            out,
+            resume=bool(args.resume),
+            progress=not args.no_progress,
+            stop_after_steps=args.stop_after_steps,
+            collective=collective,
+        )
+        if not collective.is_main:  # rank 0 writes the folder, its log and the summary
+            with torch_threads(trainer.cfg.threads):
+                trainer.run()
+            return 0
+        make_folder(out)
+        handler = logging.FileHandler(out / "pretrain.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        try:
+            with torch_threads(trainer.cfg.threads):
+                summary = trainer.run()  # holds the folder's lock: a second writer fails at once
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _saved_config_or_none(out: Path):
+    """The config saved in a pretraining folder, or None if this process cannot read a valid one (the
+    trainer then reports what is wrong, or, under torchrun, takes rank 0's)."""
+    from nat.errors import NATError
+    from nat.train.progressive import load_saved_config
+
+    try:
+        return load_saved_config(out)
+    except (NATError, OSError):
+        return None

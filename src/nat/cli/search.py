@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import yaml
@@ -65,6 +66,7 @@ def parse_overrides(items: list[str], seed: int | None) -> dict:
 def run(args: argparse.Namespace) -> int:
     from nat.search import NATSearch, RunDir, load_config
     from nat.threads import torch_threads
+    from nat.train.distributed import distributed_session
 
     overrides = parse_overrides(args.set, args.seed)
     if args.precision is not None:
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             )
         config = RunDir.saved_config(args.resume, overrides)
         out, resume = args.resume, True
-        if args.repair:
+        if args.repair and int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun: rank 0's folder
             print(RunDir.repair(out) or f"{out / 'archive.jsonl'} is intact; nothing to repair")
     else:
         if args.out is None:
@@ -87,9 +89,15 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give --config FILE or --preset NAME (e.g. --preset smoke)")
         config = load_config(args.config, args.preset, overrides)
         out, resume = args.out, False
-    with torch_threads(config.threads), NATSearch(config, out, resume=resume) as search:
+    with (
+        torch_threads(config.threads),
+        distributed_session(config.device, config.distributed_timeout_minutes) as collective,
+        NATSearch(config, out, resume=resume, collective=collective) as search,
+    ):
         front = search.run()
         models = search.models
+    if not collective.is_main:  # rank 0 reports; the others only did their share of the work
+        return 0
     key = next((n for n in config.objectives if n != "top1"), "madds")
     print(f"front: {len(front)} subnets written to {search.out / 'front.json'}")
     for record in sorted(front, key=lambda r: r.values.get(key, 0.0)):

@@ -93,8 +93,10 @@ def loader_from_config(
     seed: int,
     device: str | torch.device = "cpu",
     train: bool | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> InMemoryLoader | FileLoader:
-    """`make_loader` with the config's batch sizes, workers and augmentation settings."""
+    """`make_loader` with the config's batch sizes, workers and augmentation settings (``rows``: this
+    process's share of every training batch under torchrun)."""
     is_train = split == "train" if train is None else train
     return make_loader(
         task,
@@ -108,4 +110,6 @@ def loader_from_config(
         pin_memory=cfg.pin_memory,
         scale=cfg.rrc_scale,
         hflip=cfg.hflip,
+        drop_last=True if rows is not None else None,
+        rows=rows,
     )

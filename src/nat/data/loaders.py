@@ -90,6 +90,25 @@ def _num_batches(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
+def _check_rows(
+    rows: tuple[int, int] | None, batch_size: int, n: int, drop_last: bool
+) -> tuple[int, int] | None:
+    """Validate a per-process share ``(start, stop)`` of every batch."""
+    if rows is None:
+        return None
+    start, stop = int(rows[0]), int(rows[1])
+    if not 0 <= start < stop <= batch_size:
+        raise ValueError(f"rows must satisfy 0 <= start < stop <= batch_size ({batch_size}), got {rows}")
+    if n < batch_size:
+        raise DataError(
+            f"the split holds {n} images, fewer than one batch of {batch_size}: too few to share out "
+            "between processes; lower data.train_batch_size or run one process"
+        )
+    if not drop_last:
+        raise ValueError("rows (a per-process share of each batch) needs drop_last=True")
+    return start, stop
+
+
 # ----------------------------------------------------------------------------------------- in memory
 
 
@@ -118,8 +137,10 @@ class InMemoryLoader:
         ratio: Sequence[float] = DEFAULT_RATIO,
         out_channels: int = 3,
         cpu_threads: int | None = 1,
+        rows: tuple[int, int] | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.rows = _check_rows(rows, batch_size, len(split.labels), drop_last)
         # the batched transforms are many small, memory-bound ops: on a CPU, intra-op threads cost more in
         # synchronisation than they gain (and collapse when cores are shared), so they run single-threaded
         self.cpu_threads = cpu_threads if self.device.type == "cpu" else None
@@ -149,13 +170,18 @@ class InMemoryLoader:
         n = len(self.labels)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size].to(self.device)
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            total = len(idx)
+            if self.rows is not None:
+                idx = idx[self.rows[0] : self.rows[1]]
+            idx = idx.to(self.device)
             res = self._pick(self.step, g)
             self.step += 1
             with torch_threads(self.cpu_threads):
                 imgs = self.images.index_select(0, idx)
                 if self.train:
-                    x = train_batch(imgs, res, generator=g, **self._kw, **self._train_kw)  # type: ignore[arg-type]
+                    rows = None if self.rows is None else (self.rows[0], total)
+                    x = train_batch(imgs, res, generator=g, rows=rows, **self._kw, **self._train_kw)  # type: ignore[arg-type]
                 else:
                     x = eval_batch(imgs, res, crop_pct=self.crop_pct, **self._kw)  # type: ignore[arg-type]
                 y = self.labels.index_select(0, idx)
@@ -213,10 +239,17 @@ class _BatchPlan(Sampler[list[tuple[int, int, int]]]):
     """Plans batches in the main process: indices, one resolution per batch, one seed per sample."""
 
     def __init__(
-        self, n: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int, pick: _ResolutionPicker
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        pick: _ResolutionPicker,
+        rows: tuple[int, int] | None = None,
     ):
         self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
-        self.seed, self.pick = seed, pick
+        self.seed, self.pick, self.rows = seed, pick, rows
         self.epoch = 0
         self.step = 0
 
@@ -232,7 +265,8 @@ class _BatchPlan(Sampler[list[tuple[int, int, int]]]):
             res = self.pick(self.step, g)
             self.step += 1
             seeds = torch.randint(0, 2**62, (len(idx),), generator=g).tolist()
-            yield [(i, res, s) for i, s in zip(idx, seeds, strict=True)]
+            keys = [(i, res, s) for i, s in zip(idx, seeds, strict=True)]
+            yield keys if self.rows is None else keys[self.rows[0] : self.rows[1]]
 
 
 class FileLoader:
@@ -263,9 +297,11 @@ class FileLoader:
         out_channels: int = 3,
         num_workers: int = 0,
         pin_memory: bool | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.batch_size = batch_size
+        rows = _check_rows(rows, batch_size, len(split), drop_last)
         dataset = _FileImages(
             split, channels=channels, train=train, hflip=hflip, crop_pct=crop_pct, scale=scale, ratio=ratio
         )
@@ -276,6 +312,7 @@ class FileLoader:
             drop_last,
             seed,
             _ResolutionPicker(resolution),
+            rows,
         )
         pin = self.device.type == "cuda" if pin_memory is None else pin_memory
         self._non_blocking = pin
@@ -320,6 +357,7 @@ def make_loader(
     scale: Sequence[float] = DEFAULT_SCALE,
     ratio: Sequence[float] = DEFAULT_RATIO,
     hflip: bool | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> InMemoryLoader | FileLoader:
     """A loader over one split of ``task`` (``"train"``, ``"val"``, ``"test"``, or a `Split` such as a
     subset for BN recalibration). In-memory splits get the fast path; file splits the DataLoader path.
@@ -327,6 +365,11 @@ def make_loader(
     ``train`` (default: ``split == "train"``) selects random-resized-crop + flip and shuffling; otherwise
     centre-crop, fixed order. ``drop_last`` defaults to True for training when the split holds more than
     one batch (a trailing batch of 1 upsets BatchNorm). ``hflip=None`` uses the dataset's default.
+
+    ``rows=(start, stop)``: yield only those rows of every batch (this process's share of the batch under
+    torchrun, `nat.train.distributed.batch_rows`). Order, resolutions and augmentation are drawn for the
+    whole batch as one process would, so the shares together are the one-process batches. Needs
+    ``drop_last`` (every batch full, so no share is ever empty).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -349,6 +392,7 @@ def make_loader(
         "crop_pct": src.eval_crop_pct,
         "scale": scale,
         "ratio": ratio,
+        "rows": rows,
     }
     if isinstance(data, TensorSplit):
         return InMemoryLoader(data, **common)  # type: ignore[arg-type]

@@ -164,8 +164,14 @@ def train_batch(
     ratio: Sequence[float] = DEFAULT_RATIO,
     hflip: bool = True,
     out_channels: int = 3,
+    rows: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Random-resized-crop + horizontal flip + normalise a uint8 ``N x C x H x W`` batch, all at once.
+
+    ``rows=(start, total)``: ``images`` are rows ``start .. start+N`` of a batch of ``total`` images (one
+    process's share under torchrun); the random numbers are drawn for all ``total`` rows and this share's
+    are used, so the shares of all processes together get the crops and flips one process would draw for
+    the whole batch, and every process's generator stays in step.
 
     Random numbers come from ``generator`` (CPU), so results do not depend on the device. Small inputs
     (side <= `SEPARABLE_MAX_SIDE`) are resampled by two batched matmuls with antialiasing filters, larger
@@ -173,8 +179,9 @@ def train_batch(
     weights sum to one, so it commutes); grayscale is resampled on one channel, then widened.
     """
     n, _, height, width = images.shape
-    boxes = rrc_boxes(n, height, width, scale=scale, ratio=ratio, generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5 if hflip else None
+    start, total = (0, n) if rows is None else rows
+    boxes = rrc_boxes(total, height, width, scale=scale, ratio=ratio, generator=generator)[start : start + n]
+    flip = (torch.rand(total, generator=generator) < 0.5)[start : start + n] if hflip else None
     a, b = _norm_coeffs(mean, std, images.device)
     x = images.float()
     early = height * width <= resolution * resolution

@@ -23,6 +23,7 @@ from nat.space.genome import decode
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
 from nat.train import train_supernet
+from nat.train.distributed import Collective, batch_rows
 
 
 def adapt_supernet(
@@ -35,8 +36,13 @@ def adapt_supernet(
     seed: int,
     device: torch.device,
     desc: str = "adapt",
+    collective: Collective | None = None,
 ) -> dict[str, float]:
-    """Train ``net`` (the supernet of ``width``) for ``epochs`` on subnets sampled from ``distribution``."""
+    """Train ``net`` (the supernet of ``width``) for ``epochs`` on subnets sampled from ``distribution``.
+
+    Under torchrun every rank plans the same subnets (same seed) and loads its share of each batch;
+    the training engine averages the gradients (DistributedDataParallel)."""
+    collective = Collective.current() if collective is None else collective
     cfg = config.adaptation
     steps = max(1, math.ceil(epochs * max(1, len(task.train) // config.data.train_batch_size)))
     if cfg.max_steps is not None:
@@ -52,6 +58,7 @@ def adapt_supernet(
         train=True,
         seed=seed,
         device=device,
+        rows=batch_rows(config.data.train_batch_size, collective) if collective.active else None,
     )
     planned = iter(subnets)
 
@@ -74,6 +81,7 @@ def adapt_supernet(
         device=device,
         precision=config.precision,
         desc=desc,
+        collective=collective,
     )
     net.train(was_training)
     return stats

@@ -227,6 +227,12 @@ class SearchConfig(BaseModel):
         "predicted hypervolume gain (nat) or spread by reference directions (the paper)",
     )
     time_budget_minutes: float | None = Field(None, gt=0)
+    distributed_timeout_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="under torchrun: how long a process waits for the others at a collective (rank 0 "
+        "fits surrogates and runs NSGA-III while they wait) before the job ends with an error",
+    )
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
     nsga3: NSGA3Config = Field(default_factory=NSGA3Config)
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)

@@ -90,8 +90,23 @@ class SubnetEvaluator:
     def top1(self, subnet: Subnet) -> float:
         """Search-validation top-1 of ``subnet`` with shared weights, after BN recalibration."""
         net = supernet_for(self.supernets, subnet)
-        self.calibrator(net, subnet)  # in the run's precision (the calibrator holds it)
-        return evaluate_top1(net, self._val_batches(subnet.r), device=self.device, precision=self.precision)
+        # the supernet's own running statistics (those of training) are put back afterwards: what a
+        # checkpoint holds then does not depend on which subnet was measured last, so a resumed run
+        # continues from exactly the state an uninterrupted one had
+        saved = [
+            (b, b.clone())
+            for name, b in net.named_buffers()
+            if name.endswith(("running_mean", "running_var"))
+        ]
+        try:
+            self.calibrator(net, subnet)  # in the run's precision (the calibrator holds it)
+            return evaluate_top1(
+                net, self._val_batches(subnet.r), device=self.device, precision=self.precision
+            )
+        finally:
+            with torch.no_grad():
+                for buffer, value in saved:
+                    buffer.copy_(value)
 
     def latency_ms(self, subnet: Subnet) -> float:
         model = supernet_for(self.supernets, subnet).extract(subnet)

@@ -13,6 +13,15 @@ stored inside the checkpoint, written atomically).
 The parts are built once and kept apart: the run folder (`RunDir`), the task's data, the supernets
 (`load_supernets`), the problem (`ObjectiveSet`: objectives, constraints, fronts), the strategy
 (`nat.search.strategies`) and the evaluator. `NATSearch` only sequences them.
+
+Under torchrun (`nat.train.distributed`) every process runs this loop. Rank 0 alone holds the run
+folder, asks the strategy and records; it broadcasts each iteration's plan (elite genomes, candidates,
+re-evaluation set). Adaptation trains with DistributedDataParallel on all ranks; evaluations are dealt
+out in rounds (`evaluation_rounds`), each rank measures its share, and rank 0 appends the gathered
+records in the order one process would have. Evaluation of a subnet does not depend on which process
+runs it or what it ran before, so with adaptation off a run writes the same archive on any number of
+processes; resuming works as on one process (only rank 0 reads the folder; the others receive its
+weights).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +54,7 @@ from nat.space.definition import SearchSpace
 from nat.space.genome import encode
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
+from nat.train.distributed import Collective, balanced_shares, batch_rows
 
 log = logging.getLogger("nat.search")
 
@@ -53,14 +64,27 @@ class NATSearch:
 
     ``NATSearch(config, out)`` starts a run in ``out`` (refused if the folder holds one);
     ``resume=True`` continues it. The object holds the folder's writer lock until `close` (or the end
-    of a ``with`` block); `run` releases it when it fails.
+    of a ``with`` block); `run` releases it when it fails. ``collective`` (default: the torchrun job this
+    process is in, if any) says which process this is; only rank 0 opens the folder.
     """
 
-    def __init__(self, config: SearchConfig, out_dir: str | Path, resume: bool = False) -> None:
+    def __init__(
+        self,
+        config: SearchConfig,
+        out_dir: str | Path,
+        resume: bool = False,
+        collective: Collective | None = None,
+    ) -> None:
         self.config = config
-        self.run_dir = (RunDir.resume if resume else RunDir.create)(out_dir, config)
+        self.collective = Collective.current() if collective is None else collective
+        self._out = Path(out_dir)
+        self.run_dir: RunDir | None = None
+        if self.collective.active:  # before anything is written: the batch must split over the processes
+            batch_rows(config.data.train_batch_size, self.collective)
+        if self.collective.is_main:
+            self.run_dir = (RunDir.resume if resume else RunDir.create)(out_dir, config)
         try:
-            self.parts = RunParts.build(config, self.run_dir)
+            self.parts = RunParts.build(config, self.run_dir, self.collective)
             self.parts.check_searchable()  # impossible settings fail here, before any training
         except BaseException:
             self.close()
@@ -95,14 +119,26 @@ class NATSearch:
 
     @property
     def out(self) -> Path:
-        return self.run_dir.path
+        return self._out if self.run_dir is None else self.run_dir.path
+
+    @property
+    def main(self) -> bool:
+        """This process writes the run (always, without torchrun; rank 0 under it)."""
+        return self.collective.is_main
+
+    @property
+    def folder(self) -> RunDir:
+        """The run folder (rank 0 only: other processes never touch it)."""
+        assert self.run_dir is not None, "only rank 0 holds the run folder"
+        return self.run_dir
 
     @property
     def archive(self) -> Archive:
-        return self.run_dir.archive
+        return self.folder.archive
 
     def close(self) -> None:
-        self.run_dir.close()
+        if self.run_dir is not None:
+            self.run_dir.close()
 
     def __enter__(self) -> NATSearch:
         return self
@@ -122,16 +158,45 @@ class NATSearch:
     def run(self) -> list[Record]:
         """Run (or finish) every iteration; returns the final front (also written to ``front.json``)."""
         try:
-            with self.run_dir.logging():
+            with self.folder.logging() if self.main else nullcontext():
                 return self._run()
         except BaseException:
             self.close()
             raise
 
     def _run(self) -> list[Record]:
-        cfg = self.config
-        state = self.run_dir.read_state()
+        """The iterations; on ranks other than 0 the same steps, following rank 0's decisions, and an
+        empty front (rank 0 finalises alone)."""
+        cfg, c = self.config, self.collective
+        state = self.folder.read_state() if self.main else {}
         clock = _Clock(float(state.get("elapsed_s", 0.0)))
+        done = c.broadcast({int(h["iteration"]) for h in state.get("history", [])} if self.main else None)
+        if self.main:
+            self._log_start()
+        if 0 not in done:
+            self.initial_iteration(state, clock)
+        for iteration in range(1, cfg.iterations + 1):
+            if iteration in done:  # recorded, so all its evaluations are in the archive: nothing to redo
+                continue
+            if c.broadcast(self._budget_spent(iteration, clock) if self.main else None):
+                break
+            self.iteration(iteration, state, clock)
+        if not self.main:
+            return []
+        front = self.front()
+        self.folder.write_front(front)
+        self.finish(front)
+        return front
+
+    def _budget_spent(self, iteration: int, clock: _Clock) -> bool:
+        budget = self.config.time_budget_minutes
+        if budget is None or clock.seconds() <= budget * 60:
+            return False
+        log.info("time budget of %.1f min used up after iteration %d", budget, iteration - 1)
+        return True
+
+    def _log_start(self) -> None:
+        cfg = self.config
         log.info(
             "NAT run in %s: strategy %s, objectives %s, constraints %s, %d supernet(s), task %s (%d classes)",
             self.out,
@@ -142,32 +207,18 @@ class NATSearch:
             self.task.name,
             self.task.num_classes,
         )
-        done = {int(h["iteration"]) for h in state.get("history", [])}
-        if 0 not in done:
-            self.initial_iteration(state, clock)
-        for iteration in range(1, cfg.iterations + 1):
-            if iteration in done:  # recorded, so all its evaluations are in the archive: nothing to redo
-                continue
-            if cfg.time_budget_minutes is not None and clock.seconds() > cfg.time_budget_minutes * 60:
-                log.info(
-                    "time budget of %.1f min used up after iteration %d",
-                    cfg.time_budget_minutes,
-                    iteration - 1,
-                )
-                break
-            self.iteration(iteration, state, clock)
-        front = self.front()
-        self.run_dir.write_front(front)
-        self.finish(front)
-        return front
+        if self.collective.active:
+            log.info(
+                "%d processes (torchrun); this is rank 0, which writes the run", self.collective.world_size
+            )
 
     def finish(self, front: list[Record]) -> None:
         """The last phase: the front's models (``finalize`` section; only what is missing on a rerun)
         and the report. Sets ``self.models`` to the models' index entries."""
-        path = self.run_dir.path
+        path = self.folder.path
         settings = self.config.finalize
         self.models = export_models(self.parts, front, settings, path / MODELS_DIR, path, path / MODELS_INDEX)
-        write_run_report(self.run_dir, self.models)
+        write_run_report(self.folder, self.models)
 
     def initial_iteration(self, state: dict[str, Any], clock: _Clock) -> None:
         """Iteration 0: adapt on the initial subnets' distribution, then evaluate them."""
@@ -176,21 +227,27 @@ class NATSearch:
             0, np.array([encode(s, self.space) for s in initial]), self.config.adaptation.initial_epochs
         )
         self.evaluate(initial, 0, Phase.INITIAL)
-        self.record(0, {"strategy": self.config.strategy}, state, clock)
+        if self.main:
+            self.record(0, {"strategy": self.config.strategy}, state, clock)
 
     def iteration(self, iteration: int, state: dict[str, Any], clock: _Clock) -> None:
-        """Iteration i >= 1 of Algorithm 1."""
-        before = self.archive.current(before_iteration=iteration)
-        proposal = self.strategy.ask(before, iteration)
-        elite_genomes = elite(
-            np.array([r.genome for r in before]),
-            self.objectives.matrix(before),
-            self.config.adaptation.elite_fraction,
-        )
+        """Iteration i >= 1 of Algorithm 1 (the strategy runs on rank 0, which broadcasts the plan)."""
+        plan = None
+        if self.main:
+            before = self.archive.current(before_iteration=iteration)
+            proposal = self.strategy.ask(before, iteration)
+            elite_genomes = elite(
+                np.array([r.genome for r in before]),
+                self.objectives.matrix(before),
+                self.config.adaptation.elite_fraction,
+            )
+            plan = (elite_genomes, proposal.subnets, self.reevaluation_set(before))
+        elite_genomes, candidates, reevaluate = self.collective.broadcast(plan)
         self.adapt(iteration, elite_genomes, self.config.adaptation.epochs)
-        measured = self.evaluate(proposal.subnets, iteration, Phase.CANDIDATE)
-        self.evaluate(self.reevaluation_set(before), iteration, Phase.REEVAL)
-        self.record(iteration, {**proposal.info, **self.strategy.tell(proposal, measured)}, state, clock)
+        measured = self.evaluate(candidates, iteration, Phase.CANDIDATE)
+        self.evaluate(reevaluate, iteration, Phase.REEVAL)
+        if self.main:
+            self.record(iteration, {**proposal.info, **self.strategy.tell(proposal, measured)}, state, clock)
 
     # ----------------------------------------------------------------- phases
     def initial_subnets(self) -> list[Subnet]:
@@ -212,8 +269,12 @@ class NATSearch:
         distribution = GenomeDistribution.from_genomes(genomes, self.space)
         if self.config.adaptation.uniform_mix > 0:
             distribution = distribution.mixed_with_uniform(self.config.adaptation.uniform_mix)
+        c = self.collective
+        done = c.broadcast(
+            {w: self.folder.adapted_iteration(w) >= iteration for w in self.supernets} if self.main else None
+        )
         for index, (width, net) in enumerate(self.supernets.items()):
-            if self.run_dir.adapted_iteration(width) >= iteration:
+            if done[width]:
                 continue
             if epochs > 0:
                 adapt_supernet(
@@ -226,21 +287,45 @@ class NATSearch:
                     seed=iteration_seed(self.config.seed, iteration, SeedTag.ADAPT, index),
                     device=self.device,
                     desc=f"iter {iteration} adapt w{width:g}",
+                    collective=c,
                 )
-            self.run_dir.save_supernet(net, iteration)
+                c.sync_module(net)  # BN running statistics: rank 0's everywhere, as saved
+            if self.main:
+                self.folder.save_supernet(net, iteration)
 
     def evaluate(self, subnets: Sequence[Subnet], iteration: int, phase: Phase) -> list[Record]:
         """Measure the subnets not yet recorded for (iteration, phase); returns the records of all of
-        them (fresh and already recorded), in the order given."""
-        todo = [s for s in subnets if not self.archive.has(iteration, phase, s)]
+        them (fresh and already recorded), in the order given (on rank 0; other ranks measure their
+        share and return nothing)."""
+        c = self.collective
+        todo = c.broadcast(
+            [s for s in subnets if not self.archive.has(iteration, phase, s)] if self.main else None
+        )
         latency = self.objectives.measured_latency
-        for subnet in tqdm(todo, desc=f"iter {iteration} evaluate {phase}", leave=False, disable=None):
-            values = self.objectives.exact_values(subnet)  # madds and params always, objectives or not
-            values.update(self.evaluator.evaluate(subnet, latency))
-            for name, value in values.items():  # nothing non-finite reaches the archive or hypervolume
-                check_finite(name, value, subnet)
-            genome = tuple(int(g) for g in encode(subnet, self.space))
-            self.archive.append(Record(iteration, phase, subnet, genome, values["top1"], values))
+        bar = tqdm(
+            total=len(todo),
+            desc=f"iter {iteration} evaluate {phase}",
+            leave=False,
+            disable=None if self.main else True,
+        )
+        for batch in evaluation_rounds(todo, c.world_size):
+            costs = [self.objectives.exact_values(s)["madds"] for s in batch]
+            shares = balanced_shares(costs, c.world_size)
+            mine = {i: self.evaluator.evaluate(batch[i], latency) for i in shares[c.rank]}
+            measured = {i: v for part in c.gather(mine) for i, v in part.items()}
+            bar.update(len(batch))
+            if not self.main:
+                continue
+            for i, subnet in enumerate(batch):  # appended in the order one process would have
+                values = self.objectives.exact_values(subnet)  # madds and params always, objectives or not
+                values.update(measured[i])
+                for name, value in values.items():  # nothing non-finite reaches the archive or hypervolume
+                    check_finite(name, value, subnet)
+                genome = tuple(int(g) for g in encode(subnet, self.space))
+                self.archive.append(Record(iteration, phase, subnet, genome, values["top1"], values))
+        bar.close()
+        if not self.main:
+            return []
         found = {r.subnet: r for r in self.archive.records if r.iteration == iteration and r.phase == phase}
         return [found[s] for s in subnets if s in found]
 
@@ -271,7 +356,7 @@ class NATSearch:
             hv,
             surrogate,
         )
-        self.run_dir.write_front(front)
+        self.folder.write_front(front)
         state.update({"iteration": iteration, "elapsed_s": clock.seconds(), "hypervolume": hv, **info})
         history = state.setdefault("history", [])
         history[:] = [h for h in history if h["iteration"] != iteration]
@@ -284,7 +369,19 @@ class NATSearch:
                 **info,
             }
         )
-        self.run_dir.write_state(state)
+        self.folder.write_state(state)
+
+
+#: subnets each process measures per round of evaluation: a kill loses at most one round's work, and
+#: a round is long enough to balance costs between processes
+ROUND_PER_PROCESS = 4
+
+
+def evaluation_rounds(todo: Sequence[Subnet], world_size: int) -> list[list[Subnet]]:
+    """``todo`` cut into consecutive rounds: one subnet per round on one process (appended as soon as
+    measured, as always), `ROUND_PER_PROCESS` per process under torchrun."""
+    size = 1 if world_size == 1 else ROUND_PER_PROCESS * world_size
+    return [list(todo[i : i + size]) for i in range(0, len(todo), size)]
 
 
 class _Clock:

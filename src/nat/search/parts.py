@@ -23,6 +23,7 @@ from nat.search.rundir import RunDir
 from nat.search.supernets import load_supernets
 from nat.space.definition import SearchSpace
 from nat.supernet import Supernet
+from nat.train.distributed import Collective
 from nat.train.precision import enable_cuda_fast_path
 
 
@@ -42,15 +43,27 @@ class RunParts:
     evaluator: SubnetEvaluator
 
     @classmethod
-    def build(cls, config: SearchConfig, run: RunDir | None = None) -> RunParts:
-        """Load the task and the supernets (with ``run``'s adapted weights, if it has any)."""
-        device = resolve_device(config.device)
+    def build(
+        cls, config: SearchConfig, run: RunDir | None = None, collective: Collective | None = None
+    ) -> RunParts:
+        """Load the task and the supernets (with ``run``'s adapted weights, if it has any).
+
+        Under torchrun (``collective`` of several processes) only rank 0 reads ``run``; the others get
+        its supernet weights and latency tables by broadcast, so a run folder need not be reachable
+        from other nodes."""
+        collective = collective or Collective()
+        device = collective.device_for(resolve_device(config.device))
         enable_cuda_fast_path(device, tf32=config.tf32)  # TF32, cudnn.benchmark on a GPU; nothing on CPU
         task = load_from_config(config.data, config.seed)
         space, supernets = load_supernets(config, task.num_classes, device)
         if run is not None:
             run.restore_supernets(supernets)
-        tables = run.latency_tables() if run is not None else load_latency_tables(config)
+        for net in supernets.values():
+            collective.sync_module(net)
+        tables = None
+        if collective.is_main:
+            tables = run.latency_tables() if run is not None else load_latency_tables(config)
+        tables = collective.broadcast(tables)
         objectives = ObjectiveSet(config.objectives, space, task.num_classes, config.constraints, tables)
         evaluator = SubnetEvaluator(supernets, task, config, device)
         return cls(config, device, task, space, supernets, objectives, evaluator)

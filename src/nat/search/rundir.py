@@ -62,6 +62,7 @@ RESUMABLE = (
     "device",
     "iterations",
     "time_budget_minutes",
+    "distributed_timeout_minutes",
     "finalize",
     "data.num_workers",
     "data.pin_memory",

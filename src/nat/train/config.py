@@ -102,6 +102,12 @@ class PretrainConfig(BaseModel):
             raise ValueError(str(exc)) from None
 
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    distributed_timeout_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="under torchrun: how long a process waits for the others at a collective before the "
+        "job ends with an error",
+    )
     precision: PrecisionName = Field(
         "fp32",
         description="forward passes of training, BN recalibration and evaluation: fp32, or autocast to "

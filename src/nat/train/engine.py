@@ -34,6 +34,17 @@ under `torch.autocast` for bf16/fp16, backward and the optimiser step outside it
 with a `torch.amp.GradScaler` (its state is part of `SupernetTrainer.state_dict`, so resume stays exact).
 Parameters stay float32. fp32 runs exactly the code it ran before precision existed.
 
+Several processes (torchrun, `nat.train.distributed`): when a process group of more than one process is
+joined, the trainer wraps the supernet in `DistributedDataParallel`. Every rank draws the same subnets
+(the same seed), trains them on its share of the batch (the loader's ``rows``), and DDP averages the
+gradients, so all ranks take the same optimiser step. ``find_unused_parameters`` is on because a subnet
+leaves whole blocks and kernel transforms of the supernet out of its graph. BatchNorm normalises by each
+rank's own batch statistics (as OFA's Horovod training; no SyncBN: a subnet's batch of 64 or more per
+rank gives usable statistics, and search-time accuracy is measured after BN recalibration anyway), and
+running statistics are not exchanged during training (``forward_sync_buffers=False``); the caller aligns
+them afterwards (`Collective.sync_module`). Loss and accuracy figures are each rank's own; the averages
+`train_supernet` returns are means over the ranks.
+
 Host synchronisation: a step's losses and accuracies stay device tensors; on CPU they are read at once,
 on a GPU only when `averages` (or `state_dict`) is called, i.e. at log points, so the GPU is never made to
 wait inside a step. The figures are the same float32 values either way.
@@ -46,6 +57,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -57,6 +69,7 @@ from tqdm import tqdm
 
 from nat.errors import ConfigError
 from nat.space.subnet import Subnet
+from nat.train.distributed import Collective
 from nat.train.evaluation import evaluate_top1 as evaluate_top1  # re-exported (its former home)
 from nat.train.precision import Precision, as_precision
 
@@ -144,6 +157,7 @@ class SupernetTrainer:
         seed: int = 0,
         device: str | torch.device | None = None,
         precision: Precision | str | None = None,
+        collective: Collective | None = None,
     ) -> None:
         if total_steps < 1:
             raise ConfigError(f"total_steps must be >= 1, got {total_steps}")
@@ -160,6 +174,18 @@ class SupernetTrainer:
         self.net = supernet
         self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
         self.net.to(self.device)
+        self.collective = Collective.current() if collective is None else collective
+        # what forward passes go through: the supernet itself, or its DDP wrapper under torchrun
+        self.model: nn.Module = supernet
+        if self.collective.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(
+                supernet,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+                forward_sync_buffers=False,
+            )
         self.precision = as_precision(precision, self.device)
         self.scaler = self.precision.grad_scaler()  # fp16 only
         # per-batch figures are device tensors until read; on CPU reading them costs nothing, so they
@@ -239,7 +265,15 @@ class SupernetTrainer:
         return last
 
     def _backward(self, loss: torch.Tensor) -> None:
-        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        scaled = loss if self.scaler is None else self.scaler.scale(loss)
+        if self.model is self.net:
+            scaled.backward()
+            return
+        with warnings.catch_warnings():
+            # DDP notes once that a gradient's layout differs from its bucket's: the channels-last
+            # depthwise weights get channels-last gradients; DDP copies them, which is all it means
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+            scaled.backward()
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Train on one batch (one optimiser step); returns the learning rate and, on CPU, this batch's
@@ -261,7 +295,7 @@ class SupernetTrainer:
             if self.distill_from == "largest":
                 net.set_active(self.largest)
                 with autocast():
-                    logits = net(images)
+                    logits = self.model(images)
                     loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
                 self._backward(loss)
                 soft = F.softmax(logits.detach().float(), dim=1)  # float32 targets (no-op in fp32)
@@ -276,7 +310,7 @@ class SupernetTrainer:
                 net.set_active(subnet)
                 x = resize_batch(images, subnet.r) if self.resolution == "subnet" else images
                 with autocast():
-                    logits = net(x)
+                    logits = self.model(x)
                     loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
                     if soft is not None and self.kd_ratio > 0:
                         loss = loss + self.kd_ratio * soft_cross_entropy(logits, soft)
@@ -440,14 +474,15 @@ def train_supernet(
     hooks = [*callbacks, _FunctionCallbacks(on_step, on_epoch)]
     was_training = supernet.training
     start, t0 = trainer.step, time.perf_counter()
-    bar = tqdm(total=steps, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
+    show = progress and trainer.collective.is_main  # under torchrun, rank 0's bar speaks for all
+    bar = tqdm(total=steps, initial=trainer.step, desc=desc, disable=not show, dynamic_ncols=True)
     try:
         _fit(trainer, loader, n_batches, hooks, bar)
     finally:
         bar.close()
         supernet.train(was_training)
     seconds = time.perf_counter() - t0
-    result: dict[str, Any] = dict(trainer.averages())
+    result: dict[str, Any] = trainer.collective.mean(trainer.averages())
     result.update(
         steps=trainer.step,
         steps_this_call=trainer.step - start,

@@ -21,6 +21,12 @@ every ``checkpoint_every`` steps), and at the end ``supernet.safetensors`` (`Sup
 the data stream up to the step reached, so the result equals an uninterrupted run on CPU. One process
 writes a folder at a time (`run` holds an exclusive lock on ``.lock``, `nat.files.RunLock`), and a folder
 that holds a search run is refused before anything is written.
+
+Under torchrun (`nat.train.distributed`) every process trains, with DistributedDataParallel, its rows
+of each configured batch; rank 0 alone holds the folder (config, lock, metrics, checkpoints, final
+files) and broadcasts the config and, on resume, the checkpoint to the others. The phase-end
+validation check runs on every process (the weights are the same everywhere; it needs no waiting);
+the test figures at the end are rank 0's alone.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.supernet.checkpoint import save_supernet, unsafe_reason
 from nat.train.config import PhaseConfig, PretrainConfig, parse_config
+from nat.train.distributed import Collective, batch_rows
 from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
 from nat.train.evaluation import evaluate_top1
 from nat.train.precision import enable_cuda_fast_path
@@ -171,6 +178,13 @@ class MetricsLog:
         append_line(self.path, json.dumps(row) + "\n")
 
 
+class _NoMetrics(MetricsLog):
+    """The metrics log of a torchrun process other than rank 0: rows go nowhere (rank 0 writes them)."""
+
+    def write(self, row: dict[str, Any]) -> None:
+        pass
+
+
 def _load_initial_weights(net: Supernet, path: Path) -> None:
     """Copy a saved supernet's weights into ``net`` (same space and width; the classifier too if the
     class counts agree, else it stays freshly initialised)."""
@@ -265,12 +279,18 @@ class PretrainingTrainer(TrainCallback):
         resume: bool = False,
         progress: bool = True,
         stop_after_steps: int | None = None,
+        collective: Collective | None = None,
     ) -> None:
         self.out = Path(out_dir)
         self.resuming = resume
         self.progress = progress
-        self.cfg: PretrainConfig = self._resolve_config(cfg)
-        self.metrics = MetricsLog(self.out / "metrics.jsonl")
+        self.collective = Collective.current() if collective is None else collective
+        main = self.collective.is_main
+        # rank 0 checks the folder and reads a resumed run's config; the others take rank 0's
+        self.cfg: PretrainConfig = self.collective.broadcast(self._resolve_config(cfg) if main else None)
+        if self.collective.active:  # before anything is written: the batch must split over the processes
+            batch_rows(self.cfg.data.train_batch_size, self.collective)
+        self.metrics = MetricsLog(self.out / "metrics.jsonl") if main else _NoMetrics(self.out)
         self.phase_index = 0  # the phase being trained; len(cfg.phases) once all are done
         self.steps_left = stop_after_steps  # optimiser steps this process may still take (None: no limit)
         self.elapsed = 0.0  # training seconds of the earlier processes of this run
@@ -335,7 +355,7 @@ class PretrainingTrainer(TrainCallback):
         """Device, data, supernet (initial weights from the run seed, or the checkpoint's) and the BN
         calibrator; with a checkpoint, the phase, seconds and trainer state to continue from."""
         cfg = self.cfg
-        self.device = resolve_device(cfg.device)
+        self.device = self.collective.device_for(resolve_device(cfg.device))
         enable_cuda_fast_path(self.device, tf32=cfg.tf32)  # TF32, cudnn.benchmark on a GPU; nothing on CPU
         space, width = cfg.search_space(), cfg.width()
         self.task = load_from_config(cfg.data, cfg.seed)
@@ -346,6 +366,7 @@ class PretrainingTrainer(TrainCallback):
             _load_initial_weights(self.net, Path(cfg.init_from))
         if state is not None:
             self._restore(state)
+        self.collective.sync_module(self.net)  # rank 0's weights everywhere (init_from, checkpoint)
         self.calibrator = BNCalibrator(
             calibration_images(self.task, cfg.calib_images, max(space.resolutions), cfg.seed),
             batch_size=cfg.data.eval_batch_size,
@@ -368,7 +389,10 @@ class PretrainingTrainer(TrainCallback):
         return self.elapsed + time.perf_counter() - self._t_start
 
     def checkpoint(self, trainer: SupernetTrainer | None) -> None:
-        """Replace ``checkpoint.pt``: the weights, the phase index and, mid-phase, ``trainer``'s state."""
+        """Replace ``checkpoint.pt``: the weights, the phase index and, mid-phase, ``trainer``'s state
+        (rank 0's, under torchrun: the others hold the same weights and optimiser state)."""
+        if not self.collective.is_main:
+            return
         phases = self.cfg.phases
         save_checkpoint(
             self.checkpoint_path,
@@ -431,13 +455,16 @@ class PretrainingTrainer(TrainCallback):
         """Train the remaining phases and finish; returns the run summary (``finished: False`` and the
         seconds so far when the step budget ran out first). The folder's writer lock is held throughout
         (a second process writing it fails at once, naming this one's PID)."""
+        if not self.collective.is_main:
+            return self._run()
         make_folder(self.out)
         with RunLock(self.out / LOCK):
             self._check_folder()  # again: the folder may have changed since the trainer was made
             return self._run()
 
     def _run(self) -> dict[str, Any]:
-        self._setup(self._open_folder())
+        main = self.collective.is_main
+        self._setup(self.collective.broadcast(self._open_folder() if main else None))
         self._t_start = time.perf_counter()
         while self.phase_index < len(self.cfg.phases):
             stats = self._train_phase()
@@ -452,6 +479,7 @@ class PretrainingTrainer(TrainCallback):
     def _train_phase(self) -> dict[str, Any]:
         """One `train_supernet` call for the current phase (continuing ``phase_state`` if resumed)."""
         cfg, index, phase = self.cfg, self.phase_index, self.phase
+        c = self.collective
         loader = loader_from_config(
             self.task,
             cfg.data,
@@ -459,6 +487,7 @@ class PretrainingTrainer(TrainCallback):
             resolution=cfg.resolutions(),
             seed=phase_seed(cfg.seed, index),
             device=self.device,
+            rows=batch_rows(cfg.data.train_batch_size, c) if c.active else None,
         )
         kwargs = phase_trainer_kwargs(cfg, phase, index, len(loader))
         steps = max(1, round(phase.epochs * len(loader)))
@@ -483,6 +512,7 @@ class PretrainingTrainer(TrainCallback):
             progress=self.progress,
             desc=phase.name,
             device=self.device,
+            collective=c,
             **kwargs,
         )
 
@@ -508,6 +538,7 @@ class PretrainingTrainer(TrainCallback):
         self.metrics.write(row)
         logger.info("phase %s done: %s", phase.name, json.dumps(row))
         self.phase_index += 1
+        self.collective.sync_module(self.net)  # BN running statistics: rank 0's everywhere, as saved
         self.checkpoint(None)
 
     def _evaluate(self, subnets: dict[str, Subnet], split: str, max_images: int | None) -> dict[str, float]:
@@ -525,7 +556,10 @@ class PretrainingTrainer(TrainCallback):
     # ------------------------------------------------------------------- the end
     def finish(self) -> dict[str, Any]:
         """Save the final supernet, evaluate its largest and smallest subnets on the test split (if
-        ``test_eval``), write ``summary.json`` and the final metrics row; returns the summary."""
+        ``test_eval``), write ``summary.json`` and the final metrics row; returns the summary (under
+        torchrun: rank 0 does all this; the others return ``{"finished": True, "rank": r}``)."""
+        if not self.collective.is_main:
+            return {"finished": True, "rank": self.collective.rank}
         cfg, seconds = self.cfg, self.seconds()
         space, width = cfg.search_space(), cfg.width()
         path = save_supernet(

@@ -1,0 +1,334 @@
+"""nat under torchrun: collectives, sharded batches, DDP training, sharded search, failures.
+
+Every multi-process test runs 2 gloo processes on the CPU, the way `torchrun --nproc_per_node 2` does.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import distributed_workers as workers
+from nat.data import load_dataset, make_loader
+from nat.errors import ConfigError, DataError
+from nat.train.distributed import Collective, balanced_shares, batch_rows
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(target, out: Path, world: int = 2, timeout: float = 120) -> list[int]:
+    """Run ``target(rank, world, port, out)`` in ``world`` fresh processes; their exit codes."""
+    ctx = multiprocessing.get_context("spawn")
+    port = free_port()
+    procs = [ctx.Process(target=target, args=(r, world, port, str(out))) for r in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    return [p.exitcode for p in procs]
+
+
+# ----------------------------------------------------------------------------------------- one process
+
+
+def test_one_process_collectives_are_identities() -> None:
+    c = Collective()
+    assert not c.active and c.is_main
+    assert c.broadcast({"a": 1}) == {"a": 1}
+    assert c.gather(5) == [5]
+    assert c.shard([1, 2, 3]) == [1, 2, 3]
+    assert c.mean({"x": 2.0}) == {"x": 2.0}
+    assert c.device_for(torch.device("cuda", 1)) == torch.device("cuda", 1)
+
+
+def test_shard_and_unshard_are_inverse() -> None:
+    items = list(range(11))
+    for world in (1, 2, 3, 4):
+        shares = [Collective(rank, world).shard(items) for rank in range(world)]
+        assert sorted(x for s in shares for x in s) == items
+        assert Collective(0, world).unshard(shares) == items
+
+
+def test_balanced_shares_deal_the_longest_first() -> None:
+    assert balanced_shares([5, 1, 1, 1, 1, 1], 2) == [[0], [1, 2, 3, 4, 5]]
+    shares = balanced_shares([3.0, 3.0, 2.0, 2.0, 2.0], 2)
+    assert sorted(i for s in shares for i in s) == [0, 1, 2, 3, 4]
+    loads = [sum([3.0, 3.0, 2.0, 2.0, 2.0][i] for i in s) for s in shares]
+    assert max(loads) == 7.0  # the best split of 12 into two parts of whole jobs
+    assert balanced_shares([1.0, 2.0], 4) == [[1], [0], [], []]
+
+
+def test_batch_rows_split_the_batch_evenly_or_refuse() -> None:
+    assert [batch_rows(64, Collective(r, 4)) for r in range(4)] == [(0, 16), (16, 32), (32, 48), (48, 64)]
+    with pytest.raises(ConfigError, match="multiple of 3"):
+        batch_rows(64, Collective(0, 3))
+
+
+def test_a_named_gpu_under_torchrun_is_refused() -> None:
+    c = Collective(rank=1, world_size=2, local_rank=1)
+    assert c.device_for(torch.device("cuda")) == torch.device("cuda", 1)
+    assert c.device_for(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="use device: cuda"):
+        c.device_for(torch.device("cuda", 0))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_the_shares_of_a_batch_are_the_one_process_batch(digits, train: bool) -> None:
+    """Order, resolution and augmentation are drawn for the whole batch: the ranks' rows together are
+    the one-process batch, whatever the resolution sequence."""
+    kw = {"batch_size": 16, "resolution": [8, 12, 16], "train": train, "seed": 3, "drop_last": True}
+    whole = list(make_loader(digits, "train", **kw))
+    parts = [list(make_loader(digits, "train", rows=batch_rows(16, Collective(r, 2)), **kw)) for r in (0, 1)]
+    assert len(parts[0]) == len(parts[1]) == len(whole) > 2
+    for b, (x, y) in enumerate(whole):
+        assert parts[0][b][0].shape[-1] == x.shape[-1]  # the same resolution on every rank
+        torch.testing.assert_close(torch.cat([parts[0][b][0], parts[1][b][0]]), x)
+        assert torch.equal(torch.cat([parts[0][b][1], parts[1][b][1]]), y)
+
+
+def test_file_loader_shares_are_the_one_process_batch(tmp_path) -> None:
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(10):
+            color = (i * 20, 100 if cls == "a" else 200, 50)
+            Image.new("RGB", (20, 20), color).save(tmp_path / "train" / cls / f"{i}.png")
+    task = load_dataset("imagefolder", root=str(tmp_path), seed=0)
+    kw = {"batch_size": 4, "resolution": 12, "train": True, "seed": 1, "drop_last": True}
+    whole = list(make_loader(task, "train", **kw))
+    parts = [list(make_loader(task, "train", rows=batch_rows(4, Collective(r, 2)), **kw)) for r in (0, 1)]
+    for b, (x, y) in enumerate(whole):
+        torch.testing.assert_close(torch.cat([parts[0][b][0], parts[1][b][0]]), x)
+        assert torch.equal(torch.cat([parts[0][b][1], parts[1][b][1]]), y)
+
+
+def test_sharing_out_a_split_smaller_than_a_batch_is_refused(digits) -> None:
+    with pytest.raises(DataError, match="fewer than one batch"):
+        make_loader(
+            digits, "val", batch_size=10_000, resolution=8, train=True, drop_last=True, rows=(0, 5000)
+        )
+
+
+# ----------------------------------------------------------------------------------------- two processes
+
+
+def test_collectives_across_two_processes(tmp_path) -> None:
+    assert spawn(workers.collectives, tmp_path) == [0, 0]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r, res in enumerate(results):
+        assert (res["rank"], res["world"]) == (r, 2)
+        assert res["broadcast"] == {"from": 0}
+        assert res["gather"] == [0, 10]
+        assert res["unshard"] == [i * i for i in range(7)]
+        assert res["mean"] == {"x": 0.5}
+        assert res["weight"] == [0.0] * 6  # rank 0's weights everywhere
+
+
+def test_ddp_step_applies_the_mean_of_the_ranks_gradients(tmp_path) -> None:
+    """Two processes, each training on half the batch: every rank ends with the same weights, and they
+    are what the mean of the two halves' gradients gives (checked against a one-process computation)."""
+    assert spawn(workers.ddp_step, tmp_path) == [0, 0]
+    got = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name in got[0]:
+        assert torch.equal(got[0][name], got[1][name]), name
+    net = workers.tiny_net()
+    from nat.space.subnet import Subnet
+
+    net.set_active(Subnet.largest(net.space))
+    net.train()
+    images, labels = workers.batch()
+    grads: dict[str, torch.Tensor] = {}
+    for rows in (slice(0, 4), slice(4, 8)):
+        net.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(images[rows]), labels[rows]).backward()
+        for name, p in net.named_parameters():
+            if p.grad is not None:
+                grads[name] = grads.get(name, 0) + p.grad / 2
+    start = dict(workers.tiny_net().named_parameters())
+    changed = 0
+    for name, value in got[0].items():
+        expected = start[name].detach() - grads[name] if name in grads else start[name].detach()
+        torch.testing.assert_close(value, expected, rtol=1e-4, atol=1e-5, msg=name)
+        changed += int(name in grads)
+    assert changed > 10
+
+
+@pytest.mark.parametrize("mode", ["exit", pytest.param("hang", marks=pytest.mark.slow)])
+def test_a_peer_that_dies_or_hangs_ends_the_wait_with_one_clear_error(tmp_path, mode: str) -> None:
+    (tmp_path / "mode").write_text(mode)
+    codes = spawn(workers.peer_fails, tmp_path, timeout=60)
+    assert codes[0] == 0
+    message = (tmp_path / "error.txt").read_text()
+    assert message.startswith("rank 0: the ") and "another process has probably died or hangs" in message
+    assert "\n" not in message
+
+
+# ----------------------------------------------------------------------------------------- torchrun
+
+
+SMALL = {
+    "initial_samples": 6,
+    "iterations": 2,
+    "candidates_per_iteration": 2,
+    "adaptation.max_steps": 4,
+    "nsga3.pop_size": 12,
+    "nsga3.generations": 4,
+    "evaluation.calibration_images": 64,
+    "data.val_size": 120,
+    "threads": 1,
+    "finalize.models": 0,
+}
+
+
+def nat_cmd(*args: str, nproc: int = 1, **sets) -> list[str]:
+    values = {**SMALL, **sets}
+    flags = [x for k, v in values.items() for x in ("--set", f"{k}={v}")]
+    if args[0] == "search" and "--resume" in args:
+        flags = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
+    launch = [sys.executable, "-m", "nat.cli"]
+    if nproc > 1:
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        launch += ["-m", "nat.cli"]
+    return [*launch, *args, *flags]
+
+
+def run_nat(cmd: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_two_processes_write_the_one_process_archive(tmp_path) -> None:
+    """With adaptation off, sharding evaluations changes nothing but speed: the same archive, line
+    for line, and rank 0 alone writes the folder and prints the summary."""
+    off = {"adaptation.initial_epochs": 0, "adaptation.epochs": 0}
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "one"), **off))
+    two = run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "two"), nproc=2, **off))
+    one_archive = (tmp_path / "one" / "archive.jsonl").read_text()
+    assert (
+        one_archive.count("\n") == 6 + 2 * 2
+    )  # initial, then candidates (no re-evaluation without adaptation)
+    assert (tmp_path / "two" / "archive.jsonl").read_text() == one_archive
+    assert two.stdout.count("front:") == 1
+    assert "2 processes (torchrun)" in (tmp_path / "two" / "search.log").read_text()
+
+
+@pytest.mark.slow
+def test_adaptation_under_torchrun_resumes_exactly(tmp_path) -> None:
+    """DDP adaptation on 2 processes; a run stopped after iteration 1 and resumed under torchrun ends
+    with the archive and supernet of an uninterrupted 2-process run."""
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "a"), nproc=2))
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "b"), nproc=2, iterations=1))
+    run_nat(nat_cmd("search", "--resume", str(tmp_path / "b"), nproc=2, iterations=2))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert (a / "archive.jsonl").read_text() == (b / "archive.jsonl").read_text()
+    from safetensors.torch import load_file
+
+    weights_a, weights_b = load_file(a / "supernet_w1.safetensors"), load_file(b / "supernet_w1.safetensors")
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_whole_job_then_resume_matches_uninterrupted(tmp_path) -> None:
+    """SIGKILL to every process of a running torchrun job, then the same torchrun command with
+    --resume: the archive of an uninterrupted 2-process run."""
+    sets = {"iterations": 3, "candidates_per_iteration": 3, "initial_samples": 8, "adaptation.max_steps": 6}
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "a"), nproc=2, **sets))
+    cmd = nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "b"), nproc=2, **sets)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    archive = tmp_path / "b" / "archive.jsonl"
+    while proc.poll() is None and (not archive.exists() or archive.read_text().count("\n") < 13):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both of its workers at once
+    proc.wait()
+    run_nat(nat_cmd("search", "--resume", str(tmp_path / "b"), nproc=2))
+    assert archive.read_text() == (tmp_path / "a" / "archive.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_an_uneven_batch_under_torchrun_is_one_error_line(tmp_path) -> None:
+    cmd = nat_cmd(
+        "search", "--preset", "smoke", "--out", str(tmp_path / "r"), nproc=2, **{"data.train_batch_size": 63}
+    )
+    result = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("nat search: error:")]
+    assert lines and all("multiple of 2" in line for line in lines)
+    assert "Traceback" not in "\n".join(lines)
+
+
+@pytest.mark.parametrize("argv", [["profile", "x.json"], ["quickstart"]])
+def test_commands_that_do_not_share_work_refuse_torchrun(monkeypatch, capsys, tmp_path, argv) -> None:
+    from nat.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"nat {argv[0]}: error: ") and "without torchrun" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+PRETRAIN = {
+    "data": {"dataset": "digits", "train_batch_size": 32, "eval_batch_size": 200},
+    "space": "micro",
+    "train_resolutions": [16],
+    "checkpoint_every": 2,
+    "log_every": 2,
+    "calib_images": 32,
+    "val_images": 64,
+    "test_eval": False,
+    "threads": 1,
+    "phases": [
+        {"name": "full", "epochs": 0.12, "lr": 0.05},
+        {"name": "kernel", "kernel_sizes": [3, 5, 7], "epochs": 0.12, "lr": 0.02, "sandwich": True},
+    ],
+}
+
+
+@pytest.mark.slow
+def test_pretraining_under_torchrun_resumes_exactly(tmp_path) -> None:
+    """`nat pretrain` on 2 processes (DDP, rank 0 writes): stopped after 3 steps and resumed under
+    torchrun, it ends with the supernet of an uninterrupted 2-process run; one metrics log, one summary."""
+    import yaml
+    from safetensors.torch import load_file
+
+    config = tmp_path / "pt.yaml"
+    config.write_text(yaml.safe_dump(PRETRAIN))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    pretrain = [*launch, "-m", "nat.cli", "pretrain", "--no-progress"]
+    whole = run_nat([*pretrain, "--config", str(config), "--out", str(tmp_path / "a")])
+    assert whole.stdout.count('"finished": true') == 1
+    run_nat([*pretrain, "--config", str(config), "--out", str(tmp_path / "b"), "--stop-after-steps", "3"])
+    run_nat([*pretrain, "--resume", str(tmp_path / "b")])
+    a = load_file(tmp_path / "a" / "supernet.safetensors")
+    b = load_file(tmp_path / "b" / "supernet.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in rows if r["kind"] == "phase"] == ["full", "kernel"]
