@@ -221,17 +221,22 @@ def run_nat(cmd: list[str]) -> subprocess.CompletedProcess:
 
 def test_two_processes_write_the_one_process_archive(tmp_path) -> None:
     """With adaptation off, sharding evaluations changes nothing but speed: the same archive, line
-    for line, and rank 0 alone writes the folder and prints the summary."""
-    off = {"adaptation.initial_epochs": 0, "adaptation.epochs": 0}
+    for line; rank 0 alone writes the folder and prints the summary, and both processes fine-tune the
+    front's model (DDP)."""
+    off = {"adaptation.initial_epochs": 0, "adaptation.epochs": 0, "iterations": 1, "initial_samples": 7}
     run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "one"), **off))
-    two = run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "two"), nproc=2, **off))
+    models = {"finalize.models": 1, "finalize.finetune_epochs": 0.1}
+    two = run_nat(
+        nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "two"), nproc=2, **off, **models)
+    )
     one_archive = (tmp_path / "one" / "archive.jsonl").read_text()
-    assert (
-        one_archive.count("\n") == 6 + 2 * 2
-    )  # initial, then candidates (no re-evaluation without adaptation)
+    assert one_archive.count("\n") == 7 + 2  # initial, candidates (no re-evaluation without adaptation)
     assert (tmp_path / "two" / "archive.jsonl").read_text() == one_archive
     assert two.stdout.count("front:") == 1
     assert "2 processes (torchrun)" in (tmp_path / "two" / "search.log").read_text()
+    index = json.loads((tmp_path / "two" / "models.json").read_text())
+    assert len(index) == 1 and 0 <= index[0]["test_top1"] <= 1
+    assert (tmp_path / "two" / "models" / index[0]["name"] / "model.safetensors").is_file()
 
 
 @pytest.mark.slow

@@ -9,6 +9,9 @@ own, so that a benchmark's fixed-architecture baselines go through exactly the s
 Models are written one by one, and ``models.json`` (the index) is rewritten after each, so a killed
 finalisation loses at most the model in progress and a rerun redoes only what is missing: an index
 entry is reused when its subnet, its fine-tuning settings and its folder are all still there.
+
+Under torchrun every process fine-tunes each model together (DistributedDataParallel, each on its rows
+of every batch, as in adaptation); rank 0 decides which models to build, then tests and writes them.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.supernet.static import StaticMobileNetV3
 from nat.train import evaluate_accuracy, train_supernet
+from nat.train.distributed import Collective, batch_rows
 from nat.train.precision import Precision
 
 log = logging.getLogger("nat.search")
@@ -82,13 +86,17 @@ def finetune_subnet(
     kd_ratio: float = 1.0,
     desc: str = "fine-tune",
     precision: Precision | str | None = None,
+    collective: Collective | None = None,
 ) -> None:
     """Train only ``subnet`` of ``net`` (in place) on the task's train split at the subnet's resolution;
     with a ``teacher``, the loss adds ``kd_ratio`` times the cross-entropy to its soft predictions.
-    ``precision``: how the forward passes run (None: fp32)."""
+    ``precision``: how the forward passes run (None: fp32). Under torchrun (``collective``, default:
+    the job this process is in) every process trains its rows of each batch, with DDP."""
+    collective = Collective.current() if collective is None else collective
     net.set_active(subnet)
+    rows = batch_rows(data.train_batch_size, collective) if collective.active else None
     loader = loader_from_config(
-        task, data, "train", resolution=subnet.r, train=True, seed=seed, device=device
+        task, data, "train", resolution=subnet.r, train=True, seed=seed, device=device, rows=rows
     )
     net.train()
     train_supernet(
@@ -103,6 +111,7 @@ def finetune_subnet(
         device=device,
         desc=desc,
         precision=precision,
+        collective=collective,
         **({"distill_from": teacher, "kd_ratio": kd_ratio} if teacher is not None else {}),
     )
 
@@ -203,16 +212,16 @@ def read_index(path: Path) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else []
 
 
-def build_model(
+def finetuned_copy(
     parts: RunParts,
     record: Record,
     index: int,
     count: int,
     settings: FinalizeConfig,
-    folder: Path,
-    run_path: Path,
-) -> dict[str, Any]:
-    """Fine-tune (if asked), test and save one front member; returns its index entry."""
+    collective: Collective,
+) -> Supernet:
+    """A copy of the front member's supernet with the member fine-tuned (if asked); every process of
+    a torchrun job takes part."""
     cfg, subnet = parts.config, record.subnet
     net = copy.deepcopy(supernet_for(parts.supernets, subnet))
     net.set_active(subnet)
@@ -232,7 +241,21 @@ def build_model(
             kd_ratio=settings.kd_ratio,
             desc=f"fine-tune {index + 1}/{count}",
             precision=cfg.precision,
+            collective=collective,
         )
+    return net
+
+
+def save_built_model(
+    parts: RunParts,
+    net: Supernet,
+    record: Record,
+    settings: FinalizeConfig,
+    folder: Path,
+    run_path: Path,
+) -> dict[str, Any]:
+    """Test the (fine-tuned) member in ``net`` and write its model folder; returns its index entry."""
+    cfg, subnet = parts.config, record.subnet
     model, scores = extract_and_test(
         net,
         subnet,
@@ -275,22 +298,39 @@ def export_models(
     out: Path,
     run_path: Path,
     index_path: Path,
+    collective: Collective | None = None,
 ) -> list[dict[str, Any]]:
     """Models for up to ``settings.models`` front members in ``out/<name>/``, indexed in ``index_path``;
-    entries of an earlier call that still fit are reused, folders of ones that no longer do removed."""
-    chosen = spread(front, settings.models, spread_key(parts.config.objectives))
-    previous = {e.get("name"): e for e in read_index(index_path)}
-    wanted = _settings(settings, parts.config.precision)
-    out.mkdir(parents=True, exist_ok=True)
+    entries of an earlier call that still fit are reused, folders of ones that no longer do removed.
+
+    Under torchrun (``collective`` of several processes) rank 0 makes the plan (which members, which
+    folders are reusable) and writes; every process fine-tunes. Ranks other than 0 return ``[]``."""
+    c = collective or Collective()
+    plan = None
+    if c.is_main:
+        chosen = spread(front, settings.models, spread_key(parts.config.objectives))
+        previous = {e.get("name"): e for e in read_index(index_path)}
+        wanted = _settings(settings, parts.config.precision)
+        out.mkdir(parents=True, exist_ok=True)
+        plan = []
+        for i, record in enumerate(chosen):
+            name = f"natnet_{i + 1}_{parts.objectives.table.subnet(record.subnet).madds / 1e6:.1f}M"
+            old = previous.get(name)
+            plan.append(
+                (record, name, old if _reusable(old, record, wanted, out / name, settings.onnx) else None)
+            )
+    plan = c.broadcast(plan)
     results: list[dict[str, Any]] = []
-    for i, record in enumerate(chosen):
-        name = f"natnet_{i + 1}_{parts.objectives.table.subnet(record.subnet).madds / 1e6:.1f}M"
-        old = previous.get(name)
-        if _reusable(old, record, wanted, out / name, settings.onnx):
+    for i, (record, name, old) in enumerate(plan):
+        if old is not None:
             results.append(old)
             continue
-        results.append(build_model(parts, record, i, len(chosen), settings, out / name, run_path))
-        write_json_atomic(index_path, results)
+        net = finetuned_copy(parts, record, i, len(plan), settings, c)
+        if c.is_main:
+            results.append(save_built_model(parts, net, record, settings, out / name, run_path))
+            write_json_atomic(index_path, results)
+    if not c.is_main:
+        return []
     for name in set(previous) - {e["name"] for e in results}:
         if isinstance(name, str) and name and "/" not in name and (out / name).is_dir():
             shutil.rmtree(out / name)  # a model of an earlier front, listed by our own index

@@ -166,7 +166,7 @@ class NATSearch:
 
     def _run(self) -> list[Record]:
         """The iterations; on ranks other than 0 the same steps, following rank 0's decisions, and an
-        empty front (rank 0 finalises alone)."""
+        empty front (rank 0 writes the models; all processes fine-tune them)."""
         cfg, c = self.config, self.collective
         state = self.folder.read_state() if self.main else {}
         clock = _Clock(float(state.get("elapsed_s", 0.0)))
@@ -181,10 +181,9 @@ class NATSearch:
             if c.broadcast(self._budget_spent(iteration, clock) if self.main else None):
                 break
             self.iteration(iteration, state, clock)
-        if not self.main:
-            return []
-        front = self.front()
-        self.folder.write_front(front)
+        front = self.front() if self.main else []
+        if self.main:
+            self.folder.write_front(front)
         self.finish(front)
         return front
 
@@ -214,11 +213,15 @@ class NATSearch:
 
     def finish(self, front: list[Record]) -> None:
         """The last phase: the front's models (``finalize`` section; only what is missing on a rerun)
-        and the report. Sets ``self.models`` to the models' index entries."""
-        path = self.folder.path
+        and the report. Sets ``self.models`` to the models' index entries. Under torchrun every process
+        takes part in fine-tuning; rank 0 plans, tests and writes."""
         settings = self.config.finalize
-        self.models = export_models(self.parts, front, settings, path / MODELS_DIR, path, path / MODELS_INDEX)
-        write_run_report(self.folder, self.models)
+        path = self.out
+        self.models = export_models(
+            self.parts, front, settings, path / MODELS_DIR, path, path / MODELS_INDEX, self.collective
+        )
+        if self.main:
+            write_run_report(self.folder, self.models)
 
     def initial_iteration(self, state: dict[str, Any], clock: _Clock) -> None:
         """Iteration 0: adapt on the initial subnets' distribution, then evaluate them."""
