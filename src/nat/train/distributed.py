@@ -162,7 +162,7 @@ def _collective(what: str, op: Any) -> None:
     """Run a collective; a failure (peer gone, timeout) becomes a `DistributedError`."""
     try:
         op()
-    except (RuntimeError, dist.DistError) as exc:  # DistBackendError, gloo's timeout, a closed socket
+    except RuntimeError as exc:  # DistBackendError and DistError are RuntimeErrors: timeouts, closed sockets
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DistributedError(
             f"rank {dist.get_rank() if dist.is_initialized() else '?'}: the {what} across processes failed "
@@ -231,7 +231,7 @@ def distributed_session(
         dist.init_process_group(
             backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes), rank=rank, world_size=world
         )
-    except (RuntimeError, ValueError, dist.DistError) as exc:
+    except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DistributedError(
             f"rank {rank} could not join the {world}-process job ({first[:200]}); start nat with torchrun "

@@ -125,6 +125,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
+def _no_buffer_sync() -> dict[str, bool]:
+    """DDP's switch for not broadcasting buffers before each forward: ``forward_sync_buffers=False`` in
+    recent torch, ``broadcast_buffers=False`` (deprecated there) in older releases."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
 class SupernetTrainer:
     """Trains a supernet one batch at a time; holds the optimiser, schedule position and RNG streams.
 
@@ -184,7 +196,7 @@ class SupernetTrainer:
                 supernet,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
-                forward_sync_buffers=False,
+                **_no_buffer_sync(),
             )
         self.precision = as_precision(precision, self.device)
         self.scaler = self.precision.grad_scaler()  # fp16 only
