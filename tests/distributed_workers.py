@@ -70,16 +70,16 @@ def ddp_step(rank: int, world: int, port: int, out: str) -> None:
 
 
 def collectives(rank: int, world: int, port: int, out: str) -> None:
-    """broadcast, gather, shard/unshard, mean and sync_module, written to rank{r}.json."""
-    from nat.train.distributed import distributed_session
+    """broadcast, gather of dealt-out work, mean and sync_module, written to rank{r}.json."""
+    from nat.train.distributed import balanced_shares, distributed_session
 
     join(rank, world, port)
     with distributed_session("cpu", timeout_minutes=1) as c:
         got = c.broadcast({"from": rank} if c.is_main else None)
         gathered = c.gather(rank * 10)
-        items = list(range(7))
-        mine = [i * i for i in c.shard(items)]
-        whole = c.unshard(c.gather(mine))
+        shares = balanced_shares([1.0] * 7, c.world_size)
+        mine = {i: i * i for i in shares[c.rank]}
+        whole = [v for _, v in sorted((i, v) for part in c.gather(mine) for i, v in part.items())]
         mean = c.mean({"x": float(rank)})
         net = torch.nn.Linear(3, 2)
         with torch.no_grad():

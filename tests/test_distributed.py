@@ -55,17 +55,8 @@ def test_one_process_collectives_are_identities() -> None:
     assert not c.active and c.is_main
     assert c.broadcast({"a": 1}) == {"a": 1}
     assert c.gather(5) == [5]
-    assert c.shard([1, 2, 3]) == [1, 2, 3]
     assert c.mean({"x": 2.0}) == {"x": 2.0}
     assert c.device_for(torch.device("cuda", 1)) == torch.device("cuda", 1)
-
-
-def test_shard_and_unshard_are_inverse() -> None:
-    items = list(range(11))
-    for world in (1, 2, 3, 4):
-        shares = [Collective(rank, world).shard(items) for rank in range(world)]
-        assert sorted(x for s in shares for x in s) == items
-        assert Collective(0, world).unshard(shares) == items
 
 
 def test_balanced_shares_deal_the_longest_first() -> None:
@@ -200,16 +191,19 @@ SMALL = {
 }
 
 
+def launcher(nproc: int = 1) -> list[str]:
+    """``python -m nat.cli``, or the same under torchrun with ``nproc`` processes."""
+    if nproc == 1:
+        return [sys.executable, "-m", "nat.cli"]
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return [*run, "-m", "nat.cli"]
+
+
 def nat_cmd(*args: str, nproc: int = 1, **sets) -> list[str]:
-    values = {**SMALL, **sets}
+    """A `nat search` command line with the `SMALL` settings (a resumed run: only ``sets``)."""
+    values = sets if "--resume" in args else {**SMALL, **sets}
     flags = [x for k, v in values.items() for x in ("--set", f"{k}={v}")]
-    if args[0] == "search" and "--resume" in args:
-        flags = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
-    launch = [sys.executable, "-m", "nat.cli"]
-    if nproc > 1:
-        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-        launch += ["-m", "nat.cli"]
-    return [*launch, *args, *flags]
+    return [*launcher(nproc), *args, *flags]
 
 
 def run_nat(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -250,6 +244,20 @@ def test_adaptation_under_torchrun_resumes_exactly(tmp_path) -> None:
     assert (a / "archive.jsonl").read_text() == (b / "archive.jsonl").read_text()
     from safetensors.torch import load_file
 
+    # `nat export` under torchrun: both processes fine-tune, rank 0 writes
+    export = [
+        "export",
+        str(a),
+        "--models",
+        "1",
+        "--finetune-epochs",
+        "0.1",
+        "--out",
+        str(tmp_path / "exported"),
+    ]
+    exported = run_nat([*launcher(2), *export])
+    assert exported.stdout.count("model(s) in") == 1
+    assert len(json.loads((tmp_path / "exported" / "models.json").read_text())) == 1
     weights_a, weights_b = load_file(a / "supernet_w1.safetensors"), load_file(b / "supernet_w1.safetensors")
     assert weights_a.keys() == weights_b.keys()
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
@@ -326,8 +334,7 @@ def test_pretraining_under_torchrun_resumes_exactly(tmp_path) -> None:
 
     config = tmp_path / "pt.yaml"
     config.write_text(yaml.safe_dump(PRETRAIN))
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    pretrain = [*launch, "-m", "nat.cli", "pretrain", "--no-progress"]
+    pretrain = [*launcher(2), "pretrain", "--no-progress"]
     whole = run_nat([*pretrain, "--config", str(config), "--out", str(tmp_path / "a")])
     assert whole.stdout.count('"finished": true') == 1
     run_nat([*pretrain, "--config", str(config), "--out", str(tmp_path / "b"), "--stop-after-steps", "3"])

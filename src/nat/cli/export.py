@@ -13,6 +13,7 @@ from nat.cli.args import (
     positive_float,
     positive_int,
 )
+from nat.errors import NATError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,51 +59,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nat.errors import ConfigError
-    from nat.search.config import FinalizeConfig
     from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_models, write_run_report
-    from nat.search.objectives import pareto_front
     from nat.search.parts import RunParts
     from nat.search.rundir import RunDir
     from nat.threads import torch_threads
+    from nat.train.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
 
     if args.out is not None and args.out.resolve() == args.run_dir.resolve():
         raise ConfigError("--out is the run folder itself; leave --out out to write into RUN_DIR/models")
-    run_dir = RunDir.open(args.run_dir, lock=args.out is None)
+    # under torchrun every process fine-tunes (DDP); rank 0 alone reads the run folder and writes
     try:
-        config = run_dir.config
-        if args.precision is not None:  # the models' precision only: the run's own config is not changed
-            config = config.model_copy(update={"precision": args.precision})
-        changes = {
-            "models": args.models,
-            "finetune_epochs": args.finetune_epochs,
-            "lr": args.lr,
-            "distill": args.distill,
-            "onnx": args.onnx,
-            "test": args.test,
-        }
-        updated = {**config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-        settings = FinalizeConfig.model_validate(updated)
-        front = pareto_front(run_dir.archive.current(), config.objectives, config.constraints)
-        if not front:
-            raise ConfigError(
-                f"{args.run_dir} has no evaluated subnets within its constraints yet; nothing to export"
-            )
-        with (
-            torch_threads(args.threads or config.threads),
-            run_dir.logging() if args.out is None else nullcontext(),
-        ):
-            parts = RunParts.build(config, run_dir)
+        saved = RunDir.saved_config(args.run_dir)
+        device, timeout = saved.device, saved.distributed_timeout_minutes
+    except (NATError, OSError):  # rank 0 reports what is wrong with the folder; the others follow it
+        device, timeout = "auto", DEFAULT_TIMEOUT_MINUTES
+    with distributed_session(device, timeout) as collective:
+        run_dir = RunDir.open(args.run_dir, lock=args.out is None) if collective.is_main else None
+        try:
+            config, settings, front = collective.broadcast(_plan(args, run_dir) if run_dir else None)
             if args.out is None:
-                folder, index = run_dir.path / MODELS_DIR, run_dir.path / MODELS_INDEX
+                folder, index = args.run_dir / MODELS_DIR, args.run_dir / MODELS_INDEX
             else:
                 folder, index = args.out, args.out / MODELS_INDEX
-            models = export_models(parts, front, settings, folder, run_dir.path, index)
-            if args.out is None:
-                write_run_report(run_dir, models)
-    finally:
-        run_dir.close()
+            with (
+                torch_threads(args.threads or config.threads),
+                run_dir.logging() if run_dir is not None and args.out is None else nullcontext(),
+            ):
+                parts = RunParts.build(config, run_dir, collective)
+                models = export_models(parts, front, settings, folder, args.run_dir, index, collective)
+                if run_dir is not None and args.out is None:
+                    write_run_report(run_dir, models)
+        finally:
+            if run_dir is not None:
+                run_dir.close()
+        if not collective.is_main:
+            return 0
     print(f"{len(models)} model(s) in {folder} (index {index})")
     for m in models:
         test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
         print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
     return 0
+
+
+def _plan(args: argparse.Namespace, run_dir):
+    """The config, fine-tuning settings and front of the export (the run's, with the flags' changes)."""
+    from nat.errors import ConfigError
+    from nat.search.config import FinalizeConfig
+    from nat.search.objectives import pareto_front
+
+    config = run_dir.config
+    if args.precision is not None:  # the models' precision only: the run's own config is not changed
+        config = config.model_copy(update={"precision": args.precision})
+    changes = {
+        "models": args.models,
+        "finetune_epochs": args.finetune_epochs,
+        "lr": args.lr,
+        "distill": args.distill,
+        "onnx": args.onnx,
+        "test": args.test,
+    }
+    updated = {**config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+    settings = FinalizeConfig.model_validate(updated)
+    front = pareto_front(run_dir.archive.current(), config.objectives, config.constraints)
+    if not front:
+        raise ConfigError(
+            f"{args.run_dir} has no evaluated subnets within its constraints yet; nothing to export"
+        )
+    return config, settings, front

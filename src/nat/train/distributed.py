@@ -11,7 +11,7 @@ What each part does with more than one process:
 
 * training (adaptation, pretraining): `DistributedDataParallel` in the training engine; every rank
   trains the *same* subnet each step, on its share of the configured batch (`batch_rows`);
-* evaluation: the subnets to measure are dealt out (`Collective.shard`), each rank measures its share
+* evaluation: the subnets to measure are dealt out (`balanced_shares`), each rank measures its share
   with its own replica of the supernet, the values are gathered (`Collective.gather`);
 * everything else (surrogates, NSGA-III, the run folder, finalisation) runs on rank 0, which
   broadcasts what the others need (`Collective.broadcast`).
@@ -109,18 +109,6 @@ class Collective:
             return [obj]
         out: list[Any] = [None] * self.world_size
         _collective("gather", lambda: dist.all_gather_object(out, obj))
-        return out
-
-    def shard(self, items: Sequence[T]) -> list[T]:
-        """This rank's share of ``items``: every ``world_size``-th item, starting at ``rank``."""
-        return list(items[self.rank :: self.world_size])
-
-    def unshard(self, shares: Sequence[Sequence[T]]) -> list[T]:
-        """The inverse of `shard`: the gathered shares of every rank, back in the original order."""
-        total = sum(len(s) for s in shares)
-        out: list[Any] = [None] * total
-        for rank, share in enumerate(shares):
-            out[rank :: self.world_size] = list(share)
         return out
 
     def sync_module(self, module: nn.Module) -> None:
