@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import yaml
@@ -80,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
             )
         config = RunDir.saved_config(args.resume, overrides)
         out, resume = args.resume, True
-        if args.repair and int(os.environ.get("RANK", "0") or 0) == 0:  # under torchrun: rank 0's folder
-            print(RunDir.repair(out) or f"{out / 'archive.jsonl'} is intact; nothing to repair")
     else:
         if args.out is None:
             raise ConfigError("--out DIR is required (where the run is written)")
@@ -92,10 +89,12 @@ def run(args: argparse.Namespace) -> int:
     with (
         torch_threads(config.threads),
         distributed_session(config.device, config.distributed_timeout_minutes) as collective,
-        NATSearch(config, out, resume=resume, collective=collective) as search,
     ):
-        front = search.run()
-        models = search.models
+        if args.repair and collective.is_main:  # the folder is rank 0's
+            print(RunDir.repair(out) or f"{out / 'archive.jsonl'} is intact; nothing to repair")
+        with NATSearch(config, out, resume=resume, collective=collective) as search:
+            front = search.run()
+            models = search.models
     if not collective.is_main:  # rank 0 reports; the others only did their share of the work
         return 0
     key = next((n for n in config.objectives if n != "top1"), "madds")

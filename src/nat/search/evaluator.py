@@ -25,7 +25,7 @@ from nat.objectives.latency import measure_latency_ms
 from nat.search.config import SearchConfig
 from nat.search.supernets import supernet_for
 from nat.space.subnet import Subnet
-from nat.supernet import BNCalibrator, Supernet
+from nat.supernet import BNCalibrator, Supernet, kept_bn_statistics
 from nat.train import evaluate_top1
 from nat.train.precision import Precision
 
@@ -93,20 +93,11 @@ class SubnetEvaluator:
         # the supernet's own running statistics (those of training) are put back afterwards: what a
         # checkpoint holds then does not depend on which subnet was measured last, so a resumed run
         # continues from exactly the state an uninterrupted one had
-        saved = [
-            (b, b.clone())
-            for name, b in net.named_buffers()
-            if name.endswith(("running_mean", "running_var"))
-        ]
-        try:
+        with kept_bn_statistics(net):
             self.calibrator(net, subnet)  # in the run's precision (the calibrator holds it)
             return evaluate_top1(
                 net, self._val_batches(subnet.r), device=self.device, precision=self.precision
             )
-        finally:
-            with torch.no_grad():
-                for buffer, value in saved:
-                    buffer.copy_(value)
 
     def latency_ms(self, subnet: Subnet) -> float:
         model = supernet_for(self.supernets, subnet).extract(subnet)

@@ -312,16 +312,15 @@ class NATSearch:
             disable=None if self.main else True,
         )
         for batch in evaluation_rounds(todo, c.world_size):
-            costs = [self.objectives.exact_values(s)["madds"] for s in batch]
-            shares = balanced_shares(costs, c.world_size)
+            exact = [self.objectives.exact_values(s) for s in batch]  # madds and params always
+            shares = balanced_shares([v["madds"] for v in exact], c.world_size)
             mine = {i: self.evaluator.evaluate(batch[i], latency) for i in shares[c.rank]}
             measured = {i: v for part in c.gather(mine) for i, v in part.items()}
             bar.update(len(batch))
             if not self.main:
                 continue
             for i, subnet in enumerate(batch):  # appended in the order one process would have
-                values = self.objectives.exact_values(subnet)  # madds and params always, objectives or not
-                values.update(measured[i])
+                values = {**exact[i], **measured[i]}
                 for name, value in values.items():  # nothing non-finite reaches the archive or hypervolume
                     check_finite(name, value, subnet)
                 genome = tuple(int(g) for g in encode(subnet, self.space))

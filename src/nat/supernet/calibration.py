@@ -54,6 +54,24 @@ def bn_calibration(model: nn.Module) -> Iterator[None]:
             m.calibration = None
 
 
+@contextmanager
+def kept_bn_statistics(model: nn.Module) -> Iterator[None]:
+    """Within the block, recalibrate and measure freely; on exit every BN's running mean and variance
+    are what they were before, so measuring a subnet never changes the statistics a supernet is trained
+    and checkpointed with."""
+    saved = [
+        (buffer, buffer.clone())
+        for name, buffer in model.named_buffers()
+        if name.endswith(("running_mean", "running_var"))
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
 @torch.no_grad()
 def recalibrate_bn(
     model: nn.Module, batches: Iterable[torch.Tensor], precision: Precision | None = None

@@ -48,7 +48,7 @@ from nat.errors import CheckpointError, ConfigError
 from nat.files import RunLock, append_line, make_folder, write_atomic, write_text_atomic
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
-from nat.supernet import BNCalibrator, Supernet
+from nat.supernet import BNCalibrator, Supernet, kept_bn_statistics
 from nat.supernet.checkpoint import save_supernet, unsafe_reason
 from nat.train.config import PhaseConfig, PretrainConfig, parse_config
 from nat.train.distributed import Collective, batch_rows
@@ -242,18 +242,17 @@ def evaluate_subnets(
     data = task.split(split)
     if max_images is not None and max_images < len(data):
         data = data.subset(range(max_images))
-    saved = {k: v.clone() for k, v in net.state_dict().items() if "running_" in k}
     active = net.active
     out = {}
     try:
-        for name, subnet in subnets.items():
-            calibrator(net, subnet)
-            loader = make_loader(
-                task, data, batch_size=batch_size, resolution=subnet.r, train=False, device=device
-            )
-            out[name] = evaluate_top1(net, loader, device=device, precision=calibrator.precision)
+        with kept_bn_statistics(net):
+            for name, subnet in subnets.items():
+                calibrator(net, subnet)
+                loader = make_loader(
+                    task, data, batch_size=batch_size, resolution=subnet.r, train=False, device=device
+                )
+                out[name] = evaluate_top1(net, loader, device=device, precision=calibrator.precision)
     finally:
-        net.load_state_dict(saved, strict=False)
         net.set_active(active)
     return out
 
