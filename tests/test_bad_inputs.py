@@ -123,6 +123,36 @@ CASES: list[tuple[str, list[str], str]] = [
     ("tf32-not-bool", [*S, "--set", "tf32=sometimes"], "tf32"),
     ("distributed-timeout", [*S, "--set", "distributed_timeout_minutes=0"], "distributed_timeout_minutes"),
     ("strategy", [*S, "--set", "strategy=grid"], "strategy"),
+    (
+        "task-names",
+        [*S, "--set", "data=[{{dataset: digits, name: a}}, {{dataset: mnist5k, name: a}}]"],
+        "distinct",
+    ),
+    (
+        "task-name-chars",
+        [*S, "--set", "data=[{{dataset: digits, name: a/b}}, {{dataset: mnist5k}}]"],
+        "task name",
+    ),
+    ("task-list-empty", [*S, "--set", "data=[]"], "list of tasks is empty"),
+    (
+        "task-list-item",
+        [*S, "--set", "data=[{{dataset: digits}}, {{dataset: nope}}]"],
+        "data.1.dataset: unknown",
+    ),
+    ("objective-top1-task", [*S, "--set", "objectives=[top1,madds,top1:digits]"], "write 'top1'"),
+    (
+        "many-task-evolution",
+        [
+            *S,
+            "--set",
+            "data=[{{dataset: digits}}, {{dataset: mnist5k}}]",
+            "--set",
+            "strategy=evolution",
+            "--set",
+            "constraints.madds=1e7",
+        ],
+        "many-task run",
+    ),  # fmt: skip
     ("bound-negative", [*S, "--set", "constraints.madds=-1"], "positive"),
     ("bound-top1", [*S, "--set", "constraints.top1=0.5"], "constrain complexity objectives only"),
     ("dataset", [*S, "--set", "data.dataset=nope"], "unknown dataset"),

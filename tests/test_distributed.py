@@ -234,6 +234,31 @@ def test_two_processes_write_the_one_process_archive(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_a_many_task_run_under_torchrun_writes_the_one_process_archive(tmp_path) -> None:
+    """Many tasks (issue 20) under torchrun: each process measures its subnets on every task; with
+    adaptation off the archive is the one-process archive; each task's model is fine-tuned by both
+    processes (DDP) and written by rank 0."""
+    many = {
+        "data": "[{dataset: digits, val_size: 100, train_batch_size: 64}, "
+        "{dataset: mnist5k, val_size: 100, train_batch_size: 64}]",
+        "adaptation.initial_epochs": 0,
+        "adaptation.epochs": 0,
+        "iterations": 1,
+        "initial_samples": 6,
+    }
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "one"), **many))
+    models = {"finalize.models": 1, "finalize.finetune_epochs": 0.05}
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "two"), nproc=2, **many, **models))
+    one_archive = (tmp_path / "one" / "archive.jsonl").read_text()
+    assert "top1:mnist5k" in one_archive
+    assert (tmp_path / "two" / "archive.jsonl").read_text() == one_archive
+    index = json.loads((tmp_path / "two" / "models.json").read_text())
+    assert sorted(m["task"] for m in index) == ["digits", "mnist5k"]
+    for m in index:
+        assert (tmp_path / "two" / "models" / m["name"] / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
 def test_adaptation_under_torchrun_resumes_exactly(tmp_path) -> None:
     """DDP adaptation on 2 processes; a run stopped after iteration 1 and resumed under torchrun ends
     with the archive and supernet of an uninterrupted 2-process run."""

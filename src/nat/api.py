@@ -104,7 +104,7 @@ class RunView:
     @property
     def front(self) -> list[Record]:
         """The feasible non-dominated subnets of the current archive."""
-        return pareto_front(self.current, self.config.objectives, self.config.constraints)
+        return pareto_front(self.current, self.config.objective_names, self.config.constraints)
 
     @property
     def history(self) -> list[dict[str, Any]]:

@@ -55,7 +55,8 @@ def validation_message(exc: ValidationError, docs: str = "the README") -> str:
     """``field.path: problem; ...`` for every error of a pydantic validation."""
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        # union tags (``~task``) say which form of a field was validated; they are not part of its path
+        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("~")) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown field (check its spelling; see {docs} for the fields)"

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nat.errors import ConfigError
-    from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_models, write_run_report
+    from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
     from nat.search.parts import RunParts
     from nat.search.rundir import RunDir
     from nat.threads import torch_threads
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                 run_dir.logging() if run_dir is not None and args.out is None else nullcontext(),
             ):
                 parts = RunParts.build(config, run_dir, collective)
-                models = export_models(parts, front, settings, folder, args.run_dir, index, collective)
+                models = export_run_models(parts, front, settings, folder, args.run_dir, index, collective)
                 if run_dir is not None and args.out is None:
                     write_run_report(run_dir, models)
         finally:
@@ -120,7 +120,7 @@ def _plan(args: argparse.Namespace, run_dir):
     }
     updated = {**config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
     settings = FinalizeConfig.model_validate(updated)
-    front = pareto_front(run_dir.archive.current(), config.objectives, config.constraints)
+    front = pareto_front(run_dir.archive.current(), config.objective_names, config.constraints)
     if not front:
         raise ConfigError(
             f"{args.run_dir} has no evaluated subnets within its constraints yet; nothing to export"

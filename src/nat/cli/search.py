@@ -98,14 +98,15 @@ def run(args: argparse.Namespace) -> int:
     if not collective.is_main:  # rank 0 reports; the others only did their share of the work
         return 0
     key = next((n for n in config.objectives if n != "top1"), "madds")
+    mean = " (mean of tasks)" if config.many_task else ""
     print(f"front: {len(front)} subnets written to {search.out / 'front.json'}")
     for record in sorted(front, key=lambda r: r.values.get(key, 0.0)):
         extras = "  ".join(f"{k} {v:.4g}" for k, v in record.values.items() if k != "top1")
-        print(f"  top1 {record.top1:.4f}  {extras}")
+        print(f"  top1{mean} {record.top1:.4f}  {extras}")
     if models:
         print(f"models: {len(models)} in {search.out / 'models'} (index models.json)")
         for m in models:
             test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
-            print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
+            print(f"  {m['name']:<30} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
     print(f"report: {search.out / 'report.html'}")
     return 0

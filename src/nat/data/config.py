@@ -6,6 +6,7 @@ describes where the images come from and how they are fed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,9 @@ from nat.data.source import Split, TaskData
 from nat.data.task import load_dataset
 from nat.errors import DataError
 
+#: what a task name may hold: it becomes a folder name (models/<name>/) and part of an objective's name
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
 
 class DataConfig(BaseModel):
     """Which dataset, how it is split, and how batches are produced."""
@@ -25,6 +29,11 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(description="registered dataset name, see `nat data list`")
+    name: str | None = Field(
+        None,
+        description="the task's name in a many-task run (objective top1:<name>, models/<name>/); default: "
+        "the dataset's name, made unique",
+    )
     root: Path | None = Field(None, description="folder holding the dataset (not needed for offline sets)")
     val_size: float | int = Field(
         0.1, description="search-validation hold-out when the set has no official val: fraction or count"
@@ -52,6 +61,15 @@ class DataConfig(BaseModel):
             return get_entry(v).name
         except DataError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not TASK_NAME.fullmatch(v):
+            raise ValueError(
+                f"task name {v!r}: use letters, digits, '-', '_' and '.' (it names files and objectives)"
+            )
+        return v
 
     @field_validator("val_size")
     @classmethod

@@ -33,9 +33,19 @@ def number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def is_accuracy(name: str) -> bool:
+    """``top1``, or a many-task run's per-task ``top1:<task>`` (maximised, printed as percentages)."""
+    return name == TOP1 or name.startswith(TOP1 + ":")
+
+
+def accuracy_objectives(objectives: Sequence[str]) -> list[str]:
+    """The run's accuracy objectives: ``top1``, or one ``top1:<task>`` per task of a many-task run."""
+    return [o for o in objectives if is_accuracy(o)]
+
+
 def complexity_objectives(objectives: Sequence[str]) -> list[str]:
-    """The run's minimised objectives, in the run's order (everything but top-1)."""
-    return [o for o in objectives if o != TOP1]
+    """The run's minimised objectives, in the run's order (everything but the accuracies)."""
+    return [o for o in objectives if not is_accuracy(o)]
 
 
 def is_latency(name: str) -> bool:
@@ -75,7 +85,7 @@ def fmt_value(row: Row, name: str) -> str:
     value = scaled(row, name)
     if value is None:
         return MISSING
-    if name == TOP1:
+    if is_accuracy(name):
         return f"{100 * value:.2f}%"
     if name == "madds":
         return f"{value:.2f}"
@@ -159,12 +169,23 @@ def table_columns(rows: Sequence[Row], objectives: Sequence[str]) -> list[Column
     """The HTML models/front table: name, the run's other complexity objectives present in the rows,
     MAdds, params, latency (each where present), resolution, search-val top-1, test top-1/top-5."""
     extra = [o for o in complexity_objectives(objectives) if o not in BUILTIN_COSTS and has(rows, o)]
-    cols = [name_column()] + [objective_column(o) for o in extra]
+    tasks = [o for o in accuracy_objectives(objectives) if o != TOP1 and has(rows, o)]
+    cols = [name_column()]
+    if has(rows, "task"):  # a many-task run's models: each is made for one task
+        cols.append(Column("task", lambda r, i: fmt_text(r.get("task")), text=True))
+    cols += [objective_column(o) for o in extra]
     cols += [objective_column(o) for o in BUILTIN_COSTS if has(rows, o)]
     cols += [
         Column("resolution", lambda r, i: resolution(r)),
-        Column("search-val top-1", lambda r, i: fmt_percent(r.get(TOP1))),
+        Column(
+            "search-val top-1" + (" (mean of tasks)" if tasks and not has(rows, "task") else ""),
+            lambda r, i: fmt_percent(r.get(TOP1)),
+        ),
     ]
+    if not has(rows, "task"):  # the front of a many-task run: every task's search-val top-1
+        cols += [
+            Column(f"{o.partition(':')[2]} top-1", lambda r, i, o=o: fmt_percent(r.get(o))) for o in tasks
+        ]
     if has(rows, "test_top1"):
         cols.append(Column("test top-1", lambda r, i: fmt_percent(r.get("test_top1"))))
     if has(rows, "test_top5"):

@@ -16,7 +16,6 @@ from nat.report.fields import (
     Column,
     Row,
     axis_label,
-    complexity_objectives,
     fmt_fact,
     has,
     history_columns,
@@ -96,13 +95,14 @@ def front_section(front_png: bytes, objectives: Sequence[str]) -> str:
 
 def parallel_section(front: Sequence[Row], objectives: Sequence[str]) -> str:
     """Parallel coordinates of the front over every objective (runs with 3+ objectives only)."""
-    if len(complexity_objectives(objectives)) < 2:
+    if len(objectives) < 3:
         return ""
     if not front:
         return section("parallel", "The front over all objectives", '<p class="note">The front is empty.</p>')
     png = parallel_png(front, objectives, "front over all objectives")
     caption = (
-        "One line per front member, coloured by top-1 (yellow = most accurate). Each axis is one "
+        "One line per front member, coloured by top-1 (yellow = most accurate; several tasks: their "
+        "mean). Each axis is one "
         "objective normalised to [0, 1] over the front, lower is better on all of them (top-1 as error)."
     )
     return section(

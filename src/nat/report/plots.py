@@ -19,7 +19,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from nat.report.fields import TOP1, Row, axis_label, complexity_objectives, number, scaled, sort_key
+from nat.report.fields import (
+    TOP1,
+    Row,
+    accuracy_objectives,
+    axis_label,
+    complexity_objectives,
+    is_accuracy,
+    number,
+    scaled,
+    sort_key,
+)
 
 RC = {"text.parse_math": False, "svg.hashsalt": "nat-report", "path.simplify": False}
 DPI = 120
@@ -106,7 +116,7 @@ def normalised_front(front: Sequence[Row], objectives: Sequence[str]) -> np.ndar
     each column scaled to [0, 1] over the front (a constant column sits at 0.5; a missing value is NaN)."""
     cols = []
     for name in objectives:
-        flip: Callable[[float], float] = (lambda v: 1.0 - v) if name == TOP1 else (lambda v: v)
+        flip: Callable[[float], float] = (lambda v: 1.0 - v) if is_accuracy(name) else (lambda v: v)
         raw = [number(r.get(name)) for r in front]
         col = np.array([np.nan if v is None else flip(v) for v in raw], dtype=float)
         finite = col[np.isfinite(col)]
@@ -116,10 +126,13 @@ def normalised_front(front: Sequence[Row], objectives: Sequence[str]) -> np.ndar
 
 
 def parallel_png(front: Sequence[Row], objectives: Sequence[str], title: str) -> bytes:
-    """Parallel coordinates of the front over all objectives (one line per member, coloured by top-1)."""
-    names = list(objectives) if TOP1 in objectives else [TOP1, *complexity_objectives(objectives)]
+    """Parallel coordinates of the front over all objectives (one line per member, coloured by top-1; in
+    a many-task run one axis per task's top-1, coloured by the tasks' mean, as the paper's Fig. 12)."""
+    names = (
+        list(objectives) if accuracy_objectives(objectives) else [TOP1, *complexity_objectives(objectives)]
+    )
     matrix = normalised_front(front, names)
-    with figure(7, 3.6) as fig:
+    with figure(max(7.0, 0.8 * len(names)), 3.6) as fig:
         ax = fig.subplots()
         acc = [number(r.get(TOP1)) for r in front]
         known = [a for a in acc if a is not None]
@@ -129,7 +142,12 @@ def parallel_png(front: Sequence[Row], objectives: Sequence[str], title: str) ->
             shade = 0.5 if a is None or hi <= lo else (a - lo) / (hi - lo)
             ax.plot(range(len(names)), row, "o-", c=cmap(shade), alpha=0.8, lw=1.2, ms=3)
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([f"{TOP1} (as error)" if n == TOP1 else n for n in names])
+        ax.set_xticklabels(
+            [f"{n} (as error)" if is_accuracy(n) else n for n in names],
+            rotation=30 if len(names) > 5 else 0,
+            ha="right" if len(names) > 5 else "center",
+            fontsize=8 if len(names) > 5 else None,
+        )
         for i in range(len(names)):
             ax.axvline(i, c="0.5", lw=0.8)
         ax.set_ylim(-0.05, 1.05)

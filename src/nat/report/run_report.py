@@ -37,7 +37,10 @@ def write_report(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    png = front_png(archive, front, models, x_objective(objectives), title)
+    # a many-task run's models are each tested on their own task: not one curve against the front's
+    # mean top-1, so the plot leaves them out (the tables list them with their task)
+    plotted = [m for m in models if "task" not in m]
+    png = front_png(archive, front, plotted, x_objective(objectives), title)
     text = markdown_summary(title, facts, models or front, "front.png", objectives)
     page = render_html(
         title=title,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -23,6 +25,8 @@ from nat.errors import ConfigError
 from nat.train.precision import PrecisionName
 
 BUILTIN_OBJECTIVES = ("top1", "madds", "params", "latency")
+#: in a many-task run the objective ``top1`` stands for one objective per task: ``top1:<task>``
+ACCURACY_PREFIX = "top1:"
 #: objectives ``latency:<name>`` are predicted from the table ``latency.tables[<name>]``
 TABLE_PREFIX = "latency:"
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -171,6 +175,18 @@ class FinalizeConfig(BaseModel):
         return self.finetune_epochs > 0 and (self.distill is None or self.distill)
 
 
+def _data_kind(value: Any) -> str:
+    return "~tasks" if isinstance(value, list | tuple) else "~task"
+
+
+#: ``data:`` is one data config or a list of them; the discriminator validates only the form given, so
+#: an error names the field that is wrong (tags starting with ``~`` are left out of error paths)
+DataSection = Annotated[
+    Annotated[DataConfig, Tag("~task")] | Annotated[list[DataConfig], Tag("~tasks")],
+    Discriminator(_data_kind),
+]
+
+
 class SearchConfig(BaseModel):
     """A NAT run. See README 'Configuration' for every field."""
 
@@ -206,7 +222,10 @@ class SearchConfig(BaseModel):
         description="search space preset, or a mapping of fields to change on the supernet's own space "
         "(e.g. {resolutions: [28, 32]}); default: the supernet's own (OFA: the paper's)",
     )
-    data: DataConfig
+    data: DataSection = Field(
+        description="the task: one data config, or a list of them for a many-task run (one supernet "
+        "copy, adaptation and top-1 objective per task; docs/many_task.md)"
+    )
     objectives: list[str] = Field(default_factory=lambda: ["top1", "madds"], min_length=2, max_length=12)
     constraints: dict[str, float] = Field(
         default_factory=dict,
@@ -240,6 +259,26 @@ class SearchConfig(BaseModel):
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_task_list(cls, value: Any) -> Any:
+        """A list of one data config is that config: a single-task run, exactly as without the list."""
+        if isinstance(value, list | tuple) and len(value) == 1:
+            return value[0]
+        if isinstance(value, list | tuple) and not value:
+            raise ValueError("the list of tasks is empty; give one data config or several")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _task_names(cls, value: DataConfig | list[DataConfig]) -> DataConfig | list[DataConfig]:
+        if isinstance(value, list):
+            explicit = [d.name for d in value if d.name is not None]
+            repeated = sorted({n for n in explicit if explicit.count(n) > 1})
+            if repeated:
+                raise ValueError(f"task names must be distinct, got {repeated} more than once")
+        return value
+
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, value: list[str]) -> list[str]:
@@ -248,6 +287,11 @@ class SearchConfig(BaseModel):
         if "top1" not in value:
             raise ValueError("objectives must include 'top1' (NAT searches accuracy against complexity)")
         for name in value:
+            if name.startswith(ACCURACY_PREFIX):
+                raise ValueError(
+                    f"objective {name!r}: write 'top1'; a many-task run (data: a list) expands it into "
+                    "one top1:<task> objective per task"
+                )
             if name not in BUILTIN_OBJECTIVES and ":" not in name:
                 raise ValueError(
                     f"unknown objective {name!r}: use one of {list(BUILTIN_OBJECTIVES)}, "
@@ -272,7 +316,53 @@ class SearchConfig(BaseModel):
     def _strategy(self) -> SearchConfig:
         if self.strategy == "evolution" and not self.constraints:
             raise ValueError("strategy 'evolution' (OFA-style) needs at least one constraint")
+        if self.strategy == "evolution" and self.many_task:
+            raise ValueError(
+                "strategy 'evolution' (OFA-style) maximises one accuracy; a many-task run (data: a list) "
+                "needs a multi-objective strategy: nat or random"
+            )
         return self
+
+    # ----------------------------------------------------------------- tasks
+    @property
+    def tasks(self) -> list[DataConfig]:
+        """The data config of each task (one for a single-task run)."""
+        return list(self.data) if isinstance(self.data, list) else [self.data]
+
+    @property
+    def many_task(self) -> bool:
+        """Whether the run spans several tasks (``data`` is a list of two or more)."""
+        return len(self.tasks) > 1
+
+    @property
+    def task_names(self) -> list[str]:
+        """Each task's name: its ``name``, else its dataset's, made unique by a ``-2``, ``-3`` ... suffix."""
+        return task_names(self.tasks)
+
+    @property
+    def objective_names(self) -> list[str]:
+        """The objectives as the run records them: ``objectives`` with ``top1`` expanded, in a many-task
+        run, into ``top1:<task>`` for each task (in the order of ``data``)."""
+        if not self.many_task:
+            return list(self.objectives)
+        out: list[str] = []
+        for name in self.objectives:
+            out += [ACCURACY_PREFIX + t for t in self.task_names] if name == "top1" else [name]
+        return out
+
+    def accuracy_objective(self, task: str) -> str:
+        """The objective that holds ``task``'s search-validation top-1 (``top1`` in a single-task run)."""
+        return ACCURACY_PREFIX + task if self.many_task else "top1"
+
+    def for_task(self, task: str) -> SearchConfig:
+        """This config with ``data`` = the one task's: what adaptation, evaluation and fine-tuning of that
+        task read (they see a single-task run)."""
+        names = self.task_names
+        if task not in names:
+            raise KeyError(f"no task {task!r} in this run (tasks: {names})")
+        if not self.many_task:
+            return self
+        return self.model_copy(update={"data": self.tasks[names.index(task)]})
 
     @model_validator(mode="after")
     def _latency_tables(self) -> SearchConfig:
@@ -303,6 +393,24 @@ class SearchConfig(BaseModel):
         return out
 
 
+def task_names(tasks: list[DataConfig]) -> list[str]:
+    """Names of the tasks: each one's ``name``, else its dataset's, with ``-2``, ``-3`` ... added to
+    repeated ones (in order), never clashing with an explicit name."""
+    taken = {d.name for d in tasks if d.name is not None}
+    out: list[str] = []
+    for d in tasks:
+        if d.name is not None:
+            out.append(d.name)
+            continue
+        name, n = d.dataset, 1
+        while name in taken:
+            n += 1
+            name = f"{d.dataset}-{n}"
+        taken.add(name)
+        out.append(name)
+    return out
+
+
 def _device_name(value: str) -> str:
     try:
         return check_device_name(value)
@@ -315,7 +423,7 @@ def _check_constraint(name: str, bound: float, objectives: list[str] | None) -> 
     (``objectives`` None: they are invalid, so only the bound itself is checked)."""
     if not math.isfinite(bound) or bound <= 0:
         raise ValueError(f"constraint {name} <= {bound}: bound must be a positive number")
-    if name == "top1":
+    if name == "top1" or name.startswith(ACCURACY_PREFIX):
         raise ValueError("constrain complexity objectives only (top1 is maximised)")
     if objectives is None:
         return
@@ -342,13 +450,31 @@ def _check_constraint(name: str, bound: float, objectives: list[str] | None) -> 
 
 
 def _merge(base: dict, override: dict) -> dict:
+    """``override`` on ``base``, section by section. A section given as a mapping cannot change one
+    given as a list (a many-task ``data``): that is an error, not a silent replacement of every task."""
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
+        elif isinstance(value, dict) and isinstance(out.get(key), list):
+            raise ConfigError(
+                f"{key} is a list (one entry per task) in the config, so {key}.{next(iter(value), '')} "
+                f"cannot be set on it; edit the config file, or give the whole list ({key}=[...])"
+            )
         else:
             out[key] = value
     return out
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a (possibly ``Annotated``, union) annotation holds, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def list_presets() -> list[str]:
@@ -424,6 +550,9 @@ def _section_model(model: type[BaseModel] | None, key: str, path: str, dotted: s
     annotation = model.model_fields[key].annotation
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    section = _model_in(annotation)
+    if section is not None:  # one model or a list of them (data): a section of the single form
+        return section
     if (
         annotation is dict
         or get_origin(annotation) is dict

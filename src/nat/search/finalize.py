@@ -35,7 +35,7 @@ from nat.files import write_json_atomic
 from nat.report import write_report
 from nat.search.archive import Record
 from nat.search.config import FinalizeConfig
-from nat.search.objectives import pareto_front
+from nat.search.objectives import is_accuracy, pareto_front
 from nat.search.parts import RunParts
 from nat.search.rundir import RunDir
 from nat.search.supernets import supernet_for
@@ -55,7 +55,18 @@ MODELS_DIR, MODELS_INDEX = "models", "models.json"
 def spread_key(objectives: Sequence[str]) -> str:
     """The objective front members are spread along: the first complexity objective (MAdds when the
     run has only top-1 and measured ones)."""
-    return next((n for n in objectives if n != "top1"), "madds")
+    return next((n for n in objectives if not is_accuracy(n)), "madds")
+
+
+def task_records(records: Sequence[Record], objective: str) -> list[Record]:
+    """A many-task run's records as one task's: ``top1`` is the task's accuracy (``objective``), the
+    other tasks' accuracies are left out, everything else is kept."""
+    out = []
+    for r in records:
+        values = {k: v for k, v in r.values.items() if not is_accuracy(k)}
+        values["top1"] = r.values[objective]
+        out.append(Record(r.iteration, r.phase, r.subnet, r.genome, values["top1"], values))
+    return out
 
 
 def spread(front: Sequence[Record], k: int, key: str = "madds") -> list[Record]:
@@ -338,20 +349,50 @@ def export_models(
     return results
 
 
+def export_run_models(
+    parts: RunParts,
+    front: Sequence[Record],
+    settings: FinalizeConfig,
+    out: Path,
+    run_path: Path,
+    index_path: Path,
+    collective: Collective | None = None,
+) -> list[dict[str, Any]]:
+    """`export_models` for a run of one or several tasks. A many-task run gets, per task, models chosen
+    from the members of the (many-objective) front that are non-dominated on that task's own problem
+    (its top-1 and the complexity objectives), built from that task's supernet, fine-tuned and tested
+    on that task, in ``out/<task>/`` with that task's index; ``index_path`` lists them all, each entry
+    with its ``task`` and its folder relative to ``out`` as ``name`` (``<task>/<model>``)."""
+    if not parts.many_task:
+        return export_models(parts, front, settings, out, run_path, index_path, collective)
+    c = collective or Collective()
+    results: list[dict[str, Any]] = []
+    for name, part in parts.tasks.items():
+        view = parts.for_task(name)
+        own_front = view.objectives.front(task_records(front, part.objective))
+        folder = out / name
+        made = export_models(view, own_front, settings, folder, run_path, folder / MODELS_INDEX, c)
+        results += [{**m, "task": name, "name": f"{name}/{m['name']}"} for m in made]
+    if c.is_main:
+        write_json_atomic(index_path, results)
+    return results
+
+
 # --------------------------------------------------------------------------------- the report
 def report_facts(config: Any, task_name: str, archive_size: int, front_size: int, models: list[dict]) -> dict:
     facts: dict[str, Any] = {
         "task": task_name,
         "strategy": config.strategy,
-        "objectives": ", ".join(config.objectives),
+        "objectives": ", ".join(getattr(config, "objective_names", config.objectives)),
         "constraints": ", ".join(f"{k} <= {v:g}" for k, v in config.constraints.items()) or "none",
         "evaluations": archive_size,
         "front size": front_size,
     }
     tested = [m for m in models if "test_top1" in m]
-    if tested:
-        best = max(tested, key=lambda m: m["test_top1"])
-        facts["best test top-1"] = f"{100 * best['test_top1']:.2f}% ({best['name']})"
+    for task in dict.fromkeys(m.get("task") for m in tested):  # None: a single-task run
+        best = max((m for m in tested if m.get("task") == task), key=lambda m: m["test_top1"])
+        key = "best test top-1" if task is None else f"best test top-1 ({task})"
+        facts[key] = f"{100 * best['test_top1']:.2f}% ({best['name']})"
     return facts
 
 
@@ -359,16 +400,20 @@ def write_run_report(run: RunDir, models: list[dict[str, Any]] | None = None) ->
     """``front.png``, ``summary.md`` and ``report.html`` of a run, from its folder alone."""
     config = run.config
     current = run.archive.current()
-    problem_front = pareto_front(current, config.objectives, config.constraints)
+    problem_front = pareto_front(current, config.objective_names, config.constraints)
     if models is None:
         models = read_index(run.path / MODELS_INDEX)
     history = run.read_state().get("history", [])
-    facts = report_facts(config, config.data.dataset, len(run.archive.records), len(problem_front), models)
+    task = ", ".join(
+        f"{n} ({d.dataset})" if n != d.dataset else n
+        for n, d in zip(config.task_names, config.tasks, strict=True)
+    )
+    facts = report_facts(config, task, len(run.archive.records), len(problem_front), models)
     return write_report(
         run.path,
         title=f"NAT run: {run.path.resolve().name}",
         facts=facts,
-        objectives=list(config.objectives),
+        objectives=list(config.objective_names),
         archive=[r.to_json() for r in current],
         front=[r.to_json() for r in problem_front],
         models=models,
@@ -388,7 +433,7 @@ def finalize(
     changes = {"finetune_epochs": finetune_epochs, "models": max_models, "lr": lr, "onnx": onnx}
     settings = search.config.finalize.model_copy(update={k: v for k, v in changes.items() if v is not None})
     run = search.run_dir
-    models = export_models(
+    models = export_run_models(
         search.parts, search.front(), settings, run.path / MODELS_DIR, run.path, run.path / MODELS_INDEX
     )
     write_run_report(run, models)

@@ -44,8 +44,8 @@ from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
 from nat.search.distribution import GenomeDistribution, elite
 from nat.search.evaluator import SubnetEvaluator
-from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_models, write_run_report
-from nat.search.objectives import ObjectiveSet, check_finite
+from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
+from nat.search.objectives import ObjectiveSet, check_finite, is_accuracy
 from nat.search.parts import RunParts
 from nat.search.rundir import RunDir
 from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
@@ -80,7 +80,8 @@ class NATSearch:
         self._out = Path(out_dir)
         self.run_dir: RunDir | None = None
         if self.collective.active:  # before anything is written: the batch must split over the processes
-            batch_rows(config.data.train_batch_size, self.collective)
+            for data in config.tasks:
+                batch_rows(data.train_batch_size, self.collective)
         if self.collective.is_main:
             self.run_dir = (RunDir.resume if resume else RunDir.create)(out_dir, config)
         try:
@@ -196,15 +197,16 @@ class NATSearch:
 
     def _log_start(self) -> None:
         cfg = self.config
+        tasks = ", ".join(f"{n} ({p.task.num_classes} classes)" for n, p in self.parts.tasks.items())
         log.info(
-            "NAT run in %s: strategy %s, objectives %s, constraints %s, %d supernet(s), task %s (%d classes)",
+            "NAT run in %s: strategy %s, objectives %s, constraints %s, %d supernet(s), %s %s",
             self.out,
             cfg.strategy,
-            cfg.objectives,
+            self.objectives.names,
             cfg.constraints or "none",
             len(self.supernets),
-            self.task.name,
-            self.task.num_classes,
+            "tasks" if self.parts.many_task else "task",
+            tasks,
         )
         if self.collective.active:
             log.info(
@@ -217,7 +219,7 @@ class NATSearch:
         takes part in fine-tuning; rank 0 plans, tests and writes."""
         settings = self.config.finalize
         path = self.out
-        self.models = export_models(
+        self.models = export_run_models(
             self.parts, front, settings, path / MODELS_DIR, path, path / MODELS_INDEX, self.collective
         )
         if self.main:
@@ -226,9 +228,8 @@ class NATSearch:
     def initial_iteration(self, state: dict[str, Any], clock: _Clock) -> None:
         """Iteration 0: adapt on the initial subnets' distribution, then evaluate them."""
         initial = self.initial_subnets()
-        self.adapt(
-            0, np.array([encode(s, self.space) for s in initial]), self.config.adaptation.initial_epochs
-        )
+        genomes = np.array([encode(s, self.space) for s in initial])
+        self.adapt(0, {name: genomes for name in self.parts.tasks}, self.config.adaptation.initial_epochs)
         self.evaluate(initial, 0, Phase.INITIAL)
         if self.main:
             self.record(0, {"strategy": self.config.strategy}, state, clock)
@@ -239,11 +240,12 @@ class NATSearch:
         if self.main:
             before = self.archive.current(before_iteration=iteration)
             proposal = self.strategy.ask(before, iteration)
-            elite_genomes = elite(
-                np.array([r.genome for r in before]),
-                self.objectives.matrix(before),
-                self.config.adaptation.elite_fraction,
-            )
+            genomes, F = np.array([r.genome for r in before]), self.objectives.matrix(before)
+            fraction = self.config.adaptation.elite_fraction
+            elite_genomes = {
+                name: elite(genomes, F[:, task_columns(self.objectives.names, part.objective)], fraction)
+                for name, part in self.parts.tasks.items()
+            }
             plan = (elite_genomes, proposal.subnets, self.reevaluation_set(before))
         elite_genomes, candidates, reevaluate = self.collective.broadcast(plan)
         self.adapt(iteration, elite_genomes, self.config.adaptation.epochs)
@@ -266,35 +268,42 @@ class NATSearch:
                 subnets.append(s)
         return subnets
 
-    def adapt(self, iteration: int, genomes: np.ndarray, epochs: float) -> None:
-        """Online adaptation: train each supernet on subnets drawn from ``genomes``' distribution, once
-        per iteration (skipped when the saved checkpoint already carries this iteration)."""
-        distribution = GenomeDistribution.from_genomes(genomes, self.space)
-        if self.config.adaptation.uniform_mix > 0:
-            distribution = distribution.mixed_with_uniform(self.config.adaptation.uniform_mix)
+    def adapt(self, iteration: int, genomes: dict[str, np.ndarray], epochs: float) -> None:
+        """Online adaptation: train each task's supernets, on that task, on subnets drawn from the
+        distribution of ``genomes[task]``, once per iteration (skipped when the saved checkpoint
+        already carries this iteration). Tasks are adapted one after another (under torchrun, each
+        by all processes together)."""
         c = self.collective
-        done = c.broadcast(
-            {w: self.folder.adapted_iteration(w) >= iteration for w in self.supernets} if self.main else None
-        )
-        for index, (width, net) in enumerate(self.supernets.items()):
-            if done[width]:
-                continue
-            if epochs > 0:
-                adapt_supernet(
-                    net,
-                    self.task,
-                    distribution,
-                    width,
-                    self.config,
-                    epochs,
-                    seed=iteration_seed(self.config.seed, iteration, SeedTag.ADAPT, index),
-                    device=self.device,
-                    desc=f"iter {iteration} adapt w{width:g}",
-                    collective=c,
-                )
-                c.sync_module(net)  # BN running statistics: rank 0's everywhere, as saved
-            if self.main:
-                self.folder.save_supernet(net, iteration)
+        for name, part in self.parts.tasks.items():
+            distribution = GenomeDistribution.from_genomes(genomes[name], self.space)
+            if self.config.adaptation.uniform_mix > 0:
+                distribution = distribution.mixed_with_uniform(self.config.adaptation.uniform_mix)
+            key = name if self.parts.many_task else None  # checkpoint names of a single-task run as ever
+            done = c.broadcast(
+                {w: self.folder.adapted_iteration(w, key) >= iteration for w in part.supernets}
+                if self.main
+                else None
+            )
+            label = f" {name}" if self.parts.many_task else ""
+            for index, (width, net) in enumerate(part.supernets.items()):
+                if done[width]:
+                    continue
+                if epochs > 0:
+                    adapt_supernet(
+                        net,
+                        part.task,
+                        distribution,
+                        width,
+                        part.config,
+                        epochs,
+                        seed=iteration_seed(self.config.seed, iteration, SeedTag.ADAPT, index, part.index),
+                        device=self.device,
+                        desc=f"iter {iteration} adapt{label} w{width:g}",
+                        collective=c,
+                    )
+                    c.sync_module(net)  # BN running statistics: rank 0's everywhere, as saved
+                if self.main:
+                    self.folder.save_supernet(net, iteration, key)
 
     def evaluate(self, subnets: Sequence[Subnet], iteration: int, phase: Phase) -> list[Record]:
         """Measure the subnets not yet recorded for (iteration, phase); returns the records of all of
@@ -314,7 +323,7 @@ class NATSearch:
         for batch in evaluation_rounds(todo, c.world_size):
             exact = [self.objectives.exact_values(s) for s in batch]  # madds and params always
             shares = balanced_shares([v["madds"] for v in exact], c.world_size)
-            mine = {i: self.evaluator.evaluate(batch[i], latency) for i in shares[c.rank]}
+            mine = {i: self.measure(batch[i], latency) for i in shares[c.rank]}
             measured = {i: v for part in c.gather(mine) for i, v in part.items()}
             bar.update(len(batch))
             if not self.main:
@@ -331,6 +340,19 @@ class NATSearch:
         found = {r.subnet: r for r in self.archive.records if r.iteration == iteration and r.phase == phase}
         return [found[s] for s in subnets if s in found]
 
+    def measure(self, subnet: Subnet, latency: bool) -> dict[str, float]:
+        """The measured values of one subnet: each task's top-1 (under its accuracy objective) and, if
+        asked, latency (once, on the first task's supernet). In a many-task run ``top1`` is the tasks'
+        mean, which the archive's ``top1`` field holds."""
+        values: dict[str, float] = {}
+        for index, part in enumerate(self.parts.tasks.values()):
+            measured = part.evaluator.evaluate(subnet, latency and index == 0)
+            values[part.objective] = measured.pop("top1")
+            values.update(measured)
+        if self.parts.many_task:
+            values["top1"] = float(np.mean([values[p.objective] for p in self.parts.tasks.values()]))
+        return values
+
     def reevaluation_set(self, before: Sequence[Record]) -> list[Subnet]:
         """Archive members to re-measure after adaptation (the paper: all of them)."""
         mode = self.config.evaluation.reevaluate
@@ -344,7 +366,7 @@ class NATSearch:
         current = self.archive.current()
         front = self.front(current)
         hv = self.objectives.hypervolume(front)
-        best = max((r.top1 for r in front), default=float("nan"))
+        best = max((r.top1 for r in front), default=float("nan"))  # many tasks: the best mean top-1
         surrogate = ""
         if "surrogate" in info:
             tau = "n/a" if info.get("tau") is None else f"{info['tau']:.3f}"
@@ -377,6 +399,12 @@ class NATSearch:
 #: subnets each process measures per round of evaluation: a kill loses at most one round's work, and
 #: a round is long enough to balance costs between processes
 ROUND_PER_PROCESS = 4
+
+
+def task_columns(names: Sequence[str], objective: str) -> list[int]:
+    """Columns of the objective matrix that make one task's own problem: its accuracy objective and every
+    objective that is not an accuracy (a many-task run's other tasks' accuracies are left out)."""
+    return [i for i, n in enumerate(names) if n == objective or not is_accuracy(n)]
 
 
 def evaluation_rounds(todo: Sequence[Subnet], world_size: int) -> list[list[Subnet]]:

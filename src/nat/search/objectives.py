@@ -28,6 +28,7 @@ from nat.data.task import MAX_CLASSES
 from nat.errors import ConfigError
 from nat.objectives.complexity import ComplexityTable
 from nat.objectives.latency_table import LatencyPredictor, LatencyTable
+from nat.search.config import ACCURACY_PREFIX
 from nat.search.front import hypervolume, non_dominated
 from nat.space.definition import SearchSpace
 from nat.space.genome import decode, encode
@@ -37,8 +38,17 @@ if TYPE_CHECKING:
     from nat.search.archive import Record
 
 UserObjective = Callable[[Subnet], float]
-#: objectives a real evaluation measures (the others are computed from the genome)
+#: objectives a real evaluation measures (the others are computed from the genome), besides each
+#: task's ``top1:<task>`` in a many-task run
 MEASURED = ("top1", "latency")
+
+
+def is_accuracy(name: str) -> bool:
+    """Whether objective ``name`` is a top-1 accuracy (maximised): ``top1``, or ``top1:<task>`` of a
+    many-task run."""
+    return name == "top1" or name.startswith(ACCURACY_PREFIX)
+
+
 #: exact measures every archive record carries, whether or not they are objectives
 ALWAYS_RECORDED = ("madds", "params")
 #: how each exact measure is named in messages
@@ -99,7 +109,7 @@ def _as_number(value: object) -> float | None:
 def minimisation_matrix(records: Sequence[Record], names: Sequence[str]) -> np.ndarray:
     """Objective matrix (n, k) of evaluated records in minimisation form (``1 - top1``, the rest as is)."""
     return np.array(
-        [[1.0 - r.values[n] if n == "top1" else r.values[n] for n in names] for r in records], float
+        [[1.0 - r.values[n] if is_accuracy(n) else r.values[n] for n in names] for r in records], float
     )
 
 
@@ -151,7 +161,11 @@ class ObjectiveSet:
             raise ConfigError(f"latency tables for {unknown}, which are not objectives {self.names}")
         #: table-predicted latency objectives (each checked to cover the whole space)
         self.latency = {n: LatencyPredictor(t, space, num_classes) for n, t in tables.items()}
-        self.user = {n: import_objective(n) for n in self.names if ":" in n and n not in self.latency}
+        self.user = {
+            n: import_objective(n)
+            for n in self.names
+            if ":" in n and n not in self.latency and not is_accuracy(n)
+        }
         self.hv_scale = self._hv_scale()
 
     @property
@@ -162,7 +176,12 @@ class ObjectiveSet:
     @property
     def measured(self) -> list[str]:
         """The objectives a real evaluation measures (the others come from the genome)."""
-        return [n for n in MEASURED if n in self.names and n not in self.latency]
+        return [n for n in self.names if is_accuracy(n) or (n in MEASURED and n not in self.latency)]
+
+    @property
+    def accuracies(self) -> list[str]:
+        """The accuracy objectives: ``["top1"]``, or one ``top1:<task>`` per task of a many-task run."""
+        return [n for n in self.names if is_accuracy(n)]
 
     # ----------------------------------------------------------------- values
     def exact(self, genomes: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -200,7 +219,7 @@ class ObjectiveSet:
         cols = []
         for name in self.names:
             v = np.asarray(values[name], dtype=float)
-            cols.append(1.0 - v if name == "top1" else v)
+            cols.append(1.0 - v if is_accuracy(name) else v)
         return np.stack(cols, axis=-1)
 
     def matrix(self, records: Sequence[Record]) -> np.ndarray:
@@ -265,5 +284,5 @@ class ObjectiveSet:
         largest = encode(Subnet.largest(self.space), self.space)[None]
         exact = self.exact(largest)
         return np.array(
-            [1.0 if n == "top1" else float(exact.get(n, [np.nan])[0]) for n in self.names], dtype=float
+            [1.0 if is_accuracy(n) else float(exact.get(n, [np.nan])[0]) for n in self.names], dtype=float
         )

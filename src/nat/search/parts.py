@@ -18,7 +18,7 @@ from nat.errors import ConfigError
 from nat.objectives.latency_table import LatencyTable
 from nat.search.config import SearchConfig
 from nat.search.evaluator import SubnetEvaluator
-from nat.search.objectives import ObjectiveSet
+from nat.search.objectives import ObjectiveSet, is_accuracy
 from nat.search.rundir import RunDir
 from nat.search.supernets import load_supernets
 from nat.space.definition import SearchSpace
@@ -33,20 +33,62 @@ def load_latency_tables(config: SearchConfig) -> dict[str, LatencyTable]:
 
 
 @dataclass
+class TaskParts:
+    """One task of a run: its data, its supernets (adapted on this task only, as far as the run got)
+    and its evaluator. ``config`` is the run's config as the task sees it (``data`` = the task's), so
+    adaptation, evaluation and fine-tuning run exactly as in a single-task run."""
+
+    name: str
+    index: int  # place in the run's ``data`` list (0 for a single-task run): offsets the task's seeds
+    config: SearchConfig
+    objective: str  # its accuracy objective: ``top1``, or ``top1:<name>`` in a many-task run
+    task: TaskData
+    supernets: dict[float, Supernet]  # keyed by width
+    evaluator: SubnetEvaluator
+
+
+@dataclass
 class RunParts:
+    """A run's parts: its tasks (one, or several in a many-task run) and the problem over all of them.
+
+    ``task``, ``supernets`` and ``evaluator`` are the first task's: in a single-task run, the run's.
+    `for_task` gives one task's parts as a single-task run (what finalisation works on)."""
+
     config: SearchConfig
     device: torch.device
-    task: TaskData
     space: SearchSpace
-    supernets: dict[float, Supernet]  # adapted as far as the run got, keyed by width
     objectives: ObjectiveSet
-    evaluator: SubnetEvaluator
+    tasks: dict[str, TaskParts]
+
+    @property
+    def first(self) -> TaskParts:
+        return next(iter(self.tasks.values()))
+
+    @property
+    def task(self) -> TaskData:
+        return self.first.task
+
+    @property
+    def supernets(self) -> dict[float, Supernet]:
+        return self.first.supernets
+
+    @property
+    def evaluator(self) -> SubnetEvaluator:
+        return self.first.evaluator
+
+    @property
+    def many_task(self) -> bool:
+        return len(self.tasks) > 1
 
     @classmethod
     def build(
         cls, config: SearchConfig, run: RunDir | None = None, collective: Collective | None = None
     ) -> RunParts:
-        """Load the task and the supernets (with ``run``'s adapted weights, if it has any).
+        """Load every task and its supernets (with ``run``'s adapted weights, if it has any).
+
+        Each task gets its own copy of the pretrained supernets, with a classifier for its own classes.
+        Complexity (MAdds, params, table latency) is computed with the largest class count of the
+        tasks: a bound then holds for every task's model (docs/many_task.md).
 
         Under torchrun (``collective`` of several processes) only rank 0 reads ``run``; the others get
         its supernet weights and latency tables by broadcast, so a run folder need not be reachable
@@ -54,19 +96,48 @@ class RunParts:
         collective = collective or Collective()
         device = collective.device_for(resolve_device(config.device))
         enable_cuda_fast_path(device, tf32=config.tf32)  # TF32, cudnn.benchmark on a GPU; nothing on CPU
-        task = load_from_config(config.data, config.seed)
-        space, supernets = load_supernets(config, task.num_classes, device)
-        if run is not None:
-            run.restore_supernets(supernets)
-        for net in supernets.values():
-            collective.sync_module(net)
+        tasks: dict[str, TaskParts] = {}
+        space: SearchSpace | None = None
+        for index, name in enumerate(config.task_names):
+            task_config = config.for_task(name)
+            task = load_from_config(task_config.data, config.seed)
+            space, supernets = load_supernets(config, task.num_classes, device)
+            if run is not None:
+                run.restore_supernets(supernets, name if config.many_task else None)
+            for net in supernets.values():
+                collective.sync_module(net)
+            evaluator = SubnetEvaluator(supernets, task, task_config, device)
+            objective = config.accuracy_objective(name)
+            tasks[name] = TaskParts(name, index, task_config, objective, task, supernets, evaluator)
+        assert space is not None
         tables = None
         if collective.is_main:
             tables = run.latency_tables() if run is not None else load_latency_tables(config)
         tables = collective.broadcast(tables)
-        objectives = ObjectiveSet(config.objectives, space, task.num_classes, config.constraints, tables)
-        evaluator = SubnetEvaluator(supernets, task, config, device)
-        return cls(config, device, task, space, supernets, objectives, evaluator)
+        classes = max(t.task.num_classes for t in tasks.values())
+        objectives = ObjectiveSet(config.objective_names, space, classes, config.constraints, tables)
+        return cls(config, device, space, objectives, tasks)
+
+    def for_task(self, name: str) -> RunParts:
+        """One task's parts as a single-task run: its config, its supernets, and objectives with its
+        accuracy as ``top1`` (the other tasks' dropped) and complexity for its own classifier (exact for
+        the models made for it). A single-task run's parts are returned as they are."""
+        if not self.many_task:
+            return self
+        part = self.tasks[name]
+        names = [
+            "top1" if n == part.objective else n
+            for n in self.objectives.names
+            if not is_accuracy(n) or n == part.objective
+        ]
+        objectives = ObjectiveSet(
+            names,
+            self.space,
+            part.task.num_classes,
+            self.config.constraints,
+            {n: p.table for n, p in self.objectives.latency.items()},
+        )
+        return RunParts(part.config, self.device, self.space, objectives, {name: part})
 
     def check_searchable(self) -> None:
         """What a search needs of its settings that only the built parts can tell, checked before any

@@ -9,6 +9,7 @@ Layout (all names relative to the folder)::
     front.json           the current front (rewritten after every iteration)
     search.log           the run's log (nat's loggers, while the run's code is running)
     supernet_w<W>.safetensors   adapted supernet of width W, tagged with the iteration it reached
+                         (a many-task run: supernet_<task>_w<W>.safetensors, one per task)
     latency_table[_<name>].yaml the latency tables the run predicts ``latency`` / ``latency:<name>``
                          from, copied in when the run starts (a resumed run uses its copy)
     .lock                held (flock) by the process writing the folder; holds its PID
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +73,7 @@ RESUMABLE = (
 
 
 def resumable(field: str) -> bool:
+    field = re.sub(r"^data\.\d+\.", "data.", field)  # a task of a many-task run: as data.<field>
     return any(field == f or field.startswith(f + ".") for f in RESUMABLE)
 
 
@@ -83,6 +86,8 @@ def config_differences(a: SearchConfig, b: SearchConfig) -> list[str]:
             for key in list(x) + [k for k in y if k not in x]:
                 out += walk(x.get(key), y.get(key), f"{prefix}{key}.")
             return out
+        if prefix == "data." and isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+            return [f for i, (a, b) in enumerate(zip(x, y, strict=True)) for f in walk(a, b, f"data.{i}.")]
         return [] if x == y else [prefix.rstrip(".")]
 
     return walk(a.model_dump(mode="json"), b.model_dump(mode="json"), "")
@@ -289,20 +294,23 @@ class RunDir:
         write_json_atomic(self.path / FRONT, [r.to_json() for r in front])
 
     # ----------------------------------------------------------------- adapted supernets
-    def checkpoint_path(self, width: float) -> Path:
-        return self.path / f"supernet_w{width:g}.safetensors"
+    def checkpoint_path(self, width: float, task: str | None = None) -> Path:
+        """Where the adapted supernet of ``width`` is kept (``task``: its task, in a many-task run)."""
+        prefix = "supernet" if task is None else f"supernet_{task}"
+        return self.path / f"{prefix}_w{width:g}.safetensors"
 
-    def adapted_iteration(self, width: float) -> int:
-        """The iteration the saved adapted supernet of ``width`` reached (-1: none saved yet)."""
-        ckpt = self.checkpoint_path(width)
+    def adapted_iteration(self, width: float, task: str | None = None) -> int:
+        """The iteration the saved adapted supernet of ``width`` (of ``task``) reached (-1: none saved)."""
+        ckpt = self.checkpoint_path(width, task)
         if not ckpt.exists():
             return -1
         return int(json.loads(read_metadata(ckpt).get("extra", "{}")).get("iteration", -1))
 
-    def save_supernet(self, net: Supernet, iteration: int) -> None:
-        """Replace the adapted checkpoint of ``net``'s width, tagged with ``iteration`` (atomic)."""
+    def save_supernet(self, net: Supernet, iteration: int, task: str | None = None) -> None:
+        """Replace the adapted checkpoint of ``net``'s width (of ``task``), tagged with ``iteration``
+        (atomic)."""
         self._check_writable()
-        save_supernet(net, self.checkpoint_path(net.width_mult), extra={"iteration": iteration})
+        save_supernet(net, self.checkpoint_path(net.width_mult, task), extra={"iteration": iteration})
 
     def latency_table_file(self, objective: str) -> Path:
         """Where the run keeps its copy of the table for ``latency`` or ``latency:<name>``."""
@@ -326,10 +334,11 @@ class RunDir:
             tables[objective] = table
         return tables
 
-    def restore_supernets(self, nets: dict[float, Supernet]) -> None:
-        """Load the run's adapted weights (where saved) into the pretrained ``nets``, in place."""
+    def restore_supernets(self, nets: dict[float, Supernet], task: str | None = None) -> None:
+        """Load the run's adapted weights (where saved) into the pretrained ``nets`` (of ``task``, in a
+        many-task run), in place."""
         for width, net in nets.items():
-            ckpt = self.checkpoint_path(width)
+            ckpt = self.checkpoint_path(width, task)
             if ckpt.exists():
                 net.load_state_dict(load_supernet(ckpt).state_dict())
 

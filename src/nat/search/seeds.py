@@ -34,9 +34,13 @@ def derive_seed(seed: int, *parts: int) -> int:
     return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
 
 
-def iteration_seed(seed: int, iteration: int, tag: SeedTag, index: int = 0) -> int:
-    """The seed of stream ``tag`` (plus ``index``, for per-width streams) in iteration ``iteration``."""
-    return derive_seed(seed, iteration, int(tag) + index)
+def iteration_seed(seed: int, iteration: int, tag: SeedTag, index: int = 0, task: int = 0) -> int:
+    """The seed of stream ``tag`` (plus ``index``, for per-width streams) in iteration ``iteration``;
+    ``task``: the task's place in a many-task run (task 0's streams are those of a single-task run, the
+    others' carry the task index as a further part, so no two tasks share a stream)."""
+    if task == 0:
+        return derive_seed(seed, iteration, int(tag) + index)
+    return derive_seed(seed, iteration, int(tag) + index, task)
 
 
 def initial_sample_seed(seed: int) -> int:

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from nat.search.archive import Record
+from nat.search.front import EXACT_HV_MAX_OBJECTIVES
 from nat.search.problem import Evaluate, run_nsga3
 from nat.search.selection import select_by_hypervolume, select_diverse
 from nat.search.strategies.base import Proposal, StrategyBase
-from nat.search.strategies.surrogate import surrogate_info, surrogate_problem
+from nat.search.strategies.surrogate import surrogate_info, surrogate_problem_reports
 from nat.space.genome import decode
 from nat.space.subnet import Subnet
 from nat.surrogates.adaptive import SwitchReport, kendall_tau
@@ -34,7 +35,8 @@ class SurrogateSearch:
     F: np.ndarray  # predicted objectives (minimisation form), one row per subnet
     fresh: list[int]  # indices of the new, distinct, feasible subnets (the pool candidates come from)
     evaluate: Evaluate
-    report: SwitchReport
+    report: SwitchReport  # the (first) accuracy surrogate's
+    reports: dict[str, SwitchReport]  # every accuracy objective's (one per task of a many-task run)
 
 
 class NATStrategy(StrategyBase):
@@ -45,14 +47,15 @@ class NATStrategy(StrategyBase):
         pool = result.fresh
         picks = self.select(result.F[pool], archive, result.evaluate, self.seed(iteration)) if pool else []
         order = [pool[i] for i in picks]
-        report = result.report
-        info = surrogate_info(self.name, report)
+        info = surrogate_info(self.name, result.reports if len(result.reports) > 1 else result.report)
         return Proposal([result.subnets[i] for i in order], info, predicted=result.F[order])
 
     def surrogate_search(self, archive: Sequence[Record], iteration: int) -> SurrogateSearch:
         """Fit the surrogates on the archive and run NSGA-III on them, seeded with the archive."""
         cfg = self.config
-        evaluate, report = surrogate_problem(archive, self.problem, cfg.surrogate, cfg.seed, iteration)
+        evaluate, reports = surrogate_problem_reports(
+            archive, self.problem, cfg.surrogate, cfg.seed, iteration
+        )
         X, F = run_nsga3(
             self.space,
             evaluate,
@@ -67,12 +70,15 @@ class NATStrategy(StrategyBase):
             cfg.nsga3.n_partitions,
         )
         subnets = [decode(x, self.space) for x in X]
-        return SurrogateSearch(subnets, F, self.fresh(subnets, {r.subnet for r in archive}), evaluate, report)
+        fresh = self.fresh(subnets, {r.subnet for r in archive})
+        return SurrogateSearch(subnets, F, fresh, evaluate, reports[self.problem.accuracies[0]], reports)
 
     def select(self, F: np.ndarray, archive: Sequence[Record], evaluate: Evaluate, seed: int) -> list[int]:
         """Rows of ``F`` (predicted objectives of the new feasible subnets) to evaluate for real."""
         k = self.config.candidates_per_iteration
-        if self.config.candidate_selection != "hypervolume":
+        if self.config.candidate_selection != "hypervolume" or F.shape[1] > EXACT_HV_MAX_OBJECTIVES:
+            # beyond EXACT_HV_MAX_OBJECTIVES (a many-task run) exact hypervolume is too slow to run once
+            # per candidate and pick, and an estimate too coarse to rank gains: the paper's rule
             return select_diverse(F, k, seed)
         feasible = self.problem.feasible(archive)
         F_archive = (
@@ -82,15 +88,27 @@ class NATStrategy(StrategyBase):
         return select_by_hypervolume(F / divisor, F_archive / divisor, k, seed)
 
     def tell(self, proposal: Proposal, measured: Sequence[Record]) -> dict[str, Any]:
-        """Out-of-sample ranking quality of the accuracy surrogate on this iteration's candidates."""
+        """Out-of-sample ranking quality of the accuracy surrogate(s) on this iteration's candidates
+        (a many-task run: the mean over tasks, and each task's in ``candidate_taus``)."""
         if proposal.predicted is None or len(measured) < 3:
             return {}
-        column = self.problem.names.index("top1")
-        predicted = {
-            s: 1.0 - float(row[column]) for s, row in zip(proposal.subnets, proposal.predicted, strict=True)
-        }
-        pairs = [(predicted[r.subnet], r.top1) for r in measured if r.subnet in predicted]
-        if len(pairs) < 3:
-            return {}
-        p, m = np.array(pairs).T
-        return {"candidate_tau": kendall_tau(m, p)}
+        taus = {}
+        for name in self.problem.accuracies:
+            column = self.problem.names.index(name)
+            predicted = {
+                s: 1.0 - float(row[column])
+                for s, row in zip(proposal.subnets, proposal.predicted, strict=True)
+            }
+            pairs = [(predicted[r.subnet], _accuracy(r, name)) for r in measured if r.subnet in predicted]
+            if len(pairs) < 3:
+                return {}
+            p, m = np.array(pairs).T
+            taus[name.partition(":")[2] or name] = kendall_tau(m, p)
+        if len(taus) == 1:
+            return {"candidate_tau": next(iter(taus.values()))}
+        return {"candidate_tau": float(np.mean(list(taus.values()))), "candidate_taus": taus}
+
+
+def _accuracy(record: Record, name: str) -> float:
+    """A record's value of accuracy objective ``name`` (``top1`` is also the record's own field)."""
+    return record.top1 if name == "top1" else record.values[name]

@@ -45,10 +45,24 @@ def surrogate_problem(
     records: Sequence[Record], problem: ObjectiveSet, cfg: SurrogateConfig, run_seed: int, iteration: int
 ) -> tuple[Evaluate, SwitchReport]:
     """Fit the accuracy (and latency) surrogates on ``records``; return pymoo's batch evaluator and the
-    accuracy surrogate's switching report."""
+    accuracy surrogate's switching report (`surrogate_problem_reports` gives every accuracy's)."""
+    evaluate, reports = surrogate_problem_reports(records, problem, cfg, run_seed, iteration)
+    return evaluate, reports[problem.accuracies[0]]
+
+
+def surrogate_problem_reports(
+    records: Sequence[Record], problem: ObjectiveSet, cfg: SurrogateConfig, run_seed: int, iteration: int
+) -> tuple[Evaluate, dict[str, SwitchReport]]:
+    """`surrogate_problem` with one accuracy surrogate per accuracy objective (one per task of a
+    many-task run, each chosen by its own adaptive switching); returns the evaluator and each accuracy
+    objective's switching report."""
     genomes = np.array([r.genome for r in records])
-    top1_seed = iteration_seed(run_seed, iteration, SeedTag.SURROGATE_TOP1)
-    top1_model, report = fit_surrogate(genomes, np.array([r.top1 for r in records]), problem, cfg, top1_seed)
+    models: dict[str, Surrogate] = {}
+    reports: dict[str, SwitchReport] = {}
+    for task, name in enumerate(problem.accuracies):
+        seed = iteration_seed(run_seed, iteration, SeedTag.SURROGATE_TOP1, task=task)
+        y = np.array([r.values[name] for r in records])
+        models[name], reports[name] = fit_surrogate(genomes, y, problem, cfg, seed)
     latency_model = None
     if problem.measured_latency:
         latency = np.array([r.values["latency"] for r in records])
@@ -59,7 +73,8 @@ def surrogate_problem(
 
     def evaluate(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         values: dict[str, Any] = problem.exact(x, wanted)
-        values["top1"] = top1_model.predict(x)
+        for name, model in models.items():
+            values[name] = model.predict(x)
         if latency_model is not None:
             values["latency"] = latency_model.predict(x)
         F = problem.minimised(values)
@@ -70,11 +85,28 @@ def surrogate_problem(
         )
         return F, G
 
-    return evaluate, report
+    return evaluate, reports
 
 
-def surrogate_info(strategy: str, report: SwitchReport) -> dict[str, Any]:
+def surrogate_info(strategy: str, report: SwitchReport | dict[str, SwitchReport]) -> dict[str, Any]:
     """What an iteration's history records of the surrogate: its name and cross-validated Kendall tau
-    (``None`` when there were too few archive members to cross-validate)."""
+    (``None`` when there were too few archive members to cross-validate). With one report per task
+    (a many-task run): ``surrogate`` lists each task's choice, ``tau`` is the mean of their taus and
+    ``surrogates`` holds each task's model and tau."""
+    if isinstance(report, SwitchReport):
+        return {"strategy": strategy, "surrogate": report.chosen, "tau": _tau(report)}
+    taus = [t for t in (_tau(r) for r in report.values()) if t is not None]
+    per_task = {
+        name.partition(":")[2] or name: {"surrogate": r.chosen, "tau": _tau(r)} for name, r in report.items()
+    }
+    return {
+        "strategy": strategy,
+        "surrogate": ", ".join(f"{task}={v['surrogate']}" for task, v in per_task.items()),
+        "tau": float(np.mean(taus)) if taus else None,
+        "surrogates": per_task,
+    }
+
+
+def _tau(report: SwitchReport) -> float | None:
     tau = float(report.scores[report.chosen].mean)
-    return {"strategy": strategy, "surrogate": report.chosen, "tau": tau if math.isfinite(tau) else None}
+    return tau if math.isfinite(tau) else None

@@ -1,0 +1,177 @@
+"""Many-task NAT against single-task runs with the same evaluation budget (issue 20).
+
+One many-task run searches mnist5k, digits and Fashion-MNIST at once (objectives: each task's top-1 and
+MAdds, 4 in all) from nat's shipped Fashion-MNIST supernet; three single-task runs search each task
+alone with the same settings, so each evaluates as many subnets as the many-task run did (which
+measures every subnet on all three tasks: the four runs cost about the same in all). Every run then
+turns its front into models (as adapted, BN recalibrated, no fine-tuning) tested on the task's test
+split. Per task, the many-task run's models are compared with the single-task run's at matched MAdds:
+for each MAdds budget, the best test top-1 of a model within it.
+
+    python bench/many_task.py [--seed 0] [--threads 1] [--quick]
+
+Writes bench/results/many_task.json (``--quick``: a seconds-long smoke check, written to
+bench/results/many_task_quick.json). Fashion-MNIST must be installed (Debian: dataset-fashion-mnist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from nat.search import NATSearch, load_config  # noqa: E402
+from nat.threads import torch_threads  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TASKS = {
+    "mnist5k": {"dataset": "mnist5k", "val_size": 500},
+    "digits": {"dataset": "digits", "val_size": 300, "rrc_scale": [0.6, 1.0]},
+    "fashion-mnist": {"dataset": "fashion-mnist", "val_size": 5000},
+}
+COMMON_DATA = {"train_batch_size": 64, "eval_batch_size": 500, "rrc_scale": [0.8, 1.0]}
+
+
+def settings(seed: int, threads: int, quick: bool) -> dict[str, Any]:
+    """The run settings every run shares (the quickstart's, smaller: four runs must fit in minutes)."""
+    return {
+        "seed": seed,
+        "device": "cpu",
+        "threads": threads,
+        "supernet": "builtin:fashion_mnist_tiny",
+        "initial_samples": 6 if quick else 16,
+        "iterations": 1 if quick else 5,
+        "candidates_per_iteration": 2 if quick else 6,
+        "surrogate": {"folds": 3 if quick else 4},
+        "nsga3": {"pop_size": 16 if quick else 60, "generations": 4 if quick else 30},
+        "adaptation": {
+            "initial_epochs": 1.0,
+            "epochs": 1.0,
+            "lr": 0.02,
+            "uniform_mix": 0.3,
+            "max_steps": 4 if quick else 60,
+        },
+        "evaluation": {
+            "calibration_images": 64 if quick else 256,
+            "max_val_images": 200 if quick else 1000,
+            "reevaluate": "front",
+        },
+        "finalize": {"models": 3 if quick else 6, "finetune_epochs": 0.0},
+    }
+
+
+def task_data(name: str) -> dict[str, Any]:
+    return {**COMMON_DATA, **TASKS[name], "name": name}
+
+
+def run(config: dict[str, Any], out: Path) -> tuple[NATSearch, float]:
+    start = time.perf_counter()
+    with NATSearch(load_config(overrides=config), out) as search:
+        search.run()
+    return search, time.perf_counter() - start
+
+
+def model_rows(models: list[dict[str, Any]], task: str | None = None) -> list[dict[str, Any]]:
+    return [
+        {"name": m["name"], "madds": m["madds"], "val_top1": m["top1"], "test_top1": m["test_top1"]}
+        for m in models
+        if task is None or m.get("task") == task
+    ]
+
+
+def best_within(rows: list[dict[str, Any]], budget: float) -> float | None:
+    fits = [r["test_top1"] for r in rows if r["madds"] <= budget]
+    return max(fits) if fits else None
+
+
+def compare(many: list[dict[str, Any]], single: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best test top-1 within each MAdds budget (every model's MAdds of either run is a budget)."""
+    budgets = sorted({r["madds"] for r in many + single})
+    out = []
+    for b in budgets:
+        m, s = best_within(many, b), best_within(single, b)
+        out.append(
+            {
+                "madds_budget": b,
+                "many_task_test_top1": m,
+                "single_task_test_top1": s,
+                "difference": None if m is None or s is None else m - s,
+            }
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke check (seconds, not figures)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    base = settings(args.seed, args.threads, args.quick)
+    result: dict[str, Any] = {
+        "settings": base,
+        "tasks": list(TASKS),
+        "threads": args.threads,
+        "models": "front members as adapted (BN recalibrated, no fine-tuning), test split",
+    }
+    with torch_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
+        many, many_s = run({**base, "data": [task_data(t) for t in TASKS]}, Path(tmp) / "many")
+        evaluations = len(many.archive.current())
+        result["many_task"] = {
+            "seconds": round(many_s, 1),
+            "objectives": many.objectives.names,
+            "evaluated_subnets": evaluations,
+            "measurements": len(many.archive.records),
+            "front_size": len(many.front()),
+        }
+        per_task: dict[str, Any] = {}
+        total_single = 0.0
+        for task in TASKS:
+            single, single_s = run({**base, "data": task_data(task)}, Path(tmp) / task)
+            total_single += single_s
+            many_rows, single_rows = model_rows(many.models, task), model_rows(single.models)
+            rows = compare(many_rows, single_rows)
+            diffs = [r["difference"] for r in rows if r["difference"] is not None]
+            per_task[task] = {
+                "single_task_seconds": round(single_s, 1),
+                "single_task_evaluated_subnets": len(single.archive.current()),
+                "many_task_models": many_rows,
+                "single_task_models": single_rows,
+                "matched_madds": rows,
+                "mean_difference": sum(diffs) / len(diffs) if diffs else None,
+                "best_test_top1": {
+                    "many_task": max(r["test_top1"] for r in many_rows),
+                    "single_task": max(r["test_top1"] for r in single_rows),
+                },
+            }
+        result["per_task"] = per_task
+        result["single_task_seconds_total"] = round(total_single, 1)
+    name = "many_task_quick.json" if args.quick else "many_task.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"many-task run: {result['many_task']['seconds']} s, {evaluations} subnets x {len(TASKS)} tasks; "
+        f"single-task runs: {result['single_task_seconds_total']} s in all"
+    )
+    for task, r in per_task.items():
+        mean = r["mean_difference"]
+        print(
+            f"  {task:<14} best test top-1 many {100 * r['best_test_top1']['many_task']:.2f}% / single "
+            f"{100 * r['best_test_top1']['single_task']:.2f}%; mean difference at matched MAdds "
+            f"{'-' if mean is None else f'{100 * mean:+.2f} points'}"
+        )
+    print(f"wrote {RESULTS / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
