@@ -53,11 +53,11 @@ def settings(seed: int, threads: int, quick: bool) -> dict[str, Any]:
         "surrogate": {"folds": 3 if quick else 4},
         "nsga3": {"pop_size": 16 if quick else 60, "generations": 4 if quick else 30},
         "adaptation": {
-            "initial_epochs": 1.0,
+            "initial_epochs": 3.0,
             "epochs": 1.0,
             "lr": 0.02,
             "uniform_mix": 0.3,
-            "max_steps": 4 if quick else 60,
+            "max_steps": 4 if quick else 120,  # per adaptation: Fashion-MNIST's epoch is 860 steps
         },
         "evaluation": {
             "calibration_images": 64 if quick else 256,

@@ -182,3 +182,39 @@ def test_monte_carlo_hypervolume_agrees_with_the_exact_one_and_is_deterministic(
         assert monte_carlo_hypervolume(F) == estimate
     F = rng.random((50, 9))
     assert hypervolume(F) == monte_carlo_hypervolume(F)  # above 6 objectives: the estimate
+
+
+def test_a_search_above_six_objectives_runs_on_the_cheap_selection_and_hypervolume(tmp_path) -> None:
+    """Seven tasks + MAdds = 8 objectives: candidates are spread by reference directions and the
+    hypervolume is the Monte Carlo estimate (exact hypervolume would take seconds to minutes here)."""
+    tasks = [{"dataset": "digits", **TASK, "val_size": 60} for _ in range(7)]
+    config = many_config(
+        data=tasks,
+        adaptation={"initial_epochs": 0, "epochs": 0},
+        iterations=2,
+        finalize={"models": 0},
+    )
+    assert len(config.objective_names) == 8
+    with NATSearch(config, tmp_path / "run") as search:
+        front = search.run()
+    assert config.task_names == ["digits"] + [f"digits-{i}" for i in range(2, 8)]
+    history = json.loads((tmp_path / "run" / "state.json").read_text())["history"]
+    assert len(history) == 3 and all(h["hypervolume"] > 0 for h in history)
+    assert sum(r.phase == "candidate" for r in search.archive.records) == 4
+    assert front and all(len([k for k in r.values if k.startswith("top1:")]) == 7 for r in front)
+
+
+def test_the_first_task_of_iteration_zero_is_exactly_its_single_task_run(tmp_path) -> None:
+    """Iteration 0 adapts every task's copy on the same initial subnets; the first task's seeds are a
+    single-task run's, so its copy and its measurements are exactly those of a single-task run."""
+    overrides = {"iterations": 0, "finalize": {"models": 0}}
+    with NATSearch(many_config(**overrides), tmp_path / "many") as search:
+        search.run()
+    single = many_config(**overrides, data=MANY["data"][0])
+    with NATSearch(single, tmp_path / "single") as search:
+        search.run()
+    many_records, single_records = archive_lines(tmp_path / "many"), archive_lines(tmp_path / "single")
+    assert [r["top1:digits"] for r in many_records] == [r["top1"] for r in single_records]
+    a = load_supernet(tmp_path / "many" / "supernet_digits_w1.safetensors").state_dict()
+    b = load_supernet(tmp_path / "single" / "supernet_w1.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
