@@ -8,7 +8,8 @@ turns its front into models (as adapted, BN recalibrated, no fine-tuning) tested
 split. Per task, the many-task run's models are compared with the single-task run's at matched MAdds:
 for each MAdds budget, the best test top-1 of a model within it.
 
-    python bench/many_task.py [--seed 0] [--threads 1] [--quick]
+    python bench/many_task.py [--seed 0] [--threads 1] [--tasks mnist5k digits fashion-mnist]
+                              [--out FILE.json] [--quick]
 
 Writes bench/results/many_task.json (``--quick``: a seconds-long smoke check, written to
 bench/results/many_task_quick.json). Fashion-MNIST must be installed (Debian: dataset-fashion-mnist).
@@ -113,18 +114,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--tasks", nargs="+", choices=list(TASKS), default=list(TASKS), help="the tasks, in this order"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/many_task.json")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke check (seconds, not figures)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     base = settings(args.seed, args.threads, args.quick)
     result: dict[str, Any] = {
         "settings": base,
-        "tasks": list(TASKS),
+        "tasks": args.tasks,
         "threads": args.threads,
         "models": "front members as adapted (BN recalibrated, no fine-tuning), test split",
     }
     with torch_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
-        many, many_s = run({**base, "data": [task_data(t) for t in TASKS]}, Path(tmp) / "many")
+        many, many_s = run({**base, "data": [task_data(t) for t in args.tasks]}, Path(tmp) / "many")
         evaluations = len(many.archive.current())
         result["many_task"] = {
             "seconds": round(many_s, 1),
@@ -135,7 +140,7 @@ def main() -> int:
         }
         per_task: dict[str, Any] = {}
         total_single = 0.0
-        for task in TASKS:
+        for task in args.tasks:
             single, single_s = run({**base, "data": task_data(task)}, Path(tmp) / task)
             total_single += single_s
             many_rows, single_rows = model_rows(many.models, task), model_rows(single.models)
@@ -155,11 +160,12 @@ def main() -> int:
             }
         result["per_task"] = per_task
         result["single_task_seconds_total"] = round(total_single, 1)
-    name = "many_task_quick.json" if args.quick else "many_task.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or RESULTS / ("many_task_quick.json" if args.quick else "many_task.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"many-task run: {result['many_task']['seconds']} s, {evaluations} subnets x {len(TASKS)} tasks; "
+        f"many-task run: {result['many_task']['seconds']} s, {evaluations} subnets x "
+        f"{len(args.tasks)} tasks; "
         f"single-task runs: {result['single_task_seconds_total']} s in all"
     )
     for task, r in per_task.items():
@@ -169,7 +175,7 @@ def main() -> int:
             f"{100 * r['best_test_top1']['single_task']:.2f}%; mean difference at matched MAdds "
             f"{'-' if mean is None else f'{100 * mean:+.2f} points'}"
         )
-    print(f"wrote {RESULTS / name}")
+    print(f"wrote {out}")
     return 0
 
 
