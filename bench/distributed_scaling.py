@@ -8,7 +8,7 @@ out by cost and gathered on rank 0):
   trains half of it);
 * evaluation: distinct random subnets, BN recalibration and top-1 on the search-validation images.
 
-Two regimes (`REGIMES`): the shipped supernet (``builtin:fashion_mnist_tiny``, 1.1 M parameters,
+Two regimes (`REGIMES`): the shipped supernet (``builtin:fashion_mnist_tiny``, 2.2 M parameters,
 24-40 px), whose steps on one CPU thread are dominated by per-operation overhead, so halving the batch
 saves less than half the time; and a fresh supernet of the ``small`` preset (OFA's widths, 28-44 px),
 whose steps are dominated by arithmetic, as at the photo resolutions users run on GPUs.
@@ -41,7 +41,7 @@ TARGET = 1.6
 
 
 #: per regime: the supernet (source, space), adaptation steps, subnets evaluated and the evaluation's
-#: images. ``shipped``: nat's shipped supernet (1.1 M parameters, 24-40 px), whose steps on one CPU
+#: images. ``shipped``: nat's shipped supernet (2.2 M parameters, 24-40 px), whose steps on one CPU
 #: thread are bound by per-operation overhead more than by arithmetic; ``small``: a fresh supernet of the
 #: ``small`` preset (OFA's widths at w1.0, 28-44 px), bound by arithmetic as photo-size inputs are.
 #: Sized so that the whole benchmark takes about 5 minutes on a 2-core machine.

@@ -48,6 +48,7 @@ def settings(seed: int, threads: int, quick: bool) -> dict[str, Any]:
         "device": "cpu",
         "threads": threads,
         "supernet": "builtin:fashion_mnist_tiny",
+        "space": {"resolutions": [24, 28, 32]},  # the shipped supernet's trained resolutions
         "initial_samples": 6 if quick else 16,
         "iterations": 1 if quick else 5,
         "candidates_per_iteration": 2 if quick else 6,

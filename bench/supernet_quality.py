@@ -7,7 +7,10 @@ between their MAdds and test top-1 says whether accuracy rises with capacity, wh
 trade-off front needs.
 
     python bench/supernet_quality.py [--supernet builtin:fashion_mnist_tiny] [--config FILE.yaml]
-                                     [--subnets 16] [--threads 1] [--out FILE.json]
+                                     [--subnets 16] [--resolutions R ...] [--threads 1] [--out FILE.json]
+
+``--resolutions`` draws the random subnets from those of the space's resolutions only (e.g. the ones
+the supernet was trained at; the extremes stay at the space's own).
 
 The data settings (dataset, held-out split, calibration images) come from the pretraining config that
 made the supernet (default: configs/pretrain_fashion_mnist.yaml). Writes
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pretrain_fashion_mnist.yaml")
     parser.add_argument("--subnets", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resolutions", type=int, nargs="+", default=None, help="default: the space's")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
@@ -66,8 +70,14 @@ def main() -> None:
         f"smallest_r{lo}": Subnet.smallest(space),
         "smallest_r28": Subnet.smallest(space, r=28),
     }
+    sampled = space
+    if args.resolutions is not None:
+        unknown = sorted(set(args.resolutions) - set(space.resolutions))
+        if unknown:
+            parser.error(f"--resolutions {unknown} are not in the space's {list(space.resolutions)}")
+        sampled = space.model_copy(update={"resolutions": tuple(sorted(set(args.resolutions)))})
     rng = random.Random(args.seed)
-    randoms = {f"random_{i}": Subnet.sample(space, rng) for i in range(args.subnets)}
+    randoms = {f"random_{i}": Subnet.sample(sampled, rng) for i in range(args.subnets)}
     subnets = {**extremes, **randoms}
     start = time.perf_counter()
     top1 = evaluate_subnets(net, task, subnets, calibrator, "test", None, cfg.data.eval_batch_size, "cpu")
@@ -85,6 +95,7 @@ def main() -> None:
     result = {
         "supernet": args.supernet,
         "space": space.name,
+        "random_resolutions": list(sampled.resolutions),
         "dataset": cfg.data.dataset,
         "test_images": len(task.split("test")),
         "bn_calibration_images": cfg.calib_images,

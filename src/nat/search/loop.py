@@ -10,6 +10,10 @@ the proposal is recomputed (identically), evaluations already in ``archive.jsonl
 adaptation is redone only if the supernet checkpoint does not already carry iteration ``i`` (the tag is
 stored inside the checkpoint, written atomically).
 
+A many-task run (``data`` a list; docs/many_task.md) runs the same steps with one supernet copy per
+task (`nat.search.parts.TaskParts`): adaptation per task on that task's own elite, every evaluation on
+every task (one ``top1:<task>`` value each), one archive.
+
 The parts are built once and kept apart: the run folder (`RunDir`), the task's data, the supernets
 (`load_supernets`), the problem (`ObjectiveSet`: objectives, constraints, fronts), the strategy
 (`nat.search.strategies`) and the evaluator. `NATSearch` only sequences them.
