@@ -366,3 +366,18 @@ def test_a_space_mapping_changes_only_the_named_fields_of_the_loaded_supernets_s
         NATSearch(fast_config(supernet=builtin, space={"depths": [2, 3]}), tmp_path / "depths")
     with pytest.raises(ConfigError, match="invalid search space"):
         NATSearch(fast_config(supernet=builtin, space={"resolutions": [32, 28]}), tmp_path / "order")
+
+
+def test_adaptation_with_distillation_trains_the_largest_subnet_too(tmp_path) -> None:
+    """``adaptation.distill``: every step also trains the largest subnet on the labels and the sampled
+    subnets learn from it, so the adapted weights differ from the paper's adaptation (off)."""
+    import torch
+
+    weights = {}
+    for distill in (False, True):
+        adaptation = {**FAST["adaptation"], "distill": distill}
+        config = fast_config(iterations=0, initial_samples=4, adaptation=adaptation)
+        with NATSearch(config, tmp_path / str(distill)) as search:
+            search.run()
+            weights[distill] = search.supernets[1.0].state_dict()
+    assert any(not torch.equal(weights[True][k], weights[False][k]) for k in weights[False])

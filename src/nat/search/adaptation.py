@@ -82,6 +82,7 @@ def adapt_supernet(
         precision=config.precision,
         desc=desc,
         collective=collective,
+        **({"distill_from": "largest"} if cfg.distill else {}),
     )
     net.train(was_training)
     return stats

@@ -96,6 +96,12 @@ class AdaptationConfig(BaseModel):
         description="weight of the uniform distribution mixed into each variable of the archive distribution "
         "(0: the paper; >0 keeps choices the elite lacks, e.g. a resolution, in training)",
     )
+    distill: bool = Field(
+        False,
+        description="each step also trains the largest subnet (at the step's resolution) on the labels, "
+        "and the sampled subnet learns from its soft predictions (in-place distillation, as nat "
+        "pretrain's phases); false: the paper (docs/search.md)",
+    )
     max_steps: int | None = Field(None, ge=1, description="cap on steps per adaptation (for quick runs)")
 
 
