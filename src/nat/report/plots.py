@@ -127,7 +127,8 @@ def normalised_front(front: Sequence[Row], objectives: Sequence[str]) -> np.ndar
 
 def parallel_png(front: Sequence[Row], objectives: Sequence[str], title: str) -> bytes:
     """Parallel coordinates of the front over all objectives (one line per member, coloured by top-1; in
-    a many-task run one axis per task's top-1, coloured by the tasks' mean, as the paper's Fig. 12)."""
+    a many-task run one axis per task's top-1, coloured by the tasks' mean, as in the paper's
+    12-objective figure)."""
     names = (
         list(objectives) if accuracy_objectives(objectives) else [TOP1, *complexity_objectives(objectives)]
     )

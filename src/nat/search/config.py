@@ -502,8 +502,9 @@ def load_config(
     source = str(path or preset or "config")
     if not overrides:
         return validate_config(data, source=source)
+    merged = _merge(data, overrides)  # a mapping set on a list of tasks is its own error, raised here
     try:
-        return validate_config(_merge(data, overrides), source=source)
+        return validate_config(merged, source=source)
     except ConfigError:
         # blame the overrides (--set, --seed, a library caller's dict) when the config alone is fine
         if data and _validates(data):
@@ -554,10 +555,8 @@ def _section_model(model: type[BaseModel] | None, key: str, path: str, dotted: s
     if model is None or key not in model.model_fields:
         return None
     annotation = model.model_fields[key].annotation
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
     section = _model_in(annotation)
-    if section is not None:  # one model or a list of them (data): a section of the single form
+    if section is not None:  # a model, or one model or a list of them (data): the single form's fields
         return section
     if (
         annotation is dict

@@ -49,6 +49,12 @@ def is_accuracy(name: str) -> bool:
     return name == "top1" or name.startswith(ACCURACY_PREFIX)
 
 
+def accuracy_label(name: str) -> str:
+    """How an accuracy objective is named per task in reports: ``top1:<task>`` -> ``<task>``, ``top1``
+    (a single-task run) as itself."""
+    return name.removeprefix(ACCURACY_PREFIX)
+
+
 #: exact measures every archive record carries, whether or not they are objectives
 ALWAYS_RECORDED = ("madds", "params")
 #: how each exact measure is named in messages

@@ -18,6 +18,7 @@ import numpy as np
 
 from nat.search.archive import Record
 from nat.search.front import EXACT_HV_MAX_OBJECTIVES
+from nat.search.objectives import accuracy_label
 from nat.search.problem import Evaluate, run_nsga3
 from nat.search.selection import select_by_hypervolume, select_diverse
 from nat.search.strategies.base import Proposal, StrategyBase
@@ -103,7 +104,7 @@ class NATStrategy(StrategyBase):
             if len(pairs) < 3:
                 return {}
             p, m = np.array(pairs).T
-            taus[name.partition(":")[2] or name] = kendall_tau(m, p)
+            taus[accuracy_label(name)] = kendall_tau(m, p)
         if len(taus) == 1:
             return {"candidate_tau": next(iter(taus.values()))}
         return {"candidate_tau": float(np.mean(list(taus.values()))), "candidate_taus": taus}

@@ -16,7 +16,7 @@ import numpy as np
 
 from nat.search.archive import Record
 from nat.search.config import SurrogateConfig
-from nat.search.objectives import ObjectiveSet
+from nat.search.objectives import ObjectiveSet, accuracy_label
 from nat.search.problem import Evaluate
 from nat.search.seeds import SeedTag, iteration_seed
 from nat.surrogates import ModelScore, Surrogate, SwitchReport, adaptive_switching, make_surrogate
@@ -96,9 +96,7 @@ def surrogate_info(strategy: str, report: SwitchReport | dict[str, SwitchReport]
     if isinstance(report, SwitchReport):
         return {"strategy": strategy, "surrogate": report.chosen, "tau": _tau(report)}
     taus = [t for t in (_tau(r) for r in report.values()) if t is not None]
-    per_task = {
-        name.partition(":")[2] or name: {"surrogate": r.chosen, "tau": _tau(r)} for name, r in report.items()
-    }
+    per_task = {accuracy_label(name): {"surrogate": r.chosen, "tau": _tau(r)} for name, r in report.items()}
     return {
         "strategy": strategy,
         "surrogate": ", ".join(f"{task}={v['surrogate']}" for task, v in per_task.items()),
