@@ -134,6 +134,7 @@ CASES: list[tuple[str, list[str], str]] = [
         "task name",
     ),
     ("task-list-empty", [*S, "--set", "data=[]"], "list of tasks is empty"),
+    ("adaptation-distill", [*S, "--set", "adaptation.distill=sometimes"], "adaptation.distill"),
     (
         "task-list-item",
         [*S, "--set", "data=[{{dataset: digits}}, {{dataset: nope}}]"],
