@@ -7,7 +7,9 @@
 # 2. bench/precision_speed.py on cuda: fp32 vs bf16 vs fp16 training step and inference of the supernet;
 # 3. bench/paper_scale.py --device cuda: the paper-scale path (OFA w1.0 + w1.2, 192-256 px, JPEG folder)
 #    and the projected wall time of a paper-sized CIFAR-10 run on this GPU, by precision;
-# 4. bench/distributed_scaling.py is CPU-only (gloo) and is not run here.
+# 4. bench/compile_speed.py --device cuda: whether finalize.compile pays off there (the shipped supernet
+#    at 28 px and OFA's space at 224 px; cold compiles);
+# 5. bench/distributed_scaling.py is CPU-only (gloo) and is not run here.
 #
 # nat runs from src/ (PYTHONPATH), with the python3 that holds a CUDA torch. Its other dependencies
 # (pyproject.toml: pydantic, pymoo, scikit-learn, safetensors, tqdm, mlxtend, ...; ofa for the paper-scale
@@ -28,3 +30,5 @@ cp bench/results/precision_speed.json "$OUT/precision_speed_cuda.json"
 cp /tmp/precision_speed_cpu.json bench/results/precision_speed.json
 $PY bench/paper_scale.py --device cuda --precisions fp32 bf16 fp16 2>&1 | tee "$OUT/gpu_paper_scale.txt"
 cp bench/results/paper_scale_cuda.json "$OUT/" 2>/dev/null || true
+$PY bench/compile_speed.py --device cuda --setting fashion_mnist_28px_b64 ofa_mbv3_224px_b64 \
+  --out "$OUT/compile_speed_cuda.json" 2>&1 | tee "$OUT/gpu_compile_speed.txt"

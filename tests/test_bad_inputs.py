@@ -135,6 +135,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ),
     ("task-list-empty", [*S, "--set", "data=[]"], "list of tasks is empty"),
     ("adaptation-distill", [*S, "--set", "adaptation.distill=sometimes"], "adaptation.distill"),
+    ("finalize-compile", [*S, "--set", "finalize.compile=nope"], "unknown torch.compile backend 'nope'"),
     (
         "task-list-item",
         [*S, "--set", "data=[{{dataset: digits}}, {{dataset: nope}}]"],
@@ -221,6 +222,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("export-epochs", ["export", "{run}", "--finetune-epochs", "-2"], "--finetune-epochs"),
     ("export-lr", ["export", "{run}", "--lr", "0"], "--lr"),
     ("export-into-run", ["export", "{run}", "--out", "{run}"], "--out is the run folder"),
+    ("export-compile", ["export", "{run}", "--compile", "nope"], "unknown torch.compile backend 'nope'"),
     ("export-pretrain", ["export", "{pt}"], "not a nat run directory"),
     ("report-not-run", ["report", "{tmp}"], "not a nat run directory"),
     ("report-pretrain", ["report", "{pt}"], "not a nat run directory"),

@@ -54,6 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="fine-tune and test in fp32, bf16 or fp16 (default: the run's precision)",
     )
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="BACKEND",
+        help="fine-tune and test each model as its standalone network under torch.compile (default "
+        "backend: inductor); slower than eager on CPU (docs/scale.md)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -103,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace, run_dir):
     """The config, fine-tuning settings and front of the export (the run's, with the flags' changes)."""
+    from pydantic import ValidationError
+
+    from nat.config_io import validation_message
     from nat.errors import ConfigError
     from nat.search.config import FinalizeConfig
     from nat.search.objectives import pareto_front
@@ -117,9 +129,13 @@ def _plan(args: argparse.Namespace, run_dir):
         "distill": args.distill,
         "onnx": args.onnx,
         "test": args.test,
+        "compile": args.compile,
     }
     updated = {**config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-    settings = FinalizeConfig.model_validate(updated)
+    try:
+        settings = FinalizeConfig.model_validate(updated)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc)) from None
     front = pareto_front(run_dir.archive.current(), config.objective_names, config.constraints)
     if not front:
         raise ConfigError(

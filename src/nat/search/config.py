@@ -175,10 +175,27 @@ class FinalizeConfig(BaseModel):
     kd_ratio: float = Field(1.0, ge=0, description="weight of the distillation loss")
     onnx: bool = Field(False, description="also write model.onnx for every model")
     test: bool = Field(True, description="measure test top-1/top-5 (the split the search never saw)")
+    compile: bool | str = Field(
+        False,
+        description="torch.compile each extracted model for its fine-tuning and test pass, and fine-tune "
+        "the extracted network instead of the subnet inside its supernet: true (torch's default backend, "
+        "inductor) or a backend name. Compiling costs tens of seconds per model and was slower than eager "
+        "on CPU (docs/scale.md); for long fine-tunes on a GPU",
+    )
 
     @property
     def distills(self) -> bool:
         return self.finetune_epochs > 0 and (self.distill is None or self.distill)
+
+    @field_validator("compile")
+    @classmethod
+    def _compile(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str):
+            from nat.train.standalone import compile_backends, unknown_backend
+
+            if value not in compile_backends():
+                raise ValueError(unknown_backend(value))
+        return value
 
 
 def _data_kind(value: Any) -> str:

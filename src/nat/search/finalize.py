@@ -6,6 +6,10 @@ adapted supernet, BN-recalibrated, extracted as a standalone network and evaluat
 split, which the search itself never saw. `finetune_subnet` and `extract_and_test` are the steps on their
 own, so that a benchmark's fixed-architecture baselines go through exactly the same code.
 
+With ``finalize.compile`` a member is instead extracted first and fine-tuned and tested as that
+standalone network under ``torch.compile`` (`nat.train.standalone`); its BN statistics are recalibrated
+on the same images, so without fine-tuning both paths give the same model and the same test top-1.
+
 Models are written one by one, and ``models.json`` (the index) is rewritten after each, so a killed
 finalisation loses at most the model in progress and a rerun redoes only what is missing: an index
 entry is reused when its subnet, its fine-tuning settings and its folder are all still there.
@@ -45,6 +49,7 @@ from nat.supernet.static import StaticMobileNetV3
 from nat.train import evaluate_accuracy, train_supernet
 from nat.train.distributed import Collective, batch_rows
 from nat.train.precision import Precision
+from nat.train.standalone import StandaloneTrainee, backend_name, compiled
 
 log = logging.getLogger("nat.search")
 
@@ -82,7 +87,7 @@ def spread(front: Sequence[Record], k: int, key: str = "madds") -> list[Record]:
 
 # --------------------------------------------------------------------------------- the two steps
 def finetune_subnet(
-    net: Supernet,
+    net: Supernet | StandaloneTrainee,
     subnet: Subnet,
     task: TaskData,
     data: DataConfig,
@@ -99,7 +104,8 @@ def finetune_subnet(
     precision: Precision | str | None = None,
     collective: Collective | None = None,
 ) -> None:
-    """Train only ``subnet`` of ``net`` (in place) on the task's train split at the subnet's resolution;
+    """Train only ``subnet`` of ``net`` (in place; a supernet, or a `StandaloneTrainee` holding that
+    subnet's standalone network) on the task's train split at the subnet's resolution;
     with a ``teacher``, the loss adds ``kd_ratio`` times the cross-entropy to its soft predictions.
     ``precision``: how the forward passes run (None: fp32). Under torchrun (``collective``, default:
     the job this process is in) every process trains its rows of each batch, with DDP."""
@@ -199,6 +205,8 @@ def _settings(settings: FinalizeConfig, precision: str = "fp32") -> dict[str, An
     }
     if precision != "fp32":
         out["precision"] = precision
+    if settings.compile is not False:  # listed only when on, so earlier indexes read as before
+        out["compile"] = backend_name(settings.compile)
     return out
 
 
@@ -257,27 +265,95 @@ def finetuned_copy(
     return net
 
 
+def finetuned_standalone(
+    parts: RunParts,
+    record: Record,
+    index: int,
+    count: int,
+    settings: FinalizeConfig,
+    collective: Collective,
+) -> StaticMobileNetV3:
+    """``finalize.compile``'s path: the front member extracted from its supernet as a standalone network,
+    then fine-tuned as that network under ``torch.compile`` (the same trainer, schedule, seed and data
+    as `finetuned_copy`; the teacher compiled too). Its BN statistics are recalibrated later, on the
+    same images as the supernet path's (`save_built_model`)."""
+    cfg, subnet = parts.config, record.subnet
+    model = supernet_for(parts.supernets, subnet).extract(subnet)
+    if settings.finetune_epochs > 0:
+        backend = backend_name(settings.compile)
+        trainee = StandaloneTrainee(model, compiled(model, backend))
+        teacher = None
+        if settings.distills:
+            teacher_net = distillation_teacher(parts, subnet.r)
+            teacher = StandaloneTrainee(teacher_net, compiled(teacher_net, backend))
+        finetune_subnet(
+            trainee,
+            subnet,
+            parts.task,
+            cfg.data,
+            epochs=settings.finetune_epochs,
+            lr=settings.lr,
+            weight_decay=cfg.adaptation.weight_decay,
+            label_smoothing=cfg.adaptation.label_smoothing,
+            seed=cfg.seed + index,
+            device=parts.device,
+            teacher=teacher,
+            kd_ratio=settings.kd_ratio,
+            desc=f"fine-tune {index + 1}/{count} (compiled)",
+            precision=cfg.precision,
+            collective=collective,
+        )
+    return model.eval()
+
+
+def measure_standalone(
+    parts: RunParts, model: StaticMobileNetV3, settings: FinalizeConfig
+) -> dict[str, float | int]:
+    """Recalibrate a standalone network's BN on the run's calibration images and measure it on the test
+    split, compiled as ``settings.compile`` asks (``{}`` when ``settings.test`` is False)."""
+    cfg = parts.config
+    parts.evaluator.calibrator.standalone(model)
+    model.eval()
+    if not settings.test:
+        return {}
+    loader = loader_from_config(
+        parts.task,
+        cfg.data,
+        "test",
+        resolution=model.subnet.r,
+        train=False,
+        seed=cfg.seed,
+        device=parts.device,
+    )
+    runner = StandaloneTrainee(model, compiled(model, backend_name(settings.compile))).eval()
+    return evaluate_accuracy(runner, loader, device=parts.device, precision=cfg.precision)
+
+
 def save_built_model(
     parts: RunParts,
-    net: Supernet,
+    net: Supernet | StaticMobileNetV3,
     record: Record,
     settings: FinalizeConfig,
     folder: Path,
     run_path: Path,
 ) -> dict[str, Any]:
-    """Test the (fine-tuned) member in ``net`` and write its model folder; returns its index entry."""
+    """Test the (fine-tuned) member and write its model folder; returns its index entry. ``net`` is the
+    supernet copy holding it, or (``finalize.compile``) the standalone network itself."""
     cfg, subnet = parts.config, record.subnet
-    model, scores = extract_and_test(
-        net,
-        subnet,
-        parts.evaluator.calibrator,
-        parts.task,
-        cfg.data,
-        seed=cfg.seed,
-        device=parts.device,
-        test=settings.test,
-        precision=cfg.precision,
-    )
+    if isinstance(net, StaticMobileNetV3):
+        model, scores = net, measure_standalone(parts, net, settings)
+    else:
+        model, scores = extract_and_test(
+            net,
+            subnet,
+            parts.evaluator.calibrator,
+            parts.task,
+            cfg.data,
+            seed=cfg.seed,
+            device=parts.device,
+            test=settings.test,
+            precision=cfg.precision,
+        )
     cost = parts.objectives.table.subnet(subnet)
     metrics = {"val_top1": record.top1, **{f"test_{k}": v for k, v in scores.items() if k != "images"}}
     save_model(
@@ -336,7 +412,8 @@ def export_models(
         if old is not None:
             results.append(old)
             continue
-        net = finetuned_copy(parts, record, i, len(plan), settings, c)
+        build = finetuned_copy if settings.compile is False else finetuned_standalone
+        net = build(parts, record, i, len(plan), settings, c)
         if c.is_main:
             results.append(save_built_model(parts, net, record, settings, out / name, run_path))
             write_json_atomic(index_path, results)

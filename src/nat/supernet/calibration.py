@@ -33,25 +33,53 @@ from nat.supernet.dynamic import BatchNorm2d, RunningAverage
 from nat.train.precision import Precision, as_precision
 
 
+def _collect_statistics(stats: RunningAverage):  # noqa: ANN202 - a forward pre-hook
+    """A forward pre-hook for a plain ``nn.BatchNorm2d`` (a standalone network's): the same batch
+    statistics nat's elastic BN collects itself (float32, biased variance)."""
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].float()
+        mean = x.mean((0, 2, 3))
+        stats.update(mean, (x - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3)), x.size(0))
+
+    return hook
+
+
 @contextmanager
 def bn_calibration(model: nn.Module) -> Iterator[None]:
-    """Within the block, every elastic BN collects batch statistics; on exit they become its running
-    statistics (only the channels that were used; the rest are left as they were)."""
-    norms = [m for m in model.modules() if isinstance(m, BatchNorm2d)]
+    """Within the block, every BN collects batch statistics; on exit they become its running statistics
+    (for an elastic BN only the channels that were used; the rest are left as they were).
+
+    nat's elastic BNs (a supernet's) collect them themselves. Plain ``nn.BatchNorm2d`` layers (a
+    standalone `StaticMobileNetV3`, e.g. one fine-tuned after extraction) collect them through a hook
+    and, in training mode, normalise by the batch's own statistics exactly as the elastic ones do; their
+    momentum update of the running statistics and batch counter during the block are undone, so both
+    kinds end with the same statistics for the same images."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    plain = [m for m in norms if not isinstance(m, BatchNorm2d)]
+    stats = {m: RunningAverage() for m in norms}
+    counters = [(m, m.num_batches_tracked.clone()) for m in plain if m.num_batches_tracked is not None]
+    hooks = [m.register_forward_pre_hook(_collect_statistics(stats[m])) for m in plain]
     for m in norms:
-        m.calibration = RunningAverage()
+        if isinstance(m, BatchNorm2d):
+            m.calibration = stats[m]
     try:
         yield
         with torch.no_grad():
-            for m in norms:
-                stats = m.calibration
-                if stats is not None and stats.count:
-                    c = stats.mean_sum.numel()
-                    m.running_mean[:c].copy_(stats.mean_sum / stats.count)
-                    m.running_var[:c].copy_(stats.var_sum / stats.count)
+            for m, s in stats.items():
+                if s.count and s.mean_sum is not None and s.var_sum is not None:
+                    c = s.mean_sum.numel()
+                    m.running_mean[:c].copy_(s.mean_sum / s.count)
+                    m.running_var[:c].copy_(s.var_sum / s.count)
     finally:
+        for h in hooks:
+            h.remove()
+        with torch.no_grad():
+            for m, count in counters:
+                m.num_batches_tracked.copy_(count)
         for m in norms:
-            m.calibration = None
+            if isinstance(m, BatchNorm2d):
+                m.calibration = None
 
 
 @contextmanager
@@ -76,8 +104,8 @@ def kept_bn_statistics(model: nn.Module) -> Iterator[None]:
 def recalibrate_bn(
     model: nn.Module, batches: Iterable[torch.Tensor], precision: Precision | None = None
 ) -> None:
-    """Recalibrate the BN statistics of ``model`` (a supernet with its active subnet) on ``batches``,
-    with the forward passes in ``precision`` (None: fp32)."""
+    """Recalibrate the BN statistics of ``model`` (a supernet with its active subnet, or a standalone
+    network) on ``batches``, with the forward passes in ``precision`` (None: fp32)."""
     was_training = model.training
     model.train()
     try:
@@ -175,3 +203,8 @@ class BNCalibrator:
         if subnet is not None:
             supernet.set_active(subnet)
         recalibrate_bn(supernet, self.batches(supernet.active.r), self.precision)
+
+    def standalone(self, network: nn.Module) -> None:
+        """Recalibrate a standalone network of one subnet (a `StaticMobileNetV3`, at its subnet's
+        resolution) on the same images: the statistics its subnet would get inside the supernet."""
+        recalibrate_bn(network, self.batches(network.subnet.r), self.precision)
