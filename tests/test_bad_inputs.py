@@ -135,6 +135,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ),
     ("task-list-empty", [*S, "--set", "data=[]"], "list of tasks is empty"),
     ("adaptation-distill", [*S, "--set", "adaptation.distill=sometimes"], "adaptation.distill"),
+    ("distill-every", [*S, "--set", "adaptation.distill_every=2"], "set distill: true as well"),
     ("finalize-compile", [*S, "--set", "finalize.compile=nope"], "unknown torch.compile backend 'nope'"),
     (
         "task-list-item",

@@ -117,6 +117,30 @@ def test_inplace_distillation_and_teacher(digits) -> None:
     assert stats["loss"] > 0 and not any(p.requires_grad for p in teacher.parameters())
 
 
+def test_distillation_every_nth_step(digits) -> None:
+    """``distill_every=3``: the largest subnet trains (and teaches) on steps 0 and 3 of 6 only; the other
+    steps are label-only steps of the sampled subnet, exactly as without distillation."""
+    trained: list[int] = []
+    net = make_net()
+
+    def on_step(trainer) -> None:
+        trained.append(int(trainer.totals.get("loss_largest#n", 0)))
+
+    train_supernet(
+        net,
+        loader(digits),
+        steps=6,
+        distill_from="largest",
+        distill_every=3,
+        lr=0.05,
+        on_step=on_step,
+        progress=False,
+    )
+    assert trained == [1, 1, 1, 2, 2, 2]
+    with pytest.raises(ConfigError, match="distill_every must be >= 1"):
+        train_supernet(make_net(), loader(digits), steps=1, distill_from="largest", distill_every=0)
+
+
 class _Killed(Exception):
     pass
 

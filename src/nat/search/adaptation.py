@@ -82,7 +82,7 @@ def adapt_supernet(
         precision=config.precision,
         desc=desc,
         collective=collective,
-        **({"distill_from": "largest"} if cfg.distill else {}),
+        **({"distill_from": "largest", "distill_every": cfg.distill_every} if cfg.distill else {}),
     )
     net.train(was_training)
     return stats

@@ -102,7 +102,19 @@ class AdaptationConfig(BaseModel):
         "and the sampled subnet learns from its soft predictions (in-place distillation, as nat "
         "pretrain's phases); false: the paper (docs/search.md)",
     )
+    distill_every: int = Field(
+        1,
+        ge=1,
+        description="with distill: the largest subnet trains and teaches on every n-th step only (the "
+        "others use the labels alone): less of distillation's cost, and of its effect (README)",
+    )
     max_steps: int | None = Field(None, ge=1, description="cap on steps per adaptation (for quick runs)")
+
+    @model_validator(mode="after")
+    def _distill_every_needs_distill(self) -> AdaptationConfig:
+        if self.distill_every > 1 and not self.distill:
+            raise ValueError("distill_every applies to distillation: set distill: true as well")
+        return self
 
 
 class EvaluationConfig(BaseModel):

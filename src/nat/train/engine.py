@@ -144,7 +144,8 @@ class SupernetTrainer:
     the subnets of a batch (default: uniform over the supernet's space at its width); ``always_train``
     subnets are trained on every batch as well (e.g. ``[Subnet.smallest(space)]`` for the sandwich
     rule). With ``distill_from="largest"`` the largest subnet is trained on the labels first and teaches
-    the rest; set ``subnets_per_batch=0`` to train only it.
+    the rest; set ``subnets_per_batch=0`` to train only it. ``distill_every=n`` does that on every n-th
+    step only (steps 0, n, 2n, ...); the others train on the labels alone, at a fraction of the cost.
     """
 
     def __init__(
@@ -156,6 +157,7 @@ class SupernetTrainer:
         subnets_per_batch: int = 1,
         always_train: Sequence[Subnet] = (),
         distill_from: Teacher = None,
+        distill_every: int = 1,
         kd_ratio: float = 1.0,
         lr: float = 0.025,
         lr_min: float = 0.0,
@@ -183,6 +185,8 @@ class SupernetTrainer:
             )
         if subnets_per_batch == 0 and not always_train and distill_from != "largest":
             raise ConfigError("nothing to train: subnets_per_batch=0 and no always_train subnets")
+        if distill_every < 1:
+            raise ConfigError(f"distill_every must be >= 1, got {distill_every}")
         self.net = supernet
         self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
         self.net.to(self.device)
@@ -208,6 +212,8 @@ class SupernetTrainer:
         self.subnets_per_batch = subnets_per_batch
         self.always_train = list(always_train)
         self.distill_from = distill_from
+        #: with ``distill_from="largest"``: the largest subnet trains (and teaches) on every n-th step only
+        self.distill_every = distill_every
         if isinstance(distill_from, nn.Module):
             distill_from.to(self.device).eval()
             distill_from.requires_grad_(False)
@@ -304,7 +310,7 @@ class SupernetTrainer:
         with self._own_rng():
             self.optimizer.zero_grad(set_to_none=True)
             soft: torch.Tensor | None = None
-            if self.distill_from == "largest":
+            if self.distill_from == "largest" and self.step % self.distill_every == 0:
                 net.set_active(self.largest)
                 with autocast():
                     logits = self.model(images)
