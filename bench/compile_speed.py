@@ -162,6 +162,10 @@ def measure(setting: str, device: torch.device, rounds: int, backend: str) -> di
     }
 
 
+def _count(value: float | None, unit: str) -> str:
+    return "never (compiled is not faster)" if value is None else f"after {value:,.0f} {unit}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setting", nargs="+", default=["fashion_mnist_28px_b64"], choices=sorted(SETTINGS))
@@ -197,9 +201,9 @@ def main() -> None:
             f"{name}: train step supernet {1e3 * s['supernet']:.0f} ms, "
             f"standalone {1e3 * s['standalone']:.0f} ms, compiled {1e3 * s['compiled']:.0f} ms "
             f"(compile {r['compile_train_seconds']:.0f} s, "
-            f"break-even {r['train_break_even_steps']} steps); inference x{r['inference_speedup']:.2f} "
-            f"compiled (compile {r['compile_eval_seconds']:.0f} s, break-even "
-            f"{r['inference_break_even_images']} images)"
+            f"break-even {_count(r['train_break_even_steps'], 'steps')}); "
+            f"inference x{r['inference_speedup']:.2f} compiled (compile {r['compile_eval_seconds']:.0f} s, "
+            f"break-even {_count(r['inference_break_even_images'], 'images')})"
         )
     print(f"wrote {args.out}")
 

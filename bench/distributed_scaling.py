@@ -112,7 +112,8 @@ def worker(args: argparse.Namespace) -> None:
         search.evaluate(subnets, 1, Phase.CANDIDATE)  # first: the pretrained weights, on any world size
         collective.barrier()
         t1 = time.perf_counter()
-        search.adapt(1, genomes, epochs=float(args.steps))  # max_steps caps it at exactly --steps
+        tasks = {name: genomes for name in search.parts.tasks}
+        search.adapt(1, tasks, epochs=float(args.steps))  # max_steps caps it at exactly --steps
         collective.barrier()
         t2 = time.perf_counter()
         if collective.is_main:

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--finetune-epochs",
         type=non_negative_float,
         default=None,
-        help="fine-tuning epochs per model (preset: 5)",
+        help="fine-tuning epochs per model (preset: 10)",
     )
     parser.add_argument(
         "--precision",
