@@ -18,7 +18,7 @@ the machine hits both alike; the figures are each world size's best round (the l
 Speedup = one-process seconds / two-process seconds. Data: sklearn's digits at the supernet's
 resolutions (the images' content does not change the cost).
 
-    python bench/distributed_scaling.py [--regime shipped|small] [--batch 64] [--rounds 2]
+    python bench/distributed_scaling.py [--regime shipped|small] [--batch 64] [--rounds 2] [--result FILE]
 
 Writes bench/results/distributed_scaling.json (adaptation_speedup, evaluation_speedup, images/s of each).
 """
@@ -148,6 +148,9 @@ def main() -> None:
     parser.add_argument("--regime", choices=sorted(REGIMES), help="one regime only (default: both)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--result", type=Path, default=RESULT, help="where the JSON goes (default: %(default)s)"
+    )
     args = parser.parse_args()
     if args.worker:
         sys.path.insert(0, str(ROOT / "src"))
@@ -181,9 +184,9 @@ def main() -> None:
     head = result[regimes[0]]
     result["adaptation_speedup"] = head["adaptation_speedup"]
     result["evaluation_speedup"] = head["evaluation_speedup"]
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULT}")
+    args.result.parent.mkdir(parents=True, exist_ok=True)
+    args.result.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.result}")
 
 
 def measure(args: argparse.Namespace) -> dict:

@@ -17,7 +17,7 @@ defaults, which are the paper's: 100 initial subnets, 30 iterations of 8 candida
 epoch per iteration, every archive member re-evaluated after each adaptation, BN recalibration on 500
 images, 5,000 search-validation images, 45,000 training images), by precision.
 
-    python bench/paper_scale.py [--precisions fp32 bf16] [--device cpu|cuda] [--threads 1]
+    python bench/paper_scale.py [--precisions fp32 bf16] [--device cpu|cuda] [--threads 1] [--out FILE]
 
 Writes bench/results/paper_scale.json (bench/results/paper_scale_cuda.json with --device cuda).
 """
@@ -111,7 +111,7 @@ class TimedSearch(NATSearch):
         super().__init__(*args, **kwargs)
         self.times: dict[str, list[float]] = {"adapt_s": [], "adapt_images": [], "eval_s": [], "eval_n": []}
 
-    def adapt(self, iteration: int, genomes: np.ndarray, epochs: float) -> None:
+    def adapt(self, iteration: int, genomes: dict[str, np.ndarray], epochs: float) -> None:
         cfg = self.config
         batches = max(1, len(self.task.train) // cfg.data.train_batch_size)
         steps = min(math.ceil(epochs * batches), cfg.adaptation.max_steps or 10**9) if epochs > 0 else 0
@@ -293,6 +293,9 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: bench/results/paper_scale[_cuda].json"
+    )
     args = parser.parse_args()
     result: dict = {
         "what": "paper-scale path at tiny budgets (OFA w1.0 + w1.2, 192-256 px, JPEG ImageFolder) and the "
@@ -314,7 +317,7 @@ def main() -> None:
             result[precision] = run_one(precision, args, tmp / "data", checkpoints, tmp)
     result["seconds"] = time.perf_counter() - t0
     name = "paper_scale" if args.device == "cpu" else "paper_scale_cuda"
-    path = ROOT / "bench" / "results" / f"{name}.json"
+    path = args.out or ROOT / "bench" / "results" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path} ({result['seconds']:.0f} s)")

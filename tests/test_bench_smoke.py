@@ -1,0 +1,69 @@
+"""The benchmarks that drive the search loop's internals still run (`make test-slow`).
+
+`bench/distributed_scaling.py` once crashed for weeks unnoticed after `NATSearch.adapt` began taking
+genomes per task: a benchmark is only run by hand, so an API change inside the loop does not show until
+someone needs its figures. These checks run each such benchmark at its smallest size, into a temporary
+file (never over the committed results), and check that it wrote what its issue names. They measure
+nothing: the figures of a seconds-long run mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(name: str, *args: str) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_distributed_scaling_runs_on_one_and_two_processes(tmp_path: Path) -> None:
+    out = tmp_path / "distributed_scaling.json"
+    run_bench(
+        "distributed_scaling", "--regime", "shipped", "--steps", "2", "--subnets", "2", "--rounds", "1",
+        "--result", str(out),
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["adaptation_speedup"] > 0 and result["evaluation_speedup"] > 0
+    assert result["shipped"]["evaluations_identical_across_world_sizes"] is True
+
+
+def test_compile_speed_reports_compile_times_and_break_even(tmp_path: Path) -> None:
+    out = tmp_path / "compile_speed.json"
+    run_bench("compile_speed", "--rounds", "1", "--backend", "aot_eager", "--out", str(out))
+    figures = json.loads(out.read_text())["settings"]["fashion_mnist_28px_b64"]
+    assert figures["compile_train_seconds"] > 0 and figures["compile_eval_seconds"] > 0
+    assert set(figures["train_step_seconds"]) == {"supernet", "standalone", "compiled"}
+
+
+def test_paper_scale_runs_the_whole_loop_on_ofa_architectures(tmp_path: Path) -> None:
+    out = tmp_path / "paper_scale.json"
+    run_bench("paper_scale", "--precisions", "fp32", "--out", str(out))
+    result = json.loads(out.read_text())
+    assert result["fp32"]["archive_size"] > 0
+
+
+def test_many_task_quick_compares_many_and_single_task_runs(tmp_path: Path) -> None:
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST is not installed (Debian: dataset-fashion-mnist)")
+    out = tmp_path / "many_task.json"
+    run_bench("many_task", "--quick", "--out", str(out))
+    assert json.loads(out.read_text())
