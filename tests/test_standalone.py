@@ -147,6 +147,7 @@ def test_compiled_finalize_matches_the_supernet_path_and_writes_loadable_models(
 def _train_steps(forward, module, resolution: int, steps: int = 3) -> list[float]:  # noqa: ANN001
     g = torch.Generator().manual_seed(0)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9)
+    dtype = next(module.parameters()).dtype
     losses = []
     for _ in range(steps):
         images, labels = (
@@ -154,7 +155,7 @@ def _train_steps(forward, module, resolution: int, steps: int = 3) -> list[float
             torch.randint(0, 5, (8,), generator=g),
         )
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(forward(images), labels)
+        loss = torch.nn.functional.cross_entropy(forward(images.to(dtype)), labels)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -162,16 +163,33 @@ def _train_steps(forward, module, resolution: int, steps: int = 3) -> list[float
 
 
 def _compiled_training_matches_eager(backend: str) -> None:
+    """Three SGD steps of an extracted subnet, eager and compiled, from the same weights on the same
+    batches: the same losses, and weights as close to the exact result as eager's own.
+
+    ``aot_eager`` runs eager's kernels, so its weights must equal eager's. ``inductor`` generates its
+    own kernels, which sum in another order: with random weights, batches of 8 and 1-2 px maps, BN
+    amplifies float32 rounding, so eager itself ends up to ~5e-3 away from the same steps in float64.
+    The compiled weights are held to that yardstick (float64 steps as the exact result) instead of to
+    an arbitrary tolerance around eager's rounding."""
     net = _randomised_supernet()
     subnet = Subnet.sample(MICRO, random.Random(5))
     eager, fast = net.extract(subnet).train(), net.extract(subnet).train()
-    for model in (eager, fast):
+    exact = net.extract(subnet).train().double()
+    for model in (eager, fast, exact):
         model.classifier.dropout_rate = 0.0  # compiled code draws dropout masks from another stream
     want = _train_steps(eager, eager, subnet.r)
     got = _train_steps(compiled(fast, backend), fast, subnet.r)
     assert got == pytest.approx(want, rel=1e-3)
-    for a, b in zip(eager.parameters(), fast.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    if backend == "aot_eager":
+        for a, b in zip(eager.parameters(), fast.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+        return
+    _train_steps(exact, exact, subnet.r)
+    reference = torch.cat([p.detach().flatten() for p in exact.parameters()])
+    eager_error = torch.cat([p.detach().double().flatten() for p in eager.parameters()]) - reference
+    compiled_error = torch.cat([p.detach().double().flatten() for p in fast.parameters()]) - reference
+    assert compiled_error.norm() <= 2 * eager_error.norm()
+    assert compiled_error.abs().max() <= 2 * eager_error.abs().max()
 
 
 def test_aot_eager_compiled_training_matches_eager() -> None:
