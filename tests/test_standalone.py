@@ -173,8 +173,7 @@ def _compiled_training_matches_eager(backend: str) -> None:
     an arbitrary tolerance around eager's rounding."""
     net = _randomised_supernet()
     subnet = Subnet.sample(MICRO, random.Random(5))
-    eager, fast = net.extract(subnet).train(), net.extract(subnet).train()
-    exact = net.extract(subnet).train().double()
+    eager, fast, exact = (net.extract(subnet).train() for _ in range(3))
     for model in (eager, fast, exact):
         model.classifier.dropout_rate = 0.0  # compiled code draws dropout masks from another stream
     want = _train_steps(eager, eager, subnet.r)
@@ -184,10 +183,12 @@ def _compiled_training_matches_eager(backend: str) -> None:
         for a, b in zip(eager.parameters(), fast.parameters(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
         return
-    _train_steps(exact, exact, subnet.r)
-    reference = torch.cat([p.detach().flatten() for p in exact.parameters()])
-    eager_error = torch.cat([p.detach().double().flatten() for p in eager.parameters()]) - reference
-    compiled_error = torch.cat([p.detach().double().flatten() for p in fast.parameters()]) - reference
+    _train_steps(exact.double(), exact, subnet.r)
+
+    def weights(model: torch.nn.Module) -> torch.Tensor:
+        return torch.cat([p.detach().double().flatten() for p in model.parameters()])
+
+    eager_error, compiled_error = weights(eager) - weights(exact), weights(fast) - weights(exact)
     assert compiled_error.norm() <= 2 * eager_error.norm()
     assert compiled_error.abs().max() <= 2 * eager_error.abs().max()
 
