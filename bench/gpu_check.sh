@@ -1,34 +1,75 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 17 in one run, for a machine with a CUDA device (nothing here needs a network).
 #
-#   bash bench/gpu_check.sh [OUT_DIR]
+#   bash bench/gpu_check.sh [OUT_DIR] [BUDGET_SECONDS]
 #
-# 1. the CUDA tests (pytest -m cuda: precision paths, latency on CUDA, ...), skipped elsewhere;
-# 2. bench/precision_speed.py on cuda: fp32 vs bf16 vs fp16 training step and inference of the supernet;
-# 3. bench/paper_scale.py --device cuda: the paper-scale path (OFA w1.0 + w1.2, 192-256 px, JPEG folder)
-#    and the projected wall time of a paper-sized CIFAR-10 run on this GPU, by precision;
-# 4. bench/compile_speed.py --device cuda: whether finalize.compile pays off there (the shipped supernet
-#    at 28 px and OFA's space at 224 px; cold compiles);
-# 5. bench/distributed_scaling.py is CPU-only (gloo) and is not run here.
+# Stages, most important first, each under its own time limit so that one slow stage cannot eat the
+# others' time (a lent GPU comes with minutes, not hours; the limits come from the first H200 run,
+# bench/results/gpu_h200_2026-12-04/):
+#  1. bench/supernet_throughput.py: training and inference images/s of OFA's supernet at 224 px, nat
+#     (channels-last and NCHW) vs OFA's package, fp32 and bf16;
+#  2. `nat search --preset smoke` on the GPU in bf16: the whole loop end to end on CUDA (in-memory data);
+#  3. the CUDA tests (pytest -m cuda: bf16 step without host sync, fp16/bf16 evaluation, CUDA latency
+#     tables), skipped elsewhere;
+#  4. the cost of new layer shapes over 24 steps on new subnets, nat channels-last vs NCHW;
+#  5. bench/paper_scale.py --device cuda: the paper-scale search end to end (OFA w1.0 + w1.2, 192-256 px,
+#     a JPEG folder) with batches that fill a GPU, and the projected wall time of a paper-sized run.
+# bench/compile_speed.py --device cuda (whether finalize.compile pays there) and
+# bench/distributed_scaling.py (CPU-only, gloo) are not run here.
 #
 # nat runs from src/ (PYTHONPATH), with the python3 that holds a CUDA torch. Its other dependencies
-# (pyproject.toml: pydantic, pymoo, scikit-learn, safetensors, tqdm, mlxtend, ...; ofa for the paper-scale
-# checkpoints) must be importable: on a machine that cannot download them, carry them as wheels first.
-# Figures go to OUT_DIR (default bench/results) as JSON, with the GPU's name in each file.
-set -euo pipefail
+# (pyproject.toml: pydantic, pymoo, ...; ofa for the comparison and the checkpoints) must be importable:
+# on a machine that cannot download them, carry them as wheels in .whl/ (bench/gpu_wheels.sh fetches
+# them; they are installed from there). Each stage's log and JSON go to OUT_DIR/gpu.tar.gz, rebuilt after
+# every stage, so a run cut off at its limit still returns what finished; OUT_DIR/summary.txt has one
+# line per stage.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-bench/results}
-mkdir -p "$OUT"
+OUT=${1:-bench/results/gpu}
+BUDGET=${2:-575}
+START=$SECONDS
+WORK=/tmp/nat_gpu_check
+rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" \
-  | tee "$OUT/gpu_name.txt"
-$PY -m pytest -m cuda -q -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_pytest.txt"
-cp bench/results/precision_speed.json /tmp/precision_speed_cpu.json  # the script writes one file name
-$PY bench/precision_speed.py --device cuda --precisions fp32 bf16 fp16 2>&1 | tee "$OUT/gpu_precision_speed.txt"
-cp bench/results/precision_speed.json "$OUT/precision_speed_cuda.json"
-cp /tmp/precision_speed_cpu.json bench/results/precision_speed.json
-$PY bench/paper_scale.py --device cuda --precisions fp32 bf16 fp16 2>&1 | tee "$OUT/gpu_paper_scale.txt"
-cp bench/results/paper_scale_cuda.json "$OUT/" 2>/dev/null || true
-$PY bench/compile_speed.py --device cuda --setting fashion_mnist_28px_b64 ofa_mbv3_224px_b64 \
-  --out "$OUT/compile_speed_cuda.json" 2>&1 | tee "$OUT/gpu_compile_speed.txt"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    >"$WORK/pip.txt" 2>&1 || { tail "$WORK/pip.txt"; exit 1; }
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+
+pack() { tar -czf "$OUT/gpu.tar.gz" -C "$WORK" . 2>/dev/null; }
+stage() {  # stage NAME LIMIT_SECONDS COMMAND...: run under a limit cut to the budget left
+  local name=$1 limit=$2; shift 2
+  local left=$((BUDGET - (SECONDS - START)))
+  ((limit > left)) && limit=$left
+  if ((limit < 15)); then echo "$name: skipped (budget spent)" | tee -a "$OUT/summary.txt"; return; fi
+  local t0=$SECONDS
+  timeout -k 5 "$limit" "$@" >"$WORK/$name.txt" 2>&1
+  local rc=$?
+  echo "$name: rc=$rc in $((SECONDS - t0)) s (limit $limit s)" | tee -a "$OUT/summary.txt"
+  tail -n 4 "$WORK/$name.txt"
+  pack
+}
+
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+  $PY -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, \
+torch.cuda.get_device_name(), torch.cuda.is_available())"
+  nproc
+} >"$WORK/env.txt" 2>&1
+cat "$WORK/env.txt"
+
+stage throughput 150 $PY bench/supernet_throughput.py --device cuda --subnets 6 --precisions fp32 bf16 \
+  --out "$WORK/supernet_throughput_cuda.json"
+stage smoke_search 90 $PY -m nat search --preset smoke --set device=cuda --precision bf16 \
+  --out "$WORK/smoke_run"
+rm -f "$WORK"/smoke_run/*.safetensors "$WORK"/smoke_run/models/*/*.safetensors "$WORK"/smoke_run/models/*/*.onnx
+pack
+stage cuda_tests 120 $PY -m pytest -m cuda -q -p no:cacheprovider -o addopts="" tests
+stage new_shapes 130 $PY bench/supernet_throughput.py --device cuda --subnets 1 --rounds 1 --precisions bf16 \
+  --sequence 24 --out "$WORK/supernet_new_shapes_cuda.json"
+stage paper_scale 170 $PY bench/paper_scale.py --device cuda --precisions bf16 --threads 4 \
+  --train-batch 64 --eval-batch 200 --workers 8 --max-steps 8 --calibration-images 200 --val-images 200 \
+  --per-class 60 --strategy-from bench/results/paper_scale.json --out "$WORK/paper_scale_cuda.json"
+echo "total $((SECONDS - START)) s" | tee -a "$OUT/summary.txt"

@@ -63,12 +63,12 @@ PAPER = {
 CLASSES, PER_CLASS_TRAIN, PER_CLASS_TEST = 10, 24, 6
 
 
-def make_jpegs(root: Path, seed: int = 0) -> None:
+def make_jpegs(root: Path, seed: int = 0, per_class_train: int = PER_CLASS_TRAIN) -> None:
     """``root/train|test/class_k/*.jpg``: about 300 px, a class-coloured blob on noise (JPEG quality 90)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    for split, n in (("train", PER_CLASS_TRAIN), ("test", PER_CLASS_TEST)):
+    for split, n in (("train", per_class_train), ("test", PER_CLASS_TEST)):
         for k in range(CLASSES):
             folder = root / split / f"class_{k}"
             folder.mkdir(parents=True)
@@ -130,12 +130,13 @@ class TimedSearch(NATSearch):
         return out
 
 
-def search_config(root: Path, checkpoints: list[Path], precision: str, device: str, threads: int):
+def search_config(root: Path, checkpoints: list[Path], precision: str, args: argparse.Namespace):
+    """The tiny-budget search; ``args`` gives the device and the sizes (a GPU gets batches that fill it)."""
     return load_config(
         overrides={
             "seed": 0,
-            "device": device,
-            "threads": threads,
+            "device": args.device,
+            "threads": args.threads,
             "precision": precision,
             "supernet": [str(p) for p in checkpoints],
             "space": {"resolutions": list(range(192, 257, 4))},
@@ -143,17 +144,21 @@ def search_config(root: Path, checkpoints: list[Path], precision: str, device: s
                 "dataset": "folder",
                 "root": str(root),
                 "val_size": 0.2,
-                "train_batch_size": 8,
-                "eval_batch_size": 32,
-                "num_workers": 1,
+                "train_batch_size": args.train_batch,
+                "eval_batch_size": args.eval_batch,
+                "num_workers": args.workers,
             },
             "initial_samples": 4,
             "iterations": 1,
             "candidates_per_iteration": 2,
             "surrogate": {"folds": 2},
             "nsga3": {"pop_size": 20, "generations": 5},
-            "adaptation": {"initial_epochs": 1.0, "epochs": 1.0, "max_steps": 3},
-            "evaluation": {"calibration_images": 32, "max_val_images": 48, "reevaluate": "all"},
+            "adaptation": {"initial_epochs": 1.0, "epochs": 1.0, "max_steps": args.max_steps},
+            "evaluation": {
+                "calibration_images": args.calibration_images,
+                "max_val_images": args.val_images,
+                "reevaluate": "all",
+            },
             "finalize": {"models": 1, "finetune_epochs": 0.1},
         }
     )
@@ -242,9 +247,18 @@ def projection(train_images_per_s: float, eval_images_per_s: float, strategy: di
     }
 
 
-def run_one(precision: str, args: argparse.Namespace, data: Path, checkpoints: list[Path], tmp: Path) -> dict:
+def run_one(
+    precision: str,
+    args: argparse.Namespace,
+    data: Path,
+    checkpoints: list[Path],
+    tmp: Path,
+    strategy: dict | None,
+) -> dict:
+    """One tiny search at ``precision``; the paper-sized surrogate and NSGA-III costs (CPU work, the same
+    for every precision) are measured only when ``strategy`` is None."""
     torch.set_num_threads(args.threads)
-    cfg = search_config(data, checkpoints, precision, args.device, args.threads)
+    cfg = search_config(data, checkpoints, precision, args)
     t0 = time.perf_counter()
     search = TimedSearch(cfg, tmp / f"run_{precision}")
     setup_s = time.perf_counter() - t0
@@ -261,7 +275,8 @@ def run_one(precision: str, args: argparse.Namespace, data: Path, checkpoints: l
         eval_s_per_subnet = sum(times["eval_s"]) / sum(times["eval_n"])
         eval_rate = per_subnet_images / eval_s_per_subnet
         loader = loader_images_per_s(search)
-        strategy = paper_sized_strategy_costs(search)
+        if strategy is None:
+            strategy = paper_sized_strategy_costs(search)
     result = {
         "setup_s": setup_s,
         "loop_s": loop_s,
@@ -293,6 +308,19 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--eval-batch", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    parser.add_argument("--max-steps", type=int, default=3, help="adaptation steps per iteration")
+    parser.add_argument("--calibration-images", type=int, default=32)
+    parser.add_argument("--val-images", type=int, default=48, help="search-validation images per evaluation")
+    parser.add_argument("--per-class", type=int, default=PER_CLASS_TRAIN, help="training JPEGs per class")
+    parser.add_argument(
+        "--strategy-from",
+        type=Path,
+        default=None,
+        help="take the paper-sized surrogate + NSGA-III costs (CPU work) from this earlier result",
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="default: bench/results/paper_scale[_cuda].json"
     )
@@ -307,14 +335,29 @@ def main() -> None:
         "threads": args.threads,
         "paper_run": PAPER,
         "torch": torch.__version__,
+        "sizes": {
+            k: getattr(args, k)
+            for k in ("train_batch", "eval_batch", "workers", "max_steps", "calibration_images", "val_images")
+        }
+        | {"train_jpegs": args.per_class * CLASSES},
     }
+    strategy = None
+    if args.strategy_from is not None:
+        earlier = json.loads(args.strategy_from.read_text())
+        strategy = next(
+            v["paper_sized_surrogate_and_nsga3"]
+            for v in earlier.values()
+            if isinstance(v, dict) and "paper_sized_surrogate_and_nsga3" in v
+        )
+        result["strategy_costs_from"] = f"{args.strategy_from.name} ({earlier.get('device_name') or 'cpu'})"
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        make_jpegs(tmp / "data")
+        make_jpegs(tmp / "data", per_class_train=args.per_class)
         checkpoints = make_ofa_checkpoints(tmp)
         for precision in args.precisions:
-            result[precision] = run_one(precision, args, tmp / "data", checkpoints, tmp)
+            result[precision] = run_one(precision, args, tmp / "data", checkpoints, tmp, strategy)
+            strategy = result[precision]["paper_sized_surrogate_and_nsga3"]
     result["seconds"] = time.perf_counter() - t0
     name = "paper_scale" if args.device == "cpu" else "paper_scale_cuda"
     path = args.out or ROOT / "bench" / "results" / f"{name}.json"

@@ -121,6 +121,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("user-objective-module", [*S, "--set", "objectives=[top1,nomodule:fn]"], "cannot import module"),
     ("evolution-no-bound", [*S, "--set", "strategy=evolution"], "needs at least one constraint"),
     ("tf32-not-bool", [*S, "--set", "tf32=sometimes"], "tf32"),
+    ("cudnn-benchmark-not-bool", [*S, "--set", "cudnn_benchmark=maybe"], "cudnn_benchmark"),
+    ("memory-format", [*S, "--set", "memory_format=nhwc"], "memory_format: Input should be 'auto'"),
     ("distributed-timeout", [*S, "--set", "distributed_timeout_minutes=0"], "distributed_timeout_minutes"),
     ("strategy", [*S, "--set", "strategy=grid"], "strategy"),
     (

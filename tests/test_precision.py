@@ -21,7 +21,7 @@ from nat.errors import ConfigError
 from nat.space import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.train import SupernetTrainer, TrainCallback, evaluate_accuracy, evaluate_top1, train_supernet
-from nat.train.precision import PRECISIONS, Precision, enable_cuda_fast_path
+from nat.train.precision import PRECISIONS, Precision, enable_cuda_fast_path, supernet_channels_last
 
 #: small convolutions on shared cores: one thread is faster than two fighting others
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,6 +54,25 @@ def test_precision_helper() -> None:
         Precision("int8")
 
 
+@pytest.mark.parametrize(
+    ("memory_format", "device", "expected"),
+    [
+        ("auto", "cpu", True),  # oneDNN's NHWC kernels: half the training step on CPU
+        ("auto", "cuda", False),  # cuDNN builds a kernel per new NHWC depthwise shape
+        ("auto", "cuda:1", False),
+        ("channels_last", "cuda", True),
+        ("contiguous", "cpu", False),
+    ],
+)
+def test_supernet_layout_by_device(memory_format: str, device: str, expected: bool) -> None:
+    assert supernet_channels_last(memory_format, device) is expected
+
+
+def test_supernet_layout_unknown_name() -> None:
+    with pytest.raises(ConfigError, match="memory_format must be one of"):
+        supernet_channels_last("nhwc", "cpu")
+
+
 def test_cuda_fast_path_only_on_cuda() -> None:
     flags = [(torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "allow_tf32")]
     flags.append((torch.backends.cuda.matmul, "allow_tf32"))
@@ -64,8 +83,9 @@ def test_cuda_fast_path_only_on_cuda() -> None:
         assert enable_cuda_fast_path("cpu") is False
         assert not any(getattr(module, name) for module, name in flags)
         assert enable_cuda_fast_path("cuda") is True  # process-wide flags: no GPU needed to set them
-        assert all(getattr(module, name) for module, name in flags)
-        assert enable_cuda_fast_path("cuda", tf32=False) is True  # the config's `tf32: false`
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert not torch.backends.cudnn.benchmark  # off unless asked for: new shapes at every step
+        assert enable_cuda_fast_path("cuda", tf32=False, cudnn_benchmark=True) is True
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         assert torch.backends.cudnn.benchmark
     finally:
@@ -230,6 +250,13 @@ def test_search_precision_flag_reaches_the_run(bf16_run: Path) -> None:
     assert model["settings"]["precision"] == "bf16" and 0 < model["test_top1"] <= 1
 
 
+def test_resume_refuses_a_changed_layout_or_autotuning(bf16_run: Path, capsys) -> None:
+    """Both change a GPU run's last bits, so they are settings a resumed run keeps, as ``tf32`` is."""
+    for change in ("memory_format=contiguous", "cudnn_benchmark=true"):
+        assert main(["search", "--resume", str(bf16_run), "--set", change]) == 1
+        assert change.split("=")[0] in capsys.readouterr().err
+
+
 def test_resume_refuses_a_changed_precision(bf16_run: Path, capsys) -> None:
     before = (bf16_run / "archive.jsonl").read_bytes()
     for change in (["--precision", "fp32"], ["--set", "precision=fp16"]):
@@ -295,7 +322,7 @@ def test_cuda_bf16_step_without_host_sync_and_fp32_parameters(digits) -> None:
         assert set(out) == {"lr"}  # figures stay on the device until read
     figures = trainer.averages()
     assert math.isfinite(figures["loss"]) and all(p.dtype == torch.float32 for p in net.parameters())
-    assert enable_cuda_fast_path("cuda") and torch.backends.cudnn.benchmark
+    assert enable_cuda_fast_path("cuda") and not torch.backends.cudnn.benchmark
 
 
 @pytest.mark.cuda
@@ -308,3 +335,23 @@ def test_cuda_fp16_evaluation_near_fp32(trained) -> None:
         top1[precision] = evaluate_top1(net, val, device="cuda", precision=precision)
     assert abs(top1["bf16"] - top1["fp32"]) <= 0.03 and abs(top1["fp16"] - top1["fp32"]) <= 0.03
     net.cpu()
+
+
+@pytest.mark.parametrize(("memory_format", "expected"), [("auto", True), ("contiguous", False)])
+def test_search_memory_format_reaches_supernets_and_calibration(
+    tmp_path: Path, memory_format: str, expected: bool
+) -> None:
+    """``memory_format`` sets the layout of every supernet and of the cached calibration images; on CPU
+    ``auto`` keeps channels-last, and NCHW (the CUDA default) gives the same top-1 within float noise."""
+    from nat.search import NATSearch, load_config
+
+    overrides = {"data": {"dataset": "digits", "val_size": 60}, "space": "micro", "threads": 1}
+    overrides |= {"evaluation": {"calibration_images": 32}, "memory_format": memory_format}
+    with NATSearch(load_config(overrides=overrides), tmp_path / "run") as search:
+        assert all(net.channels_last is expected for net in search.supernets.values())
+        assert search.evaluator.calibrator.channels_last is expected
+        subnet = Subnet.largest(search.space)
+        top1 = search.evaluator.top1(subnet)
+        net = search.supernets[subnet.w]
+        net.channels_last = not expected  # the other layout, same weights and images
+        assert search.evaluator.top1(subnet) == pytest.approx(top1, abs=2 / 60)

@@ -27,7 +27,7 @@ from nat.search.supernets import supernet_for
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet, kept_bn_statistics
 from nat.train import evaluate_top1
-from nat.train.precision import Precision
+from nat.train.precision import Precision, supernet_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class SubnetEvaluator:
             images,
             batch_size=config.data.train_batch_size,
             device=device,
-            channels_last=True,
+            channels_last=supernet_channels_last(config.memory_format, device),
             max_cache_bytes=int(config.evaluation.calibration_cache_mb * 2**20),
             precision=self.precision,
         )

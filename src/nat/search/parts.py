@@ -95,7 +95,9 @@ class RunParts:
         from other nodes."""
         collective = collective or Collective()
         device = collective.device_for(resolve_device(config.device))
-        enable_cuda_fast_path(device, tf32=config.tf32)  # TF32, cudnn.benchmark on a GPU; nothing on CPU
+        enable_cuda_fast_path(
+            device, tf32=config.tf32, cudnn_benchmark=config.cudnn_benchmark
+        )  # nothing on CPU
         tasks: dict[str, TaskParts] = {}
         space: SearchSpace | None = None
         for index, name in enumerate(config.task_names):

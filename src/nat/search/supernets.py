@@ -21,6 +21,7 @@ from nat.space.definition import SearchSpace, get_space, space_over
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
 from nat.supernet.checkpoint import load_supernet
+from nat.train.precision import supernet_channels_last
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "assets"
 #: space fields a run may change on a loaded supernet's own space (they do not change its weights)
@@ -85,8 +86,10 @@ def load_supernets(
     if any(not any(math.isclose(w, k) for k in nets) for w in space.width_mults):
         # the search space covers only the widths we have supernets for
         space = space.model_copy(update={"width_mults": tuple(nets)})
+    channels_last = supernet_channels_last(config.memory_format, device)
     for net in nets.values():
         net.space = space
+        net.channels_last = channels_last
         net.to(device)
     return space, nets
 

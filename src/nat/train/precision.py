@@ -15,10 +15,17 @@ Parameters, optimiser state and BN running statistics stay float32 in every mode
 inputs, never the module's tensors), so checkpoints look the same whatever the precision.
 
 `enable_cuda_fast_path` is what nat turns on for a CUDA device: TF32 matmuls and convolutions (10-bit
-mantissa inputs, float32 accumulation: the usual trade of Ampere and later GPUs) and
-``cudnn.benchmark`` (autotuned convolution algorithms per input shape; a supernet run revisits the
-same few thousand layer shapes, so the one-off tuning cost is repaid many times). It is never applied
-to a CPU run, whose results stay bit-reproducible.
+mantissa inputs, float32 accumulation: the usual trade of Ampere and later GPUs). ``cudnn.benchmark``
+(convolution algorithms autotuned per input shape) stays off unless asked for (``cudnn_benchmark``):
+an elastic supernet meets new layer shapes at almost every step, and in nat's first GPU run (an
+H200) the tuning of new shapes dominated: the smoke search took 15 s per training step with it on.
+Nothing here is applied to a CPU run, whose results stay bit-reproducible.
+
+`supernet_channels_last` decides the supernet's layout (``memory_format`` in the configs):
+channels-last (NHWC) on CPU, where it selects oneDNN's kernels and halves a training step; the
+default layout (NCHW) on CUDA, because there the first step of each newly seen subnet cost about 5 s
+channels-last (cuDNN builds a kernel for each new depthwise-convolution shape), against 0.17 s for
+OFA's network in NCHW. The figures and what is still unmeasured are in docs/scale.md.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import torch
 from nat.errors import ConfigError
 
 PrecisionName = Literal["fp32", "bf16", "fp16"]
+MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -78,11 +86,13 @@ def as_precision(precision: Precision | str | None, device: torch.device | str) 
     return Precision(precision or "fp32", device)
 
 
-def enable_cuda_fast_path(device: torch.device | str, tf32: bool = True) -> bool:
+def enable_cuda_fast_path(
+    device: torch.device | str, tf32: bool = True, cudnn_benchmark: bool = False
+) -> bool:
     """On a CUDA ``device``: allow TF32 in matmuls and cuDNN convolutions (unless ``tf32`` is false:
-    then forbid it, whatever torch's defaults) and turn on ``cudnn.benchmark``; returns whether it did
-    anything (nothing on CPU, where these flags would not
-    matter and results stay bit-reproducible).
+    then forbid it, whatever torch's defaults) and set ``cudnn.benchmark`` to ``cudnn_benchmark`` (off
+    by default: see the module's docstring); returns whether it did anything (nothing on CPU, where
+    these flags would not matter and results stay bit-reproducible).
 
     These are process-wide torch flags, set through the long-standing ``allow_tf32`` attributes: torch
     2.9+ also has ``fp32_precision``, and mixing the two APIs makes later reads of either raise, whereas
@@ -92,5 +102,17 @@ def enable_cuda_fast_path(device: torch.device | str, tf32: bool = True) -> bool
         return False
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     return True
+
+
+def supernet_channels_last(memory_format: MemoryFormat, device: torch.device | str) -> bool:
+    """Whether a supernet on ``device`` runs channels-last: ``auto`` means yes on CPU, no on CUDA (and
+    other accelerators), for the reasons in the module's docstring."""
+    if memory_format not in get_args(MemoryFormat):
+        raise ConfigError(
+            f"memory_format must be one of {list(get_args(MemoryFormat))}, got {memory_format!r}"
+        )
+    if memory_format == "auto":
+        return torch.device(device).type == "cpu"
+    return memory_format == "channels_last"

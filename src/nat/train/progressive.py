@@ -54,7 +54,7 @@ from nat.train.config import PhaseConfig, PretrainConfig, parse_config
 from nat.train.distributed import Collective, batch_rows
 from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
 from nat.train.evaluation import evaluate_top1
-from nat.train.precision import enable_cuda_fast_path
+from nat.train.precision import enable_cuda_fast_path, supernet_channels_last
 from nat.versions import library_versions
 
 logger = logging.getLogger(__name__)
@@ -355,12 +355,13 @@ class PretrainingTrainer(TrainCallback):
         calibrator; with a checkpoint, the phase, seconds and trainer state to continue from."""
         cfg = self.cfg
         self.device = self.collective.device_for(resolve_device(cfg.device))
-        enable_cuda_fast_path(self.device, tf32=cfg.tf32)  # TF32, cudnn.benchmark on a GPU; nothing on CPU
+        enable_cuda_fast_path(self.device, tf32=cfg.tf32, cudnn_benchmark=cfg.cudnn_benchmark)  # not on CPU
+        channels_last = supernet_channels_last(cfg.memory_format, self.device)
         space, width = cfg.search_space(), cfg.width()
         self.task = load_from_config(cfg.data, cfg.seed)
         with torch.random.fork_rng(devices=[]):  # initial weights from the run seed, global RNG untouched
             torch.manual_seed(cfg.seed)
-            self.net = Supernet(space, width, self.task.num_classes).to(self.device)
+            self.net = Supernet(space, width, self.task.num_classes, channels_last).to(self.device)
         if cfg.init_from is not None and state is None:
             _load_initial_weights(self.net, Path(cfg.init_from))
         if state is not None:
@@ -370,6 +371,7 @@ class PretrainingTrainer(TrainCallback):
             calibration_images(self.task, cfg.calib_images, max(space.resolutions), cfg.seed),
             batch_size=cfg.data.eval_batch_size,
             device=self.device,
+            channels_last=channels_last,
             precision=cfg.precision,
         )
 
