@@ -59,6 +59,33 @@ def test_paper_scale_runs_the_whole_loop_on_ofa_architectures(tmp_path: Path) ->
     run_bench("paper_scale", "--precisions", "fp32", "--out", str(out))
     result = json.loads(out.read_text())
     assert result["fp32"]["archive_size"] > 0
+    # the GPU sizes of bench/gpu_check.sh, and the strategy costs taken from the run just made
+    again = tmp_path / "paper_scale_sized.json"
+    run_bench(
+        "paper_scale", "--precisions", "bf16", "--train-batch", "12", "--eval-batch", "20", "--workers", "2",
+        "--max-steps", "2", "--calibration-images", "24", "--val-images", "24", "--per-class", "26",
+        "--strategy-from", str(out), "--out", str(again),
+    )  # fmt: skip
+    sized = json.loads(again.read_text())
+    assert sized["sizes"]["train_batch"] == 12 and sized["sizes"]["train_jpegs"] == 260
+    strategy = result["fp32"]["paper_sized_surrogate_and_nsga3"]
+    assert sized["bf16"]["paper_sized_surrogate_and_nsga3"] == strategy
+
+
+def test_supernet_throughput_compares_layouts_and_ofa(tmp_path: Path) -> None:
+    out = tmp_path / "supernet_throughput.json"
+    run_bench(
+        "supernet_throughput", "--device", "cpu", "--resolution", "64", "--batch", "2", "--infer-batch", "2",
+        "--subnets", "2", "--rounds", "1", "--precisions", "fp32", "bf16", "--sequence", "2",
+        "--out", str(out),
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    variants = {f"{impl}_{p}" for impl in ("nat_nhwc", "nat_nchw", "ofa") for p in ("fp32", "bf16")}
+    assert set(result["train_images_per_s"]) == variants == set(result["inference_images_per_s"])
+    assert set(result["nat_over_ofa_train"]) == {
+        f"{n}_{p}" for n in ("nat_nhwc", "nat_nchw") for p in ("fp32", "bf16")
+    }
+    assert len(result["new_shapes"]["nat_nchw"]["step_seconds"]) == 2
 
 
 def test_many_task_quick_compares_many_and_single_task_runs(tmp_path: Path) -> None:
