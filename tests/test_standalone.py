@@ -193,6 +193,7 @@ def _compiled_training_matches_eager(backend: str) -> None:
     assert compiled_error.abs().max() <= 2 * eager_error.abs().max()
 
 
+@pytest.mark.slow  # a minute of tracing; make test keeps the end-to-end finalize.compile test above
 def test_aot_eager_compiled_training_matches_eager() -> None:
     _compiled_training_matches_eager("aot_eager")
 
