@@ -18,7 +18,8 @@ inputs, never the module's tensors), so checkpoints look the same whatever the p
 mantissa inputs, float32 accumulation: the usual trade of Ampere and later GPUs). ``cudnn.benchmark``
 (convolution algorithms autotuned per input shape) stays off unless asked for (``cudnn_benchmark``):
 an elastic supernet meets new layer shapes at almost every step, and in nat's first GPU run (an
-H200) the tuning of new shapes dominated: the smoke search took 15 s per training step with it on.
+H200) new shapes dominated: with it on (and the supernet channels-last) the smoke search took 15 s
+per training step.
 Nothing here is applied to a CPU run, whose results stay bit-reproducible.
 
 `supernet_channels_last` decides the supernet's layout (``memory_format`` in the configs):
