@@ -13,7 +13,9 @@
 #     tables), skipped elsewhere;
 #  4. the cost of new layer shapes over 24 steps on new subnets, nat channels-last vs NCHW;
 #  5. bench/paper_scale.py --device cuda: the paper-scale search end to end (OFA w1.0 + w1.2, 192-256 px,
-#     a JPEG folder) with batches that fill a GPU, and the projected wall time of a paper-sized run.
+#     a JPEG folder) with batches that fill a GPU, and the projected wall time of a paper-sized run;
+#  6. with what budget is left, bench/latency_lut.py --only cuda: a latency table of OFA's space on the
+#     GPU against 40 subnets measured end to end (issue 18's Kendall tau, on a quieter device than a CPU).
 # bench/compile_speed.py --device cuda (whether finalize.compile pays there) and
 # bench/distributed_scaling.py (CPU-only, gloo) are not run here.
 #
@@ -72,4 +74,5 @@ stage new_shapes 130 $PY bench/supernet_throughput.py --device cuda --subnets 1 
 stage paper_scale 170 $PY bench/paper_scale.py --device cuda --precisions bf16 --threads 4 \
   --train-batch 64 --eval-batch 200 --workers 8 --max-steps 8 --calibration-images 200 --val-images 200 \
   --per-class 60 --strategy-from bench/results/paper_scale.json --out "$WORK/paper_scale_cuda.json"
+stage latency_cuda 150 $PY bench/latency_lut.py --only cuda --subnets 40 --out "$WORK/latency_lut_cuda.json"
 echo "total $((SECONDS - START)) s" | tee -a "$OUT/summary.txt"

@@ -16,9 +16,12 @@ preset (28 and 32 px), and ONNX Runtime's CPU provider on `tiny` (28 px) and OFA
 1.0). ONNX Runtime needs one ONNX export per network (nat's exporter, about 5-15 s for an OFA subnet on
 this machine), so its OFA case measures fewer subnets (``--ort-ofa-subnets``).
 
-    python bench/latency_lut.py [--only torch|onnxruntime] [--subnets 100] [--ort-ofa-subnets 30]
+    python bench/latency_lut.py [--only torch|onnxruntime|cuda] [--subnets 100] [--ort-ofa-subnets 30]
+        [--out FILE]
 
-Writes bench/results/latency_lut.json (and keeps the tables under bench/results/latency_tables/).
+``--only cuda`` runs one more case, on a GPU: OFA's space at 224 px, width 1.0, PyTorch on CUDA (for
+`bench/gpu_check.sh`; a GPU's timings are far less noisy than this shared CPU's). Writes
+bench/results/latency_lut.json (or ``--out``) and keeps the tables under bench/results/latency_tables/.
 Run it on an otherwise idle machine: it is a timing benchmark.
 """
 
@@ -70,10 +73,13 @@ def cases(args: argparse.Namespace) -> list[dict]:
          "widths": [1.0], "subnets": args.subnets, "calibration": 10},
         {"name": "onnxruntime_ofa_mbv3", "device": "onnxruntime", "space": "ofa_mbv3", "resolutions": [224],
          "widths": [1.0], "subnets": args.ort_ofa_subnets, "calibration": 10},
+        {"name": "cuda_ofa_mbv3", "device": "cuda", "space": "ofa_mbv3", "resolutions": [224],
+         "widths": [1.0], "subnets": args.subnets, "calibration": 20},
     ]  # fmt: skip
-    if args.only:
-        all_cases = [c for c in all_cases if (c["device"] == "onnxruntime") == (args.only == "onnxruntime")]
-    return all_cases
+    if args.only is None:  # a GPU case only when asked for: this benchmark's results are this CPU's
+        return [c for c in all_cases if c["device"] != "cuda"]
+    backend = {"torch": "cpu", "onnxruntime": "onnxruntime", "cuda": "cuda"}[args.only]
+    return [c for c in all_cases if c["device"] == backend]
 
 
 def run_case(case: dict, threads: int) -> dict:
@@ -147,14 +153,18 @@ def run_case(case: dict, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["torch", "onnxruntime"])
+    parser.add_argument(
+        "--only", choices=["torch", "onnxruntime", "cuda"], help="cuda: OFA's space at 224 px on the GPU"
+    )
     parser.add_argument("--subnets", type=int, default=100)
     parser.add_argument("--ort-ofa-subnets", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULT, help=f"default: {RESULT.relative_to(ROOT)}")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     TABLES.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULT.read_text()) if RESULT.is_file() else {}
+    result_path = args.out
+    previous = json.loads(result_path.read_text()) if result_path.is_file() else {}
     results = {c["name"]: c for c in previous.get("cases", [])}
     for case in cases(args):
         print(f"== {case['name']}", file=sys.stderr)
@@ -168,11 +178,11 @@ def main() -> None:
             f"p90 {100 * result['p90_abs_error']:.1f}%, "
             f"{result['table_entries']} entries built in {result['build_s']:.0f} s"
         )
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(
         json.dumps(
             {
-                "machine": cpu_name(),
+                "machine": torch.cuda.get_device_name() if args.only == "cuda" else cpu_name(),
                 "versions": {k: str(v) for k, v in library_versions().items()},
                 "date": time.strftime("%Y-%m-%d"),
                 "cases": list(results.values()),
@@ -181,7 +191,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"wrote {RESULT.relative_to(ROOT)}")
+    print(f"wrote {result_path}")
 
 
 if __name__ == "__main__":
