@@ -3,6 +3,9 @@
 #
 #   bash bench/gpu_check.sh [OUT_DIR] [BUDGET_SECONDS]
 #
+# On this project's lent GPU machine: `bash bench/gpu_wheels.sh` here first, then one run there with
+# `.whl` carried: `bash bench/gpu_check.sh $OUT 570` (the stages fit 570 s; the whole lease is 15 min).
+#
 # Stages, most important first, each under its own time limit so that one slow stage cannot eat the
 # others' time (a lent GPU comes with minutes, not hours; the limits come from the first H200 run,
 # bench/results/gpu_h200_2026-12-04/):
