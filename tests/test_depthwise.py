@@ -89,3 +89,45 @@ def test_supernet_training_step_matches_plain_convolution(monkeypatch):
     assert len(fast) == len(plain)
     for a, b in zip(fast, plain, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_each_layout_stays_its_own_through_the_blocks(monkeypatch):
+    """``memory_format`` holds inside the blocks: an NCHW supernet (the CUDA default) feeds every
+    depthwise convolution NCHW activations, and a channels-last one (CPU) every 1x1 convolution
+    channels-last ones (its one-GEMM path); both give the same logits and gradients up to rounding."""
+    import random
+
+    from nat.space import Subnet, get_space
+    from nat.supernet import Supernet
+
+    space = get_space("tiny-s2-wide")
+    subnet = Subnet.sample(space, random.Random(3), w=1.0)
+    x, y = torch.randn(4, 3, subnet.r, subnet.r), torch.randint(0, 10, (4,))
+    seen: dict[bool, list[tuple[bool, bool]]] = {}
+    results = {}
+    conv = F.conv2d
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        net = Supernet(space, 1.0, 10, channels_last=channels_last).train()
+        net.set_active(subnet)
+        layouts = seen.setdefault(channels_last, [])
+
+        def spy(inp, weight, *args, layouts=layouts, **kwargs):
+            if weight.shape[1] == 1 and inp.shape[-1] > 1:  # a depthwise convolution
+                layouts.append((inp.is_contiguous(), inp.is_contiguous(memory_format=torch.channels_last)))
+            return conv(inp, weight, *args, **kwargs)
+
+        monkeypatch.setattr(F, "conv2d", spy)
+        torch.manual_seed(1)  # the same dropout mask
+        logits = net(x)
+        F.cross_entropy(logits, y).backward()
+        monkeypatch.setattr(F, "conv2d", conv)
+        results[channels_last] = (
+            logits.detach(),
+            [p.grad.clone() for p in net.parameters() if p.grad is not None],
+        )
+    assert seen[False] and all(nchw for nchw, _ in seen[False])
+    assert seen[True] and all(nhwc for _, nhwc in seen[True])
+    torch.testing.assert_close(results[False][0], results[True][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(results[False][1], results[True][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
