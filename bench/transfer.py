@@ -92,6 +92,7 @@ def transfer_search(
         "device": "cpu",
         "data": {"dataset": task, "val_size": val_size},
         "iterations": iterations,
+        "adaptation": {"distill": False},  # the quickstart's settings when these figures were measured
         "finalize": {"models": 0},  # the benchmark delivers its models itself (its own fine-tune epochs)
     }
     if resolutions is not None:
