@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import sys
 import time
@@ -48,7 +49,7 @@ from nat.objectives.complexity import profile_subnet  # noqa: E402
 from nat.space import Subnet, get_space  # noqa: E402
 from nat.train import SupernetTrainer  # noqa: E402
 from nat.train.precision import PRECISIONS, Precision, enable_cuda_fast_path  # noqa: E402
-from supernet_speed import activate, build_pair, subnets  # noqa: E402
+from supernet_speed import activate, build_pair, regime_space, subnets  # noqa: E402
 
 CLASSES = 1000
 
@@ -80,35 +81,36 @@ def ofa_step(net, optimizer, precision: Precision) -> Callable[[Subnet, torch.Te
 
 
 def nat_step(
-    trainer: SupernetTrainer, plan: list[Subnet]
-) -> Callable[[Subnet, torch.Tensor, torch.Tensor], None]:
-    """nat's own training step; the trainer samples from ``plan`` so it trains exactly ``sub``."""
+    layout: str, precision: str, resolution: int, device: torch.device
+) -> tuple[Callable[[Subnet, torch.Tensor, torch.Tensor], None], torch.nn.Module]:
+    """nat's own training step on a supernet with OFA's weights in ``layout``, and that supernet; the
+    trainer samples from a queue, so each call trains exactly the ``sub`` it is given."""
+    _, nat = build_pair("ofa_mbv3", resolution, 1.0, CLASSES)
+    nat.channels_last = layout == "channels_last"
     queue: list[Subnet] = []
-    trainer.sample_subnet = lambda _rng: queue.pop(0)
+    trainer = SupernetTrainer(
+        nat, total_steps=10**6, sample_subnet=lambda _rng: queue.pop(0), device=device, precision=precision
+    )
 
     def step(sub: Subnet, x: torch.Tensor, y: torch.Tensor) -> None:
         queue.append(sub)
         trainer.train_step(x, y)
 
-    return step
+    return step, nat
 
 
 #: nat's supernet layouts measured: channels-last (NHWC) and the default NCHW ("contiguous")
 LAYOUTS = {"channels_last": "nat_nhwc", "contiguous": "nat_nchw"}
 
 
-def build_variants(args: argparse.Namespace, device: torch.device, subs: list[Subnet]) -> dict:
+def build_variants(args: argparse.Namespace, device: torch.device) -> dict:
     """``{"nat_nhwc_fp32": (train_step, net, precision), "ofa_fp32": ...}``, all with the same weights."""
     variants = {}
     for p in args.precisions:
         precision = Precision(p, device)
         for layout in args.memory_formats:
-            _, nat = build_pair("ofa_mbv3", args.resolution, 1.0, CLASSES)
-            nat.channels_last = layout == "channels_last"
-            trainer = SupernetTrainer(
-                nat, total_steps=10**6, sample_subnet=lambda _rng: subs[0], device=device, precision=p
-            )
-            variants[f"{LAYOUTS[layout]}_{p}"] = (nat_step(trainer, subs), nat, precision)
+            step, nat = nat_step(layout, p, args.resolution, device)
+            variants[f"{LAYOUTS[layout]}_{p}"] = (step, nat, precision)
         ofa, _ = build_pair("ofa_mbv3", args.resolution, 1.0, CLASSES)
         ofa.to(device)
         opt = torch.optim.SGD(ofa.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=3e-5)
@@ -122,20 +124,13 @@ def new_shapes_cost(args: argparse.Namespace, device: torch.device) -> dict:
     precision only): how the cost of newly seen layer shapes (kernel builds, autotuning) decays over a
     run. The layouts run one after the other (they share no convolution plans), so the order cannot
     help either."""
-    import random
-
     p = args.precisions[0]
     rng = random.Random(1)
     space = get_space("ofa_mbv3")
     plan = [Subnet.sample(space, rng, w=1.0) for _ in range(args.sequence)]
     out = {}
     for layout in args.memory_formats:
-        _, nat = build_pair("ofa_mbv3", 224, 1.0, CLASSES)
-        nat.channels_last = layout == "channels_last"
-        trainer = SupernetTrainer(
-            nat, total_steps=10**6, sample_subnet=lambda _rng: plan[0], device=device, precision=p
-        )
-        step = nat_step(trainer, plan)
+        step, _ = nat_step(layout, p, 224, device)
         g = torch.Generator().manual_seed(0)
         times = []
         for sub in plan:
@@ -171,7 +166,7 @@ def measure(args: argparse.Namespace) -> dict:
     x = torch.randn(args.batch, 3, args.resolution, args.resolution, generator=g).to(device)
     y = torch.randint(0, CLASSES, (args.batch,), generator=g).to(device)
     xi = torch.randn(args.infer_batch, 3, args.resolution, args.resolution, generator=g).to(device)
-    variants = build_variants(args, device, subs)
+    variants = build_variants(args, device)
 
     def train_pass(name: str) -> None:
         step = variants[name][0]
@@ -210,8 +205,7 @@ def measure(args: argparse.Namespace) -> dict:
             train[name].append(train_imgs / timed_pass(lambda name=name: train_pass(name), device))
         for name in order:
             infer[name].append(infer_imgs / timed_pass(lambda name=name: infer_pass(name), device))
-    space = get_space("ofa_mbv3")
-    space = space.model_copy(update={"resolutions": tuple(sorted({*space.resolutions, args.resolution}))})
+    space = regime_space("ofa_mbv3", args.resolution)
     madds = statistics.median(profile_subnet(s, space, CLASSES)["madds"] for s in subs)
     out: dict = {
         "median_subnet_madds": madds,

@@ -22,7 +22,7 @@ from nat.config_io import read_yaml_mapping, validation_message
 from nat.data.config import DataConfig
 from nat.device import check_device_name
 from nat.errors import ConfigError
-from nat.train.precision import MemoryFormat, PrecisionName
+from nat.train.precision import CudnnBenchmarkField, MemoryFormatField, PrecisionName
 
 BUILTIN_OBJECTIVES = ("top1", "madds", "params", "latency")
 #: in a many-task run the objective ``top1`` stands for one objective per task: ``top1:<task>``
@@ -239,16 +239,8 @@ class SearchConfig(BaseModel):
         description="on CUDA: allow TF32 (10-bit mantissa) in fp32 matmuls and convolutions, much faster on "
         "Ampere and later; false keeps full fp32 arithmetic (docs/scale.md). No effect on CPU",
     )
-    cudnn_benchmark: bool = Field(
-        False,
-        description="on CUDA: autotune convolution algorithms per input shape (cudnn.benchmark). Off: a "
-        "supernet meets new shapes at almost every step and the tuning dominated on a GPU (docs/scale.md)",
-    )
-    memory_format: MemoryFormat = Field(
-        "auto",
-        description="the supernet's activation layout: channels_last, contiguous (NCHW), or auto = "
-        "channels_last on CPU, contiguous on CUDA (docs/scale.md)",
-    )
+    cudnn_benchmark: CudnnBenchmarkField = False
+    memory_format: MemoryFormatField = "auto"
     threads: int | None = Field(
         None,
         ge=1,

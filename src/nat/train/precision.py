@@ -32,14 +32,30 @@ OFA's network in NCHW. The figures and what is still unmeasured are in docs/scal
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import torch
+from pydantic import Field
 
 from nat.errors import ConfigError
 
 PrecisionName = Literal["fp32", "bf16", "fp16"]
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
+#: the two CUDA settings of the search and pretraining configs, one definition for both
+CudnnBenchmarkField = Annotated[
+    bool,
+    Field(
+        description="on CUDA: autotune convolution algorithms per input shape (cudnn.benchmark). Off: a "
+        "supernet meets new shapes at almost every step and the tuning dominated on a GPU (docs/scale.md)"
+    ),
+]
+MemoryFormatField = Annotated[
+    MemoryFormat,
+    Field(
+        description="the supernet's activation layout: channels_last, contiguous (NCHW), or auto = "
+        "channels_last on CPU, contiguous on CUDA (docs/scale.md)"
+    ),
+]
 PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
