@@ -9,7 +9,13 @@ split. Per task, the many-task run's models are compared with the single-task ru
 for each MAdds budget, the best test top-1 of a model within it.
 
     python bench/many_task.py [--seed 0] [--threads 1] [--tasks mnist5k digits fashion-mnist]
-                              [--out FILE.json] [--quick]
+                              [--candidate-selection hypervolume|task_hypervolume|reference_directions]
+                              [--single-from EARLIER.json] [--out FILE.json] [--quick]
+
+``--candidate-selection`` is the many-task run's rule (a single-task run's ``task_hypervolume`` is its
+``hypervolume``, so single-task runs always use that). ``--single-from`` reuses the single-task runs of an
+earlier result with the same settings, seed and tasks instead of running them again (they do not depend
+on the many-task run's rule).
 
 Writes bench/results/many_task.json (``--quick``: a seconds-long smoke check, written to
 bench/results/many_task_quick.json). Fashion-MNIST must be installed (Debian: dataset-fashion-mnist).
@@ -111,6 +117,20 @@ def compare(many: list[dict[str, Any]], single: list[dict[str, Any]]) -> list[di
     return out
 
 
+def reusable_single_runs(path: Path, base: dict[str, Any], tasks: list[str]) -> dict[str, Any]:
+    """The per-task results of an earlier run of this benchmark, if it used these settings and tasks."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--single-from {path}: cannot read it ({exc})") from None
+    if earlier.get("settings") != base or earlier.get("tasks") != tasks:
+        raise SystemExit(
+            f"--single-from {path}: it was run with other settings, seed or tasks; its single-task runs "
+            "are not the ones this run would make"
+        )
+    return earlier["per_task"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -120,17 +140,34 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/many_task.json")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke check (seconds, not figures)")
+    parser.add_argument(
+        "--candidate-selection",
+        choices=["hypervolume", "task_hypervolume", "reference_directions"],
+        default="hypervolume",
+        help="the many-task run's candidate selection (default: nat's default, hypervolume)",
+    )
+    parser.add_argument(
+        "--single-from",
+        type=Path,
+        default=None,
+        help="reuse the single-task runs of this earlier result (same settings, seed and tasks)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     base = settings(args.seed, args.threads, args.quick)
+    earlier = reusable_single_runs(args.single_from, base, args.tasks) if args.single_from else None
     result: dict[str, Any] = {
         "settings": base,
         "tasks": args.tasks,
         "threads": args.threads,
+        "candidate_selection": args.candidate_selection,
         "models": "front members as adapted (BN recalibrated, no fine-tuning), test split",
     }
+    if earlier is not None:
+        result["single_task_runs_from"] = str(args.single_from)
     with torch_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
-        many, many_s = run({**base, "data": [task_data(t) for t in args.tasks]}, Path(tmp) / "many")
+        many_config = {**base, "candidate_selection": args.candidate_selection}
+        many, many_s = run({**many_config, "data": [task_data(t) for t in args.tasks]}, Path(tmp) / "many")
         evaluations = len(many.archive.current())
         result["many_task"] = {
             "seconds": round(many_s, 1),
@@ -142,14 +179,20 @@ def main() -> int:
         per_task: dict[str, Any] = {}
         total_single = 0.0
         for task in args.tasks:
-            single, single_s = run({**base, "data": task_data(task)}, Path(tmp) / task)
+            if earlier is None:
+                single, single_s = run({**base, "data": task_data(task)}, Path(tmp) / task)
+                single_rows, single_evaluated = model_rows(single.models), len(single.archive.current())
+            else:
+                single_s = earlier[task]["single_task_seconds"]
+                single_rows = earlier[task]["single_task_models"]
+                single_evaluated = earlier[task]["single_task_evaluated_subnets"]
             total_single += single_s
-            many_rows, single_rows = model_rows(many.models, task), model_rows(single.models)
+            many_rows = model_rows(many.models, task)
             rows = compare(many_rows, single_rows)
             diffs = [r["difference"] for r in rows if r["difference"] is not None]
             per_task[task] = {
                 "single_task_seconds": round(single_s, 1),
-                "single_task_evaluated_subnets": len(single.archive.current()),
+                "single_task_evaluated_subnets": single_evaluated,
                 "many_task_models": many_rows,
                 "single_task_models": single_rows,
                 "matched_madds": rows,

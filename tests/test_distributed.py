@@ -234,6 +234,35 @@ def test_two_processes_write_the_one_process_archive(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_two_nodes_write_the_one_process_archive(tmp_path) -> None:
+    """The documented two-machine command, as two torchrun launchers of one process each on this
+    machine (c10d rendezvous on 127.0.0.1): the archive is the one-process archive. Each "node" gets its
+    own --out and only the one that holds global rank 0 (c10d hands ranks out in arrival order) may
+    create its folder: the run folder need not be on a shared file system."""
+    off = {"adaptation.initial_epochs": 0, "adaptation.epochs": 0, "iterations": 1, "initial_samples": 6}
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "one"), **off))
+    port = free_port()
+    flags = [x for k, v in {**SMALL, **off}.items() for x in ("--set", f"{k}={v}")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    outs, nodes = [tmp_path / "node0", tmp_path / "node1"], []
+    for node, out in enumerate(outs):
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+            "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=nat-two-nodes",
+            "-m", "nat.cli", "search", "--preset", "smoke", "--out", str(out), *flags,
+        ]  # fmt: skip
+        log = (tmp_path / f"node{node}.log").open("w")
+        nodes.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+    codes = [p.wait(timeout=600) for p in nodes]
+    logs = "".join((tmp_path / f"node{n}.log").read_text()[-3000:] for n in range(2))
+    assert codes == [0, 0], logs
+    written = [out for out in outs if out.exists()]
+    assert len(written) == 1, logs
+    assert (written[0] / "archive.jsonl").read_text() == (tmp_path / "one" / "archive.jsonl").read_text()
+    assert "2 processes (torchrun)" in (written[0] / "search.log").read_text()
+
+
+@pytest.mark.slow
 def test_a_many_task_run_under_torchrun_writes_the_one_process_archive(tmp_path) -> None:
     """Many tasks (issue 20) under torchrun: each process measures its subnets on every task; with
     adaptation off the archive is the one-process archive; each task's model is fine-tuned by both

@@ -16,6 +16,7 @@ from nat.errors import ConfigError
 from nat.search import NATSearch, load_config
 from nat.search.front import hypervolume, monte_carlo_hypervolume, non_dominated
 from nat.search.objectives import minimisation_matrix, pareto_front
+from nat.search.selection import select_by_hypervolume, select_by_task_hypervolume
 from nat.supernet.checkpoint import load_supernet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -218,3 +219,45 @@ def test_the_first_task_of_iteration_zero_is_exactly_its_single_task_run(tmp_pat
     a = load_supernet(tmp_path / "many" / "supernet_digits_w1.safetensors").state_dict()
     b = load_supernet(tmp_path / "single" / "supernet_w1.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_task_hypervolume_gives_each_task_the_candidate_that_is_best_for_it() -> None:
+    """Columns: error on task a, error on task b, MAdds. Both rules first take the cheap subnet that
+    improves both tasks (3). Then the joint hypervolume takes another all-round subnet (2), while the
+    per-task rule gives task b's turn the subnet far better for b (1)."""
+    archive = np.array([[0.20, 0.20, 0.50]])
+    F = np.array(
+        [
+            [0.05, 0.95, 0.50],  # best for a, poor for b
+            [0.95, 0.05, 0.50],  # best for b, poor for a
+            [0.17, 0.17, 0.40],  # a little better on both
+            [0.19, 0.19, 0.30],  # a little better on both, cheaper
+        ]
+    )
+    assert select_by_task_hypervolume(F, archive, [0, 1], 2, seed=0) == [3, 1]
+    assert select_by_hypervolume(F, archive, 2, seed=0) == [3, 2]
+    assert select_by_task_hypervolume(F, archive, [0, 1], 3, seed=0) == [3, 1, 0]
+    # one task: exactly the single-task rule on its columns
+    assert select_by_task_hypervolume(F[:, [0, 2]], archive[:, [0, 2]], [0], 2, seed=0) == (
+        select_by_hypervolume(F[:, [0, 2]], archive[:, [0, 2]], 2, seed=0)
+    )
+    # a turn with no gain left for its task takes that task's lowest predicted error
+    dominated = np.array([[0.9, 0.9, 0.9], [0.8, 0.95, 0.95], [0.95, 0.7, 0.99]])
+    assert select_by_task_hypervolume(dominated, np.zeros((1, 3)), [0, 1], 2, seed=0) == [1, 2]
+
+
+def test_a_many_task_search_runs_on_task_hypervolume_selection(tmp_path) -> None:
+    """Eight objectives (seven tasks + MAdds): the per-task rule still runs exact hypervolume, on each
+    task's two columns, and picks the run's candidates."""
+    tasks = [{"dataset": "digits", **TASK, "val_size": 60} for _ in range(7)]
+    config = many_config(
+        data=tasks,
+        adaptation={"initial_epochs": 0, "epochs": 0},
+        iterations=1,
+        candidates_per_iteration=3,
+        candidate_selection="task_hypervolume",
+        finalize={"models": 0},
+    )
+    with NATSearch(config, tmp_path / "run") as search:
+        search.run()
+    assert sum(r.phase == "candidate" for r in search.archive.records) == 3

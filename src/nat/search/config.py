@@ -277,10 +277,11 @@ class SearchConfig(BaseModel):
     initial_samples: int = Field(100, ge=3)
     iterations: int = Field(30, ge=0)
     candidates_per_iteration: int = Field(8, ge=1)
-    candidate_selection: Literal["hypervolume", "reference_directions"] = Field(
+    candidate_selection: Literal["hypervolume", "reference_directions", "task_hypervolume"] = Field(
         "hypervolume",
         description="how the candidates are picked from the surrogate search's result: the most "
-        "predicted hypervolume gain (nat) or spread by reference directions (the paper)",
+        "predicted hypervolume gain (nat), spread by reference directions (the paper), or, for a "
+        "many-task run, the most hypervolume gain on each task's own objectives, the tasks taking turns",
     )
     time_budget_minutes: float | None = Field(None, gt=0)
     distributed_timeout_minutes: float = Field(

@@ -49,7 +49,7 @@ from nat.search.config import SearchConfig
 from nat.search.distribution import GenomeDistribution, elite
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
-from nat.search.objectives import ObjectiveSet, check_finite, is_accuracy
+from nat.search.objectives import ObjectiveSet, check_finite, task_columns
 from nat.search.parts import RunParts
 from nat.search.rundir import RunDir
 from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
@@ -403,12 +403,6 @@ class NATSearch:
 #: subnets each process measures per round of evaluation: a kill loses at most one round's work, and
 #: a round is long enough to balance costs between processes
 ROUND_PER_PROCESS = 4
-
-
-def task_columns(names: Sequence[str], objective: str) -> list[int]:
-    """Columns of the objective matrix that make one task's own problem: its accuracy objective and every
-    objective that is not an accuracy (a many-task run's other tasks' accuracies are left out)."""
-    return [i for i, n in enumerate(names) if n == objective or not is_accuracy(n)]
 
 
 def evaluation_rounds(todo: Sequence[Subnet], world_size: int) -> list[list[Subnet]]:

@@ -292,3 +292,9 @@ class ObjectiveSet:
         return np.array(
             [1.0 if is_accuracy(n) else float(exact.get(n, [np.nan])[0]) for n in self.names], dtype=float
         )
+
+
+def task_columns(names: Sequence[str], objective: str) -> list[int]:
+    """Columns of the objective matrix that make one task's own problem: its accuracy objective and every
+    objective that is not an accuracy (a many-task run's other tasks' accuracies are left out)."""
+    return [i for i, n in enumerate(names) if n == objective or not is_accuracy(n)]

@@ -1,7 +1,8 @@
 """Which of the surrogate search's solutions to evaluate for real: candidate selection.
 
 After NSGA-III has run on the surrogate, its final population holds far more subnets than the budget of
-real evaluations allows; NAT evaluates ``k`` of them per iteration. Two rules are offered:
+real evaluations allows; NAT evaluates ``k`` of them per iteration. Two rules are offered, and a third
+for many-task runs (`select_by_task_hypervolume`: the tasks take turns, each on its own objectives):
 
 ``reference_directions`` (the paper)
     Spread the ``k`` picks along the surrogate's front: normalise the front by its own ideal and nadir
@@ -27,6 +28,8 @@ the paper's behaviour.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -112,4 +115,53 @@ def select_by_hypervolume(
     if len(chosen) < k:
         rest = np.array([i for i in range(len(F)) if i not in set(chosen)])
         chosen += [int(rest[i]) for i in select_diverse(F[rest], k - len(chosen), seed)]
+    return chosen
+
+
+def select_by_task_hypervolume(
+    F: np.ndarray,
+    F_archive: np.ndarray,
+    accuracy_columns: Sequence[int],
+    k: int,
+    seed: int,
+    reference: float = 1.1,
+) -> list[int]:
+    """A many-task run's picks: ``k`` rows of ``F`` chosen for each task in turn.
+
+    ``accuracy_columns`` holds each task's accuracy (error) column; every other column (MAdds, params,
+    latency) belongs to every task's own problem. Turn by turn, the task whose turn it is gets the
+    remaining candidate that adds the most hypervolume to *its* projected front (the archive's and the
+    picks so far, on its error and the shared columns); a pick joins every task's front. A turn that
+    finds no gain takes the candidate with the task's lowest predicted error.
+
+    Why: hypervolume over all objectives at once values a subnet by what it adds to the joint front,
+    where a subnet a little worse on every task but new in MAdds adds as much as one that is the best for
+    some task, so a task's own best trade-offs (often small subnets for an easy task) can go without
+    candidates; at 12 objectives it cannot even be computed exactly. One task's projection is small (its
+    error plus the shared objectives: exact hypervolume), and taking turns gives every task candidates
+    aimed at its own trade-off. With one task this is `select_by_hypervolume`.
+    """
+    shared = [c for c in range(F.shape[1]) if c not in set(accuracy_columns)]
+    columns = [[a, *shared] for a in accuracy_columns]
+    if len(F) <= k:
+        return list(range(len(F)))
+    if len(columns) == 1:
+        return select_by_hypervolume(F[:, columns[0]], F_archive[:, columns[0]], k, seed, reference)
+    known = F_archive if len(F_archive) else np.zeros((0, F.shape[1]))
+    chosen: list[int] = []
+    for turn in range(k):
+        cols = columns[turn % len(columns)]
+        rest = np.array([i for i in range(len(F)) if i not in set(chosen)])
+        G = F[np.ix_(rest, cols)]
+        projected = known[:, cols]
+        front = projected[non_dominated(projected)] if len(projected) else np.zeros((0, len(cols)))
+        base = hypervolume(front, reference) if len(front) else 0.0
+        inside = np.flatnonzero(np.all(reference > G, axis=1))
+        gains = np.array([hypervolume(np.vstack([front, G[i]]), reference) - base for i in inside])
+        if len(gains) and gains.max() > 1e-12:
+            pick = int(rest[inside[int(np.argmax(gains))]])
+        else:
+            pick = int(rest[np.lexsort(G.T[::-1])[0]])  # lowest error first, then the shared columns
+        chosen.append(pick)
+        known = np.vstack([known, F[pick]])
     return chosen

@@ -20,7 +20,7 @@ from nat.search.archive import Record
 from nat.search.front import EXACT_HV_MAX_OBJECTIVES
 from nat.search.objectives import accuracy_label
 from nat.search.problem import Evaluate, run_nsga3
-from nat.search.selection import select_by_hypervolume, select_diverse
+from nat.search.selection import select_by_hypervolume, select_by_task_hypervolume, select_diverse
 from nat.search.strategies.base import Proposal, StrategyBase
 from nat.search.strategies.surrogate import surrogate_info, surrogate_problem_reports
 from nat.space.genome import decode
@@ -77,7 +77,8 @@ class NATStrategy(StrategyBase):
     def select(self, F: np.ndarray, archive: Sequence[Record], evaluate: Evaluate, seed: int) -> list[int]:
         """Rows of ``F`` (predicted objectives of the new feasible subnets) to evaluate for real."""
         k = self.config.candidates_per_iteration
-        if self.config.candidate_selection != "hypervolume" or F.shape[1] > EXACT_HV_MAX_OBJECTIVES:
+        rule = self.config.candidate_selection
+        if rule == "reference_directions" or (rule == "hypervolume" and F.shape[1] > EXACT_HV_MAX_OBJECTIVES):
             # beyond EXACT_HV_MAX_OBJECTIVES (a many-task run) exact hypervolume is too slow to run once
             # per candidate and pick, and an estimate too coarse to rank gains: the paper's rule
             return select_diverse(F, k, seed)
@@ -86,6 +87,9 @@ class NATStrategy(StrategyBase):
             evaluate(np.array([r.genome for r in feasible]))[0] if feasible else np.zeros((0, F.shape[1]))
         )
         divisor = self.problem.hv_divisor(np.vstack([F_archive, F]))
+        if rule == "task_hypervolume":
+            accuracy_columns = [self.problem.names.index(n) for n in self.problem.accuracies]
+            return select_by_task_hypervolume(F / divisor, F_archive / divisor, accuracy_columns, k, seed)
         return select_by_hypervolume(F / divisor, F_archive / divisor, k, seed)
 
     def tell(self, proposal: Proposal, measured: Sequence[Record]) -> dict[str, Any]:
