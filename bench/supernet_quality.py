@@ -10,7 +10,8 @@ trade-off front needs.
                                      [--subnets 16] [--resolutions R ...] [--threads 1] [--out FILE.json]
 
 ``--resolutions`` draws the random subnets from those of the space's resolutions only (e.g. the ones
-the supernet was trained at; the extremes stay at the space's own).
+the supernet was trained at; the extremes stay at the space's own) and adds the largest subnet at each
+of them.
 
 The data settings (dataset, held-out split, calibration images) come from the pretraining config that
 made the supernet (default: configs/pretrain_fashion_mnist.yaml). Writes
@@ -76,6 +77,8 @@ def main() -> None:
         if unknown:
             parser.error(f"--resolutions {unknown} are not in the space's {list(space.resolutions)}")
         sampled = space.model_copy(update={"resolutions": tuple(sorted(set(args.resolutions)))})
+        # the largest subnet at each chosen resolution: its best one is not always 28 px
+        extremes.update({f"largest_r{r}": Subnet.largest(space, r=r) for r in sampled.resolutions})
     rng = random.Random(args.seed)
     randoms = {f"random_{i}": Subnet.sample(sampled, rng) for i in range(args.subnets)}
     subnets = {**extremes, **randoms}
