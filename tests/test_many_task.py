@@ -241,6 +241,8 @@ def test_task_hypervolume_gives_each_task_the_candidate_that_is_best_for_it() ->
     assert select_by_task_hypervolume(F[:, [0, 2]], archive[:, [0, 2]], [0], 2, seed=0) == (
         select_by_hypervolume(F[:, [0, 2]], archive[:, [0, 2]], 2, seed=0)
     )
+    cost_first = F[:, [2, 0]], archive[:, [2, 0]]  # objectives: [madds, top1]
+    assert select_by_task_hypervolume(*cost_first, [1], 2, seed=0) == select_by_hypervolume(*cost_first, 2, 0)
     # a turn with no gain left for its task takes that task's lowest predicted error
     dominated = np.array([[0.9, 0.9, 0.9], [0.8, 0.95, 0.95], [0.95, 0.7, 0.99]])
     assert select_by_task_hypervolume(dominated, np.zeros((1, 3)), [0, 1], 2, seed=0) == [1, 2]

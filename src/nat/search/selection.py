@@ -113,7 +113,8 @@ def select_by_hypervolume(
         front = front[non_dominated(front)]
         base = hypervolume(front, reference)
     if len(chosen) < k:
-        rest = np.array([i for i in range(len(F)) if i not in set(chosen)])
+        taken = set(chosen)
+        rest = np.array([i for i in range(len(F)) if i not in taken])
         chosen += [int(rest[i]) for i in select_diverse(F[rest], k - len(chosen), seed)]
     return chosen
 
@@ -145,13 +146,14 @@ def select_by_task_hypervolume(
     columns = [[a, *shared] for a in accuracy_columns]
     if len(F) <= k:
         return list(range(len(F)))
-    if len(columns) == 1:
-        return select_by_hypervolume(F[:, columns[0]], F_archive[:, columns[0]], k, seed, reference)
+    if len(columns) == 1:  # every column is the one task's
+        return select_by_hypervolume(F, F_archive, k, seed, reference)
     known = F_archive if len(F_archive) else np.zeros((0, F.shape[1]))
     chosen: list[int] = []
     for turn in range(k):
         cols = columns[turn % len(columns)]
-        rest = np.array([i for i in range(len(F)) if i not in set(chosen)])
+        taken = set(chosen)
+        rest = np.array([i for i in range(len(F)) if i not in taken])
         G = F[np.ix_(rest, cols)]
         projected = known[:, cols]
         front = projected[non_dominated(projected)] if len(projected) else np.zeros((0, len(cols)))
