@@ -10,7 +10,7 @@ for each MAdds budget, the best test top-1 of a model within it.
 
     python bench/many_task.py [--seed 0] [--threads 1] [--tasks mnist5k digits fashion-mnist]
                               [--candidate-selection hypervolume|task_hypervolume|reference_directions]
-                              [--single-from EARLIER.json] [--out FILE.json] [--quick]
+                              [--single-from EARLIER.json] [--keep DIR] [--out FILE.json] [--quick]
 
 ``--candidate-selection`` is the many-task run's rule (a single-task run's ``task_hypervolume`` is its
 ``hypervolume``, so single-task runs always use that). ``--single-from`` reuses the single-task runs of an
@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +119,23 @@ def compare(many: list[dict[str, Any]], single: list[dict[str, Any]]) -> list[di
     return out
 
 
+def code_version() -> str:
+    """The commit of this checkout, with ``+changes`` if files differ from it ('unknown' outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def reusable_single_runs(path: Path, base: dict[str, Any], tasks: list[str]) -> dict[str, Any]:
-    """The per-task results of an earlier run of this benchmark, if it used these settings and tasks."""
+    """The per-task results of an earlier run of this benchmark, if it used these settings and tasks and
+    the same code (a code change can change every measured figure: seen on 2026-12-04)."""
     try:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -127,6 +144,12 @@ def reusable_single_runs(path: Path, base: dict[str, Any], tasks: list[str]) -> 
         raise SystemExit(
             f"--single-from {path}: it was run with other settings, seed or tasks; its single-task runs "
             "are not the ones this run would make"
+        )
+    code = code_version()
+    if code == "unknown" or code.endswith("+changes") or earlier.get("code") != code:
+        raise SystemExit(
+            f"--single-from {path}: it was made by code {earlier.get('code', 'not recorded')}, this is "
+            f"{code}; single-task runs are reused only from a result of the same clean commit"
         )
     return earlier["per_task"]
 
@@ -147,6 +170,9 @@ def main() -> int:
         help="the many-task run's candidate selection (default: nat's default, hypervolume)",
     )
     parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the run folders here (default: a temporary folder)"
+    )
+    parser.add_argument(
         "--single-from",
         type=Path,
         default=None,
@@ -161,11 +187,18 @@ def main() -> int:
         "tasks": args.tasks,
         "threads": args.threads,
         "candidate_selection": args.candidate_selection,
+        "code": code_version(),
         "models": "front members as adapted (BN recalibrated, no fine-tuning), test split",
     }
     if earlier is not None:
         result["single_task_runs_from"] = str(args.single_from)
-    with torch_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.TemporaryDirectory() if args.keep is None else nullcontext(str(args.keep))
+    with (
+        torch_threads(args.threads),
+        folder as tmp,
+    ):
         many_config = {**base, "candidate_selection": args.candidate_selection}
         many, many_s = run({**many_config, "data": [task_data(t) for t in args.tasks]}, Path(tmp) / "many")
         evaluations = len(many.archive.current())
