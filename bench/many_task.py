@@ -133,7 +133,7 @@ def code_version() -> str:
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
-def reusable_single_runs(path: Path, base: dict[str, Any], tasks: list[str]) -> dict[str, Any]:
+def reusable_single_runs(path: Path, base: dict[str, Any], tasks: list[str], code: str) -> dict[str, Any]:
     """The per-task results of an earlier run of this benchmark, if it used these settings and tasks and
     the same code (a code change can change every measured figure: seen on 2026-12-04)."""
     try:
@@ -145,7 +145,6 @@ def reusable_single_runs(path: Path, base: dict[str, Any], tasks: list[str]) -> 
             f"--single-from {path}: it was run with other settings, seed or tasks; its single-task runs "
             "are not the ones this run would make"
         )
-    code = code_version()
     if code == "unknown" or code.endswith("+changes") or earlier.get("code") != code:
         raise SystemExit(
             f"--single-from {path}: it was made by code {earlier.get('code', 'not recorded')}, this is "
@@ -181,13 +180,14 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     base = settings(args.seed, args.threads, args.quick)
-    earlier = reusable_single_runs(args.single_from, base, args.tasks) if args.single_from else None
+    code = code_version()
+    earlier = reusable_single_runs(args.single_from, base, args.tasks, code) if args.single_from else None
     result: dict[str, Any] = {
         "settings": base,
         "tasks": args.tasks,
         "threads": args.threads,
         "candidate_selection": args.candidate_selection,
-        "code": code_version(),
+        "code": code,
         "models": "front members as adapted (BN recalibrated, no fine-tuning), test split",
     }
     if earlier is not None:

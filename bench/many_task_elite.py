@@ -24,17 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from nat.objectives.complexity import ComplexityTable  # noqa: E402
+from nat.search.archive import Archive  # noqa: E402
 from nat.search.distribution import GenomeDistribution, elite  # noqa: E402
 from nat.supernet.checkpoint import load_supernet  # noqa: E402
-
-
-def archive_before(lines: list[dict], iteration: int) -> list[dict]:
-    """The latest record of every subnet measured before ``iteration`` (the archive's ``current``)."""
-    latest: dict[str, dict] = {}
-    for r in lines:
-        if r["iteration"] < iteration:
-            latest[json.dumps(r["subnet"], sort_keys=True)] = r
-    return list(latest.values())
 
 
 def adaptation_draws(run: Path, column: str, small: float, rng: np.random.Generator) -> list[dict]:
@@ -45,12 +37,12 @@ def adaptation_draws(run: Path, column: str, small: float, rng: np.random.Genera
         update={"resolutions": tuple(config["space"]["resolutions"])}
     )
     table = ComplexityTable(space, 10)
-    lines = [json.loads(line) for line in (run / "archive.jsonl").read_text().splitlines()]
+    records = Archive(run / "archive.jsonl", read_only=True)
     rows = []
-    for iteration in sorted({r["iteration"] for r in lines})[1:]:
-        archive = archive_before(lines, iteration)
-        genomes = np.array([r["genome"] for r in archive])
-        F = np.array([[1.0 - r[column], r["madds"]] for r in archive])
+    for iteration in sorted({r.iteration for r in records.records})[1:]:
+        archive = records.current(before_iteration=iteration)
+        genomes = np.array([r.genome for r in archive])
+        F = np.array([[1.0 - r.values[column], r.values["madds"]] for r in archive])
         distribution = GenomeDistribution.from_genomes(elite(genomes, F, fraction), space)
         madds, _ = table(distribution.mixed_with_uniform(mix).sample(3000, rng))
         rows.append(

@@ -95,23 +95,18 @@ def select_by_hypervolume(
     if len(F) <= k:
         return list(range(len(F)))
     front = F_archive[non_dominated(F_archive)] if len(F_archive) else np.zeros((0, F.shape[1]))
-    base = hypervolume(front, reference) if len(front) else 0.0
     chosen: list[int] = []
-    # only candidates inside the reference box can add anything
-    inside = np.flatnonzero(np.all(reference > F, axis=1))
-    remaining = set(int(i) for i in inside)
-    while len(chosen) < k and remaining:
+    remaining = set(range(len(F)))
+    while len(chosen) < k:
         order = sorted(remaining)
-        gains = np.array([hypervolume(np.vstack([front, F[i]]), reference) - base for i in order])
-        best = int(np.argmax(gains))
-        if gains[best] <= 1e-12:
+        best = _most_gain(front, F[order], reference)
+        if best is None:
             break
         pick = order[best]
         chosen.append(pick)
         remaining.discard(pick)
         front = np.vstack([front, F[pick]])
         front = front[non_dominated(front)]
-        base = hypervolume(front, reference)
     if len(chosen) < k:
         taken = set(chosen)
         rest = np.array([i for i in range(len(F)) if i not in taken])
@@ -157,13 +152,22 @@ def select_by_task_hypervolume(
         G = F[np.ix_(rest, cols)]
         projected = known[:, cols]
         front = projected[non_dominated(projected)] if len(projected) else np.zeros((0, len(cols)))
-        base = hypervolume(front, reference) if len(front) else 0.0
-        inside = np.flatnonzero(np.all(reference > G, axis=1))
-        gains = np.array([hypervolume(np.vstack([front, G[i]]), reference) - base for i in inside])
-        if len(gains) and gains.max() > 1e-12:
-            pick = int(rest[inside[int(np.argmax(gains))]])
-        else:
-            pick = int(rest[np.lexsort(G.T[::-1])[0]])  # lowest error first, then the shared columns
+        best = _most_gain(front, G, reference)
+        if best is None:
+            best = int(np.lexsort(G.T[::-1])[0])  # lowest error first, then the shared columns
+        pick = int(rest[best])
         chosen.append(pick)
         known = np.vstack([known, F[pick]])
     return chosen
+
+
+def _most_gain(front: np.ndarray, candidates: np.ndarray, reference: float) -> int | None:
+    """The row of ``candidates`` that adds the most hypervolume to ``front`` (non-dominated; the first
+    such row on ties), or None when none adds any. Only rows inside the reference box can add anything."""
+    inside = np.flatnonzero(np.all(reference > candidates, axis=1))
+    if not len(inside):
+        return None
+    base = hypervolume(front, reference) if len(front) else 0.0
+    gains = np.array([hypervolume(np.vstack([front, candidates[i]]), reference) - base for i in inside])
+    best = int(np.argmax(gains))
+    return int(inside[best]) if gains[best] > 1e-12 else None
