@@ -7,14 +7,15 @@
 # `.whl` carried: `bash bench/gpu_check.sh $OUT 585` (the stages fit 585 s; the whole lease is 15 min).
 #
 # Stages, most important first, each under its own time limit so that one slow stage cannot eat the
-# others' time (a lent GPU comes with minutes, not hours; the limits come from the first H200 run,
-# bench/results/gpu_h200_2026-12-04/):
+# others' time (a lent GPU comes with minutes, not hours; the limits come from the two H200 runs,
+# bench/results/gpu_h200_2026-12-04*/):
 #  1. bench/supernet_throughput.py: training and inference images/s of OFA's supernet at 224 px, nat
 #     (channels-last and NCHW) vs OFA's package, fp32 and bf16;
 #  2. `nat search --preset smoke` on the GPU in bf16: the whole loop end to end on CUDA (in-memory data);
 #  3. the CUDA tests (pytest -m cuda: bf16 step without host sync, fp16/bf16 evaluation, CUDA latency
 #     tables), skipped elsewhere;
-#  4. the cost of new layer shapes over 24 steps on new subnets, nat channels-last vs NCHW;
+#  4. the cost of new layer shapes over 24 steps on new subnets: nat NCHW, nat channels-last, OFA's network
+#     (the JSON is rewritten after each, so a cut-off stage keeps what finished);
 #  5. bench/paper_scale.py --device cuda: the paper-scale search end to end (OFA w1.0 + w1.2, 192-256 px,
 #     a JPEG folder) with batches that fill a GPU, and the projected wall time of a paper-sized run;
 #  6. with what budget is left, bench/latency_lut.py --only cuda: a latency table of OFA's space on the
@@ -71,9 +72,9 @@ stage smoke_search 60 $PY -m nat search --preset smoke --set device=cuda --preci
   --out "$WORK/smoke_run"
 rm -f "$WORK"/smoke_run/*.safetensors "$WORK"/smoke_run/models/*/*.safetensors "$WORK"/smoke_run/models/*/*.onnx
 pack
-stage cuda_tests 60 $PY -m pytest -m cuda -q -p no:cacheprovider -o addopts="" tests
-stage new_shapes 90 $PY bench/supernet_throughput.py --device cuda --subnets 1 --rounds 1 --precisions bf16 \
-  --sequence 24 --out "$WORK/supernet_new_shapes_cuda.json"
+stage cuda_tests 100 $PY -m pytest -m cuda -q -p no:cacheprovider -o addopts="" tests
+stage new_shapes 120 $PY bench/supernet_throughput.py --device cuda --precisions bf16 --sequence 24 \
+  --sequence-only --out "$WORK/supernet_new_shapes_cuda.json"
 stage paper_scale 150 $PY bench/paper_scale.py --device cuda --precisions bf16 --threads 4 \
   --train-batch 64 --eval-batch 200 --workers 8 --max-steps 8 --calibration-images 200 --val-images 200 \
   --per-class 60 --strategy-from bench/results/paper_scale.json --out "$WORK/paper_scale_cuda.json"

@@ -14,12 +14,16 @@ Protocol: each variant (package x layout x precision) first runs one *cold* pass
 the first steps of a run pay), then ``--rounds`` timed passes, interleaved across variants so that
 clock and load drift hit all alike; a pass is timed between two device synchronisations. Figures are
 images/s, medians over the rounds. Inference is a batch of ``--infer-batch`` per subnet in eval mode
-without gradients. With ``--sequence N``, each nat layout then trains N steps on N new random subnets at
-random resolutions (192-256 px), one step timed at a time: how the cost of new shapes decays in a run.
+without gradients. With ``--sequence N``, each nat layout (NCHW first) and then OFA's network train N steps
+on N new random subnets at random resolutions (192-256 px), one step timed at a time: how the cost of new
+shapes decays in a run. ``--sequence-only`` skips the throughput passes (the first GPU runs showed a
+channels-last sequence alone can take minutes); the JSON is rewritten after each contender's sequence,
+so a run cut off by a time limit keeps what finished.
 
     python bench/supernet_throughput.py [--device cuda] [--resolution 224] [--batch 128]
         [--infer-batch 256] [--subnets 8] [--rounds 3] [--precisions fp32 bf16]
-        [--memory-formats channels_last contiguous] [--cudnn-benchmark off] [--sequence 0] [--out FILE]
+        [--memory-formats channels_last contiguous] [--cudnn-benchmark off] [--sequence 0]
+        [--sequence-only] [--out FILE]
 
 It runs on a CPU too (pass small sizes: ``--batch 4 --infer-batch 8 --resolution 128``); nat's CPU
 comparison with OFA is ``bench/supernet_speed.py``.
@@ -118,19 +122,34 @@ def build_variants(args: argparse.Namespace, device: torch.device) -> dict:
     return variants
 
 
-def new_shapes_cost(args: argparse.Namespace, device: torch.device) -> dict:
+def new_shapes_cost(args: argparse.Namespace, device: torch.device, save: Callable[[dict], None]) -> dict:
     """Seconds per training step over ``--sequence`` steps, each on a new random subnet at a random one of
-    the paper's resolutions (192-256 px), for each of nat's layouts in ``--memory-formats`` (first
-    precision only): how the cost of newly seen layer shapes (kernel builds, autotuning) decays over a
-    run. The layouts run one after the other (they share no convolution plans), so the order cannot
-    help either."""
+    the paper's resolutions (192-256 px), for each of nat's layouts in ``--memory-formats`` (NCHW first:
+    it is nat's CUDA default and the quicker one) and then OFA's network (first precision only): how the
+    cost of newly seen layer shapes (kernel builds, autotuning) decays over a run. The contenders run one
+    after the other, each in a fresh network; convolution plans may be shared between the two NCHW
+    contenders, so OFA's sequence (run last) is, if anything, favoured. ``save`` gets the partial result
+    after each contender."""
     p = args.precisions[0]
+    precision = Precision(p, device)
     rng = random.Random(1)
     space = get_space("ofa_mbv3")
     plan = [Subnet.sample(space, rng, w=1.0) for _ in range(args.sequence)]
-    out = {}
-    for layout in args.memory_formats:
-        step, _ = nat_step(layout, p, 224, device)
+    contenders: list[tuple[str, Callable[[], Callable[[Subnet, torch.Tensor, torch.Tensor], None]]]] = [
+        (LAYOUTS[layout], lambda layout=layout: nat_step(layout, p, 224, device)[0])
+        for layout in sorted(args.memory_formats, key=lambda layout: layout != "contiguous")
+    ]
+
+    def ofa() -> Callable[[Subnet, torch.Tensor, torch.Tensor], None]:
+        net, _ = build_pair("ofa_mbv3", 224, 1.0, CLASSES)
+        net.to(device)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=3e-5)
+        return ofa_step(net, opt, precision)
+
+    contenders.append(("ofa", ofa))
+    out: dict = {}
+    for name, make in contenders:
+        step = make()
         g = torch.Generator().manual_seed(0)
         times = []
         for sub in plan:
@@ -138,14 +157,15 @@ def new_shapes_cost(args: argparse.Namespace, device: torch.device) -> dict:
             y = torch.randint(0, CLASSES, (args.batch,), generator=g).to(device)
             times.append(timed_pass(lambda sub=sub, x=x, y=y, step=step: step(sub, x, y), device))
         quarter = max(1, len(times) // 4)
-        out[LAYOUTS[layout]] = {
+        out[name] = {
             "precision": p,
             "step_seconds": times,
             "first_quarter_median_s": statistics.median(times[:quarter]),
             "last_quarter_median_s": statistics.median(times[-quarter:]),
             "total_s": sum(times),
         }
-        print(f"  {args.sequence} new subnets, {LAYOUTS[layout]} {p}: {sum(times):.1f} s", flush=True)
+        print(f"  {args.sequence} new subnets, {name} {p}: {sum(times):.1f} s", flush=True)
+        save(out)
     return out
 
 
@@ -161,6 +181,8 @@ def measure(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     fast = enable_cuda_fast_path(device, cudnn_benchmark=args.cudnn_benchmark == "on")
+    if args.sequence_only:
+        return {"cuda_fast_path": fast}
     subs = subnets(args.subnets, args.resolution)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, args.resolution, args.resolution, generator=g).to(device)
@@ -236,8 +258,6 @@ def measure(args: argparse.Namespace) -> dict:
                 for p in args.precisions
                 if p != "fp32"
             }
-    if args.sequence:
-        out["new_shapes"] = new_shapes_cost(args, device)
     return out
 
 
@@ -256,8 +276,13 @@ def main() -> None:
     parser.add_argument(
         "--sequence", type=int, default=0, help="then time this many steps on new subnets (0: skip)"
     )
+    parser.add_argument(
+        "--sequence-only", action="store_true", help="only the --sequence measurement, no throughput passes"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.sequence_only and not args.sequence:
+        parser.error("--sequence-only needs --sequence N")
     device = torch.device(args.device)
     t0 = time.perf_counter()
     result: dict = {
@@ -272,12 +297,23 @@ def main() -> None:
         "rounds": args.rounds,
         "threads": args.threads,
     }
-    result.update(measure(args))
-    result["seconds"] = time.perf_counter() - t0
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     path = args.out or ROOT / "bench" / "results" / f"supernet_throughput{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+
+    def save(partial: dict | None = None) -> None:
+        if partial is not None:
+            result["new_shapes"] = partial
+        result["seconds"] = time.perf_counter() - t0
+        path.write_text(json.dumps(result, indent=2) + "\n")
+
+    result.update(measure(args))
+    if args.sequence:
+        result["new_shapes"] = new_shapes_cost(args, device, save)
+    save()
+    if args.sequence_only:
+        print(f"wrote {path} ({result['seconds']:.0f} s)")
+        return
     print(
         f"{result['device_name']} {args.resolution} px, "
         f"train batch {args.batch}, inference batch {args.infer_batch}"
