@@ -133,6 +133,30 @@ def code_version() -> str:
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
+def same_source(earlier: str | None, code: str) -> bool:
+    """Whether two clean commits have the same ``src/`` tree: what a reused single-task run's figures
+    depend on besides its settings (which the caller compares), so commits of documentation or of other
+    benchmarks in between do not matter."""
+    if not earlier or earlier.endswith("+changes") or earlier == "unknown":
+        return False
+    if earlier == code:
+        return True
+    try:
+        trees = [
+            subprocess.run(
+                ["git", "rev-parse", f"{commit}:src"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            for commit in (earlier, code)
+        ]
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return trees[0] == trees[1]
+
+
 def reusable_single_runs(path: Path, base: dict[str, Any], tasks: list[str], code: str) -> dict[str, Any]:
     """The per-task results of an earlier run of this benchmark, if it used these settings and tasks and
     the same code (a code change can change every measured figure: seen on 2026-12-04)."""
@@ -145,10 +169,10 @@ def reusable_single_runs(path: Path, base: dict[str, Any], tasks: list[str], cod
             f"--single-from {path}: it was run with other settings, seed or tasks; its single-task runs "
             "are not the ones this run would make"
         )
-    if code == "unknown" or code.endswith("+changes") or earlier.get("code") != code:
+    if code == "unknown" or code.endswith("+changes") or not same_source(earlier.get("code"), code):
         raise SystemExit(
             f"--single-from {path}: it was made by code {earlier.get('code', 'not recorded')}, this is "
-            f"{code}; single-task runs are reused only from a result of the same clean commit"
+            f"{code}; single-task runs are reused only from a clean commit with the same src/"
         )
     return earlier["per_task"]
 
