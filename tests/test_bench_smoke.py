@@ -46,6 +46,14 @@ def test_distributed_scaling_runs_on_one_and_two_processes(tmp_path: Path) -> No
     assert result["shipped"]["evaluations_identical_across_world_sizes"] is True
 
 
+def test_distributed_ceiling_splits_the_step(tmp_path: Path) -> None:
+    out = tmp_path / "distributed_ceiling.json"
+    run_bench("distributed_ceiling", "--steps", "1", "--rounds", "1", "--batch", "8", "--result", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["speedup"]) == {"half_batch_alone", "no_sync", "no_sync_plus_allreduce", "ddp"}
+    assert result["two_process_ms"]["allreduce"] > 0
+
+
 def test_compile_speed_reports_compile_times_and_break_even(tmp_path: Path) -> None:
     out = tmp_path / "compile_speed.json"
     run_bench("compile_speed", "--rounds", "1", "--backend", "aot_eager", "--out", str(out))
@@ -86,6 +94,14 @@ def test_supernet_throughput_compares_layouts_and_ofa(tmp_path: Path) -> None:
         f"{n}_{p}" for n in ("nat_nhwc", "nat_nchw") for p in ("fp32", "bf16")
     }
     assert len(result["new_shapes"]["nat_nchw"]["step_seconds"]) == 2
+    assert set(result["new_shapes"]) == {"nat_nchw", "nat_nhwc", "ofa"}  # OFA's network as the reference
+    only = tmp_path / "supernet_new_shapes.json"
+    run_bench(
+        "supernet_throughput", "--device", "cpu", "--batch", "2", "--precisions", "bf16", "--sequence", "1",
+        "--sequence-only", "--memory-formats", "contiguous", "--out", str(only),
+    )  # fmt: skip
+    sequence = json.loads(only.read_text())
+    assert "train_images_per_s" not in sequence and set(sequence["new_shapes"]) == {"nat_nchw", "ofa"}
 
 
 def test_many_task_quick_compares_many_and_single_task_runs(tmp_path: Path) -> None:
