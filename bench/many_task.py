@@ -193,6 +193,12 @@ def main() -> int:
         help="the many-task run's candidate selection (default: nat's default, hypervolume)",
     )
     parser.add_argument(
+        "--many-elite-fraction",
+        type=float,
+        default=None,
+        help="the many-task run's adaptation.elite_fraction (default: nat's, as in the single-task runs)",
+    )
+    parser.add_argument(
         "--keep", type=Path, default=None, help="keep the run folders here (default: a temporary folder)"
     )
     parser.add_argument(
@@ -211,6 +217,7 @@ def main() -> int:
         "tasks": args.tasks,
         "threads": args.threads,
         "candidate_selection": args.candidate_selection,
+        "many_task_elite_fraction": args.many_elite_fraction,
         "code": code,
         "models": "front members as adapted (BN recalibrated, no fine-tuning), test split",
     }
@@ -224,6 +231,8 @@ def main() -> int:
         folder as tmp,
     ):
         many_config = {**base, "candidate_selection": args.candidate_selection}
+        if args.many_elite_fraction is not None:
+            many_config["adaptation"] = {**base["adaptation"], "elite_fraction": args.many_elite_fraction}
         many, many_s = run({**many_config, "data": [task_data(t) for t in args.tasks]}, Path(tmp) / "many")
         evaluations = len(many.archive.current())
         result["many_task"] = {
