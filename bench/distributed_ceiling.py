@@ -31,18 +31,21 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from distributed_scaling import torchrun  # noqa: E402
+
 RESULT = ROOT / "bench" / "results" / "distributed_ceiling.json"
 MODES = ("no_sync", "ddp")
 
 
-def step_times(batch: int, steps: int, mode: str, seed: int) -> list[float]:
+def seconds_per_step(batch: int, steps: int, mode: str, seed: int) -> float:
     """Seconds per step over ``steps`` steps on random subnets (same on every rank), ``mode`` in
     ``local`` (one process), ``no_sync`` or ``ddp``; each rank draws its own images."""
     import torch
@@ -88,7 +91,7 @@ def step_times(batch: int, steps: int, mode: str, seed: int) -> list[float]:
         one(subnet)
     if mode != "local":
         torch.distributed.barrier()
-    return [(time.perf_counter() - start) / steps]
+    return (time.perf_counter() - start) / steps
 
 
 def allreduce_seconds(repeats: int = 12) -> float:
@@ -114,7 +117,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
-    out = {"seconds_per_step": step_times(args.batch // 2, args.steps, args.mode, args.seed)}
+    out = {"seconds_per_step": seconds_per_step(args.batch // 2, args.steps, args.mode, args.seed)}
     if args.mode == "no_sync":
         out["allreduce_s"] = allreduce_seconds()
     if dist.get_rank() == 0:
@@ -124,13 +127,9 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def two_processes(args: argparse.Namespace, mode: str, seed: int, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__]
-    cmd += ["--worker", "--mode", mode, "--out", str(out), "--batch", str(args.batch)]
-    cmd += ["--steps", str(args.steps), "--seed", str(seed)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"2-process {mode} run failed:\n{done.stderr[-3000:]}")
+    arguments = ["--worker", "--mode", mode, "--out", str(out), "--batch", str(args.batch)]
+    arguments += ["--steps", str(args.steps), "--seed", str(seed)]
+    torchrun(__file__, 2, arguments, f"2-process {mode} run")
     return json.loads(out.read_text())
 
 
@@ -154,12 +153,13 @@ def main() -> None:
     allreduce: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            one["global_batch"] += step_times(args.batch, args.steps, "local", r)
-            one["half_batch"] += step_times(args.batch // 2, args.steps, "local", r)
+            one["global_batch"].append(seconds_per_step(args.batch, args.steps, "local", r))
+            one["half_batch"].append(seconds_per_step(args.batch // 2, args.steps, "local", r))
             for mode in MODES:
                 figures = two_processes(args, mode, r, Path(tmp) / f"{mode}_{r}.json")
-                two[mode] += figures["seconds_per_step"]
-                allreduce += [figures["allreduce_s"]] if "allreduce_s" in figures else []
+                two[mode].append(figures["seconds_per_step"])
+                if "allreduce_s" in figures:
+                    allreduce.append(figures["allreduce_s"])
     ms = {k: 1000 * statistics.median(v) for k, v in one.items()}
     ms2 = {k: 1000 * statistics.median(v) for k, v in two.items()}
     ms2["allreduce"] = 1000 * statistics.median(allreduce)

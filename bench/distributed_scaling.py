@@ -128,14 +128,20 @@ def worker(args: argparse.Namespace) -> None:
             Path(args.out, "timing.json").write_text(json.dumps(result))
 
 
-def launch(world: int, args: argparse.Namespace, out: Path) -> dict:
+def torchrun(script: str, world: int, arguments: list[str], what: str) -> None:
+    """Run ``script`` with ``arguments`` as ``world`` processes under torchrun on this machine (one torch
+    thread each, nat from this checkout's src/); a failed run ends the benchmark with its stderr."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
-    cmd += [__file__, "--worker", "--out", str(out), "--steps", str(args.steps), "--batch", str(args.batch)]
-    cmd += ["--subnets", str(args.subnets), "--regime", args.regime]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run([*cmd, script, *arguments], env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{world}-process run failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
+
+
+def launch(world: int, args: argparse.Namespace, out: Path) -> dict:
+    arguments = ["--worker", "--out", str(out), "--steps", str(args.steps), "--batch", str(args.batch)]
+    arguments += ["--subnets", str(args.subnets), "--regime", args.regime]
+    torchrun(__file__, world, arguments, f"{world}-process run")
     return json.loads((out / "timing.json").read_text())
 
 

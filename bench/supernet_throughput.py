@@ -103,6 +103,17 @@ def nat_step(
     return step, nat
 
 
+def ofa_train_step(
+    precision: Precision, resolution: int, device: torch.device
+) -> tuple[Callable[[Subnet, torch.Tensor, torch.Tensor], None], torch.nn.Module]:
+    """OFA's training step (`ofa_step`) on OFA's network with the shared weights, on ``device``, and that
+    network: the counterpart of `nat_step`."""
+    ofa, _ = build_pair("ofa_mbv3", resolution, 1.0, CLASSES)
+    ofa.to(device)
+    opt = torch.optim.SGD(ofa.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=3e-5)
+    return ofa_step(ofa, opt, precision), ofa
+
+
 #: nat's supernet layouts measured: channels-last (NHWC) and the default NCHW ("contiguous")
 LAYOUTS = {"channels_last": "nat_nhwc", "contiguous": "nat_nchw"}
 
@@ -115,10 +126,8 @@ def build_variants(args: argparse.Namespace, device: torch.device) -> dict:
         for layout in args.memory_formats:
             step, nat = nat_step(layout, p, args.resolution, device)
             variants[f"{LAYOUTS[layout]}_{p}"] = (step, nat, precision)
-        ofa, _ = build_pair("ofa_mbv3", args.resolution, 1.0, CLASSES)
-        ofa.to(device)
-        opt = torch.optim.SGD(ofa.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=3e-5)
-        variants[f"ofa_{p}"] = (ofa_step(ofa, opt, precision), ofa, precision)
+        step, ofa = ofa_train_step(precision, args.resolution, device)
+        variants[f"ofa_{p}"] = (step, ofa, precision)
     return variants
 
 
@@ -139,14 +148,7 @@ def new_shapes_cost(args: argparse.Namespace, device: torch.device, save: Callab
         (LAYOUTS[layout], lambda layout=layout: nat_step(layout, p, 224, device)[0])
         for layout in sorted(args.memory_formats, key=lambda layout: layout != "contiguous")
     ]
-
-    def ofa() -> Callable[[Subnet, torch.Tensor, torch.Tensor], None]:
-        net, _ = build_pair("ofa_mbv3", 224, 1.0, CLASSES)
-        net.to(device)
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=3e-5)
-        return ofa_step(net, opt, precision)
-
-    contenders.append(("ofa", ofa))
+    contenders.append(("ofa", lambda: ofa_train_step(precision, 224, device)[0]))
     out: dict = {}
     for name, make in contenders:
         step = make()
