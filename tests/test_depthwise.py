@@ -18,6 +18,9 @@ SHAPES = [
     (12, 7, 7, 2),
     (8, 5, 5, 2),
     (8, 3, 3, 1),
+    (12, 8, 7, 1),
+    (12, 8, 5, 2),
+    (12, 8, 7, 2),
 ]
 
 
@@ -63,6 +66,13 @@ def test_which_inputs_take_the_matmul_path():
     assert not uses_matmul_weight_grad(small.bfloat16(), 7)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not uses_matmul_weight_grad(small, 7)
+    # 8x8 maps: only where the product measured faster (7x7 kernels, strided convolutions)
+    eight = torch.zeros(1, 8, 8, 8)
+    assert uses_matmul_weight_grad(eight, 7)
+    assert uses_matmul_weight_grad(eight, 5, stride=2)
+    assert not uses_matmul_weight_grad(eight, 5)
+    assert not uses_matmul_weight_grad(eight, 3, stride=2)
+    assert not uses_matmul_weight_grad(torch.zeros(1, 8, 9, 9), 7, stride=2)
 
 
 def test_supernet_training_step_matches_plain_convolution(monkeypatch):
@@ -85,6 +95,7 @@ def test_supernet_training_step_matches_plain_convolution(monkeypatch):
 
     fast = grads()
     monkeypatch.setattr(depthwise, "MAX_MAP_POSITIONS", 0)
+    monkeypatch.setattr(depthwise, "MAX_WIDE_MAP_POSITIONS", 0)
     plain = grads()
     assert len(fast) == len(plain)
     for a, b in zip(fast, plain, strict=True):

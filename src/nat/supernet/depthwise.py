@@ -11,8 +11,12 @@ For such maps the weight gradient is cheap as a batched matrix product: for each
 the gradient of tap ``(i, j)`` is the sum of ``Z_c[q, pos(q, i, j)]`` over the output positions ``q``
 whose tap lands inside the map. It computes ``Q x P`` products per image and channel instead of the
 direct ``Q x k^2``, so it pays only when ``P`` is close to ``k^2`` (small maps, large kernels); there
-it is 8-17x faster than oneDNN (bench/supernet_speed.py). Elsewhere, and on GPUs (cuDNN is fine), and
-under autocast, the ordinary convolution runs. The result is the same gradient up to float rounding.
+it is 8-17x faster than oneDNN (bench/supernet_speed.py). On 8x8 maps (OFA's stages 4-5 at 128 px,
+stage 2 at 32 px with a stride-2 stem) it still wins for 7x7 kernels (1.4x at stride 1) and at stride 2
+(oneDNN takes 23-34 ms for a 7x7 kernel on 8x8 -> 4x4 with 672-960 channels, the product 2.5-4 ms;
+5x5: 1.2-2x), and it loses or ties for 5x5 at stride 1 (bench/results/depthwise_weight_grad.json).
+Elsewhere, and on GPUs (cuDNN is fine), and under autocast, the ordinary convolution runs. The result is
+the same gradient up to float rounding.
 """
 
 from __future__ import annotations
@@ -22,17 +26,22 @@ import torch.nn.functional as F
 
 #: largest input map (height x width) for which the batched-matmul weight gradient is used
 MAX_MAP_POSITIONS = 49
+#: ... and for kernels of at least ``WIDE_MAP_KERNEL`` or strided convolutions (module docstring)
+MAX_WIDE_MAP_POSITIONS = 64
+WIDE_MAP_KERNEL = 7
 #: smallest kernel for it: oneDNN's 3x3 depthwise backward is fast at every size measured
 MIN_KERNEL = 5
 
 
-def uses_matmul_weight_grad(x: torch.Tensor, kernel_size: int) -> bool:
+def uses_matmul_weight_grad(x: torch.Tensor, kernel_size: int, stride: int = 1) -> bool:
     """Whether :func:`depthwise_conv2d` takes the batched-matmul weight gradient for this input."""
+    positions = x.shape[-2] * x.shape[-1]
+    wide = kernel_size >= WIDE_MAP_KERNEL or stride > 1
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and kernel_size >= MIN_KERNEL
-        and x.shape[-2] * x.shape[-1] <= MAX_MAP_POSITIONS
+        and positions <= (MAX_WIDE_MAP_POSITIONS if wide else MAX_MAP_POSITIONS)
         and not torch.is_autocast_enabled("cpu")
     )
 
@@ -43,7 +52,11 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
     ``weight`` is ``(channels, 1, k, k)`` with a square kernel and ``padding`` the same on every side.
     """
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    if needs_grad and not torch.compiler.is_compiling() and uses_matmul_weight_grad(x, weight.shape[-1]):
+    if (
+        needs_grad
+        and not torch.compiler.is_compiling()
+        and uses_matmul_weight_grad(x, weight.shape[-1], stride)
+    ):
         return _DepthwiseSmallMap.apply(x, weight, stride, padding)
     return F.conv2d(x, weight, None, stride, padding, 1, weight.shape[0])
 
