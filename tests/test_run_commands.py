@@ -204,3 +204,20 @@ def test_eval_reads_a_nat_release_folder(tmp_path, capsys) -> None:
     (folder / "net.weights").unlink()
     assert main(["eval", str(folder), "--data", "digits"]) == 1
     assert "no net.weights" in capsys.readouterr().err
+
+
+def test_quickstart_help_quotes_the_presets_own_values(capsys) -> None:
+    """The help's "(preset: N)" comes from the preset file, so it cannot go stale when the preset changes."""
+    import yaml
+
+    from nat.cli.quickstart import preset_finalize
+
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    finalize = yaml.safe_load((Path(nat.__file__).parent / "search/presets/quickstart.yaml").read_text())[
+        "finalize"
+    ]
+    assert preset_finalize() == finalize
+    assert f"fine-tuning epochs per model (preset: {finalize['finetune_epochs']:g})" in text
+    assert f"front models to extract (preset: {finalize['models']})" in text

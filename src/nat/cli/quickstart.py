@@ -9,12 +9,22 @@ is missing).
 from __future__ import annotations
 
 import argparse
+from importlib.resources import files
 from pathlib import Path
+
+import yaml
 
 from nat.cli.args import PRECISIONS, non_negative_float, non_negative_int
 
 
+def preset_finalize() -> dict:
+    """The quickstart preset's ``finalize`` section, so that the help quotes the preset's own values."""
+    text = files("nat.search.presets").joinpath("quickstart.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["finalize"]
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    finalize = preset_finalize()
     parser = subparsers.add_parser(
         "quickstart",
         help="embedded demo: NAT from the built-in supernet to mnist5k",
@@ -32,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--finetune-epochs",
         type=non_negative_float,
         default=None,
-        help="fine-tuning epochs per model (preset: 10)",
+        help=f"fine-tuning epochs per model (preset: {finalize['finetune_epochs']:g})",
     )
     parser.add_argument(
         "--precision",
@@ -40,7 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="forward passes in fp32, bf16 or fp16 (preset: fp32; docs/scale.md)",
     )
     parser.add_argument(
-        "--models", type=non_negative_int, default=None, help="front models to extract (preset: 5)"
+        "--models",
+        type=non_negative_int,
+        default=None,
+        help=f"front models to extract (preset: {finalize['models']})",
     )
     parser.set_defaults(func=run)
 
