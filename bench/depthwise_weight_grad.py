@@ -105,7 +105,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument(
+        "--out", type=Path, default=RESULT, help="default: bench/results/depthwise_weight_grad.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -139,7 +141,7 @@ def main() -> None:
     print(
         f"all shapes: oneDNN only {result['total_ms_onednn_only']:.0f} ms, library's pick "
         f"{result['total_ms_library_pick']:.0f} ms, best possible {result['total_ms_best_possible']:.0f} ms; "
-        f"{result['slower_picks']} of {len(rows)} picks slower; wrote {args.out.relative_to(ROOT)}"
+        f"{result['slower_picks']} of {len(rows)} picks slower; wrote {args.out}"
     )
 
 

@@ -54,6 +54,15 @@ def test_distributed_ceiling_splits_the_step(tmp_path: Path) -> None:
     assert result["two_process_ms"]["allreduce"] > 0
 
 
+def test_depthwise_weight_grad_compares_both_gradients(tmp_path: Path) -> None:
+    out = tmp_path / "depthwise_weight_grad.json"
+    run_bench("depthwise_weight_grad", "--batch", "2", "--repeats", "1", "--out", str(out))
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == 30
+    assert all(row["max_relative_difference"] < 1e-4 for row in result["rows"])  # the same gradient
+    assert {row["library_picks"] for row in result["rows"]} == {"onednn", "product"}
+
+
 def test_compile_speed_reports_compile_times_and_break_even(tmp_path: Path) -> None:
     out = tmp_path / "compile_speed.json"
     run_bench("compile_speed", "--rounds", "1", "--backend", "aot_eager", "--out", str(out))
