@@ -151,7 +151,7 @@ class Supernet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return mobilenet_features(self, self.active_blocks(), x)
+        return mobilenet_features(self, self.active_blocks(), x, mix_as_matmul=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))

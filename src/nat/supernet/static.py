@@ -62,17 +62,25 @@ def stem(space: SearchSpace, width_mult: float, norm: type[nn.BatchNorm2d]) -> C
     )
 
 
-def mobilenet_features(net: nn.Module, blocks: Iterable[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """Stem, ``blocks``, final expand, global pooling and feature mix: the trunk every network shares."""
+def mobilenet_features(
+    net: nn.Module, blocks: Iterable[nn.Module], x: torch.Tensor, mix_as_matmul: bool = False
+) -> torch.Tensor:
+    """Stem, ``blocks``, final expand, global pooling and feature mix: the trunk every network shares.
+
+    ``mix_as_matmul`` runs the feature mix (a 1x1 convolution on a 1x1 map) as the matrix product it
+    is: the supernet's training step does, because on CPU PyTorch's convolution backward for it took
+    4-5x the GEMM's time at OFA's widths. Standalone networks keep calling the module, so forward hooks
+    on it (MAdds counters, user tools) and exported graphs see an ordinary convolution.
+    """
     x = net.first_conv(x)
     for block in blocks:
         x = block(x)
     x = net.final_expand_layer(x)
-    # the feature mix is a 1x1 convolution on a 1x1 map: run it as the matrix product it is (on CPU
-    # PyTorch's convolution backward for it took 4-5x the GEMM's time at OFA's widths)
     mix = net.feature_mix_layer
-    x = F.linear(x.mean((2, 3)), mix.conv.weight.flatten(1), mix.conv.bias)
-    return mix.act(x)
+    if mix_as_matmul:
+        return mix.act(F.linear(x.mean((2, 3)), mix.conv.weight.flatten(1), mix.conv.bias))
+    x = x.mean((2, 3), keepdim=True)
+    return torch.flatten(mix(x), 1)
 
 
 class StaticMobileNetV3(nn.Module):
