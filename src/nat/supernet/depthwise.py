@@ -12,9 +12,9 @@ the gradient of tap ``(i, j)`` is the sum of ``Z_c[q, pos(q, i, j)]`` over the o
 whose tap lands inside the map. It computes ``Q x P`` products per image and channel instead of the
 direct ``Q x k^2``, so it pays only when ``P`` is close to ``k^2`` (small maps, large kernels); there
 it is 8-17x faster than oneDNN (bench/supernet_speed.py). On 8x8 maps (OFA's stages 4-5 at 128 px,
-stage 2 at 32 px with a stride-2 stem) it still wins for 7x7 kernels (1.4x at stride 1) and at stride 2
-(oneDNN takes 23-34 ms for a 7x7 kernel on 8x8 -> 4x4 with 672-960 channels, the product 2.5-4 ms;
-5x5: 1.2-2x), and it loses or ties for 5x5 at stride 1 (bench/results/depthwise_weight_grad.json).
+stage 2 at 32 px with a stride-2 stem) it still wins for 7x7 kernels (1.7-3.3x at stride 1) and at stride 2
+(oneDNN took 8-31 ms for a 7x7 kernel on 8x8 -> 4x4 with 672-960 channels, the product 2-4 ms;
+5x5: 1.7-2x), and it ties for 5x5 at stride 1 (bench/results/depthwise_weight_grad.json).
 Elsewhere, and on GPUs (cuDNN is fine), and under autocast, the ordinary convolution runs. The result is
 the same gradient up to float rounding.
 """
