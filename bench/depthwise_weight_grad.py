@@ -79,7 +79,8 @@ def measure(channels: int, size: int, stride: int, kernel: int, batch: int, repe
     def product() -> torch.Tensor:
         return weight_grad_matmul(x, grad, kernel, stride, pad)
 
-    error = ((product() - onednn()).abs().max() / onednn().abs().max()).item()
+    reference = onednn()
+    error = ((product() - reference).abs().max() / reference.abs().max()).item()
     onednn_ms, product_ms = [], []
     for _ in range(3):  # interleaved rounds: load from other processes hits both alike
         onednn_ms.append(_median_ms(onednn, repeats))
