@@ -132,3 +132,15 @@ def test_split_difficulty_scores_three_splits_and_nearest_neighbours(tmp_path: P
         split = result["splits"][name]
         assert 0.5 < split["nn1_pixel_top1"] < 1 and 0.5 < split["subnet_top1"] < 1
         assert sum(b["images"] for b in split["by_nn_distance_quartile"]) == split["images"]
+
+
+def test_supernet_paired_finds_no_difference_between_a_supernet_and_itself(tmp_path: Path) -> None:
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+    out = tmp_path / "supernet_paired.json"
+    run_bench(
+        "supernet_paired", "--b", "builtin:fashion_mnist_tiny", "--resolutions", "24", "--out", str(out)
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["split"], r["resolution"]) for r in rows] == [("val", 24), ("test", 24)]
+    assert all(r["only_a_right"] == r["only_b_right"] == 0 and r["mcnemar_exact_p"] == 1.0 for r in rows)
