@@ -43,9 +43,9 @@ from nat.data import load_from_config  # noqa: E402
 from nat.data.loaders import make_loader  # noqa: E402
 from nat.search.supernets import supernet_path  # noqa: E402
 from nat.space import Subnet  # noqa: E402
-from nat.supernet import BNCalibrator, load_supernet  # noqa: E402
+from nat.supernet import load_supernet  # noqa: E402
 from nat.train.config import load_config  # noqa: E402
-from nat.train.progressive import calibration_images  # noqa: E402
+from nat.train.progressive import pretrain_calibrator  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "split_difficulty.json"
 TRAIN_SAMPLE = 5000
@@ -89,10 +89,7 @@ def main() -> None:
     space = net.space
     if args.resolution not in space.resolutions:
         parser.error(f"--resolution {args.resolution} is not in the space's {list(space.resolutions)}")
-    calibrator = BNCalibrator(
-        calibration_images(task, cfg.calib_images, max(space.resolutions), cfg.seed),
-        batch_size=cfg.data.eval_batch_size,
-    )
+    calibrator = pretrain_calibrator(task, cfg, space)
     subnet = Subnet.largest(space, r=args.resolution)
     calibrator(net, subnet)  # as nat pretrain's final figures: recalibrated on fixed training images
 

@@ -32,9 +32,9 @@ from nat.data import load_from_config  # noqa: E402
 from nat.data.loaders import make_loader  # noqa: E402
 from nat.search.supernets import supernet_path  # noqa: E402
 from nat.space import Subnet  # noqa: E402
-from nat.supernet import BNCalibrator, load_supernet  # noqa: E402
+from nat.supernet import load_supernet  # noqa: E402
 from nat.train.config import load_config  # noqa: E402
-from nat.train.progressive import calibration_images  # noqa: E402
+from nat.train.progressive import pretrain_calibrator  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "supernet_paired.json"
 
@@ -59,10 +59,7 @@ def main() -> None:
         unknown = sorted(set(args.resolutions) - set(net.space.resolutions))
         if unknown:
             parser.error(f"--resolutions {unknown} are not in {key}'s space {list(net.space.resolutions)}")
-        calibrator = BNCalibrator(
-            calibration_images(task, cfg.calib_images, max(net.space.resolutions), cfg.seed),
-            batch_size=cfg.data.eval_batch_size,
-        )
+        calibrator = pretrain_calibrator(task, cfg, net.space)
         for r in args.resolutions:
             calibrator(net, Subnet.largest(net.space, r=r))
             for name, split in splits.items():

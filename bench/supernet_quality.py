@@ -37,9 +37,9 @@ from nat.data import load_from_config  # noqa: E402
 from nat.objectives import profile_subnet  # noqa: E402
 from nat.search.supernets import supernet_path  # noqa: E402
 from nat.space import Subnet  # noqa: E402
-from nat.supernet import BNCalibrator, load_supernet  # noqa: E402
+from nat.supernet import load_supernet  # noqa: E402
 from nat.train.config import load_config  # noqa: E402
-from nat.train.progressive import calibration_images, evaluate_subnets  # noqa: E402
+from nat.train.progressive import evaluate_subnets, pretrain_calibrator  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "supernet_quality.json"
 
@@ -60,10 +60,7 @@ def main() -> None:
     net = load_supernet(path).eval()
     space = net.space
     task = load_from_config(cfg.data, cfg.seed)
-    calibrator = BNCalibrator(
-        calibration_images(task, cfg.calib_images, max(space.resolutions), cfg.seed),
-        batch_size=cfg.data.eval_batch_size,
-    )
+    calibrator = pretrain_calibrator(task, cfg, space)
     lo, hi = min(space.resolutions), max(space.resolutions)
     extremes = {
         f"largest_r{hi}": Subnet.largest(space),

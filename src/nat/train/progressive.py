@@ -54,7 +54,7 @@ from nat.train.config import PhaseConfig, PretrainConfig, parse_config
 from nat.train.distributed import Collective, batch_rows
 from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
 from nat.train.evaluation import evaluate_top1
-from nat.train.precision import enable_cuda_fast_path, supernet_channels_last
+from nat.train.precision import Precision, enable_cuda_fast_path, supernet_channels_last
 from nat.versions import library_versions
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,26 @@ def calibration_images(task: TaskData, n: int, resolution: int, seed: int) -> to
     return torch.cat([x for x, _ in loader])
 
 
+def pretrain_calibrator(
+    task: TaskData,
+    cfg: PretrainConfig,
+    space: SearchSpace,
+    *,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+    precision: Precision | str | None = None,
+) -> BNCalibrator:
+    """The BN calibrator a pretraining run measures with: ``cfg.calib_images`` training images fixed by
+    the run seed, at ``space``'s largest resolution (so that every subnet resizes down from them)."""
+    return BNCalibrator(
+        calibration_images(task, cfg.calib_images, max(space.resolutions), cfg.seed),
+        batch_size=cfg.data.eval_batch_size,
+        device=device,
+        channels_last=channels_last,
+        precision=precision,
+    )
+
+
 def evaluate_subnets(
     net: Supernet,
     task: TaskData,
@@ -367,12 +387,8 @@ class PretrainingTrainer(TrainCallback):
         if state is not None:
             self._restore(state)
         self.collective.sync_module(self.net)  # rank 0's weights everywhere (init_from, checkpoint)
-        self.calibrator = BNCalibrator(
-            calibration_images(self.task, cfg.calib_images, max(space.resolutions), cfg.seed),
-            batch_size=cfg.data.eval_batch_size,
-            device=self.device,
-            channels_last=channels_last,
-            precision=cfg.precision,
+        self.calibrator = pretrain_calibrator(
+            self.task, cfg, space, device=self.device, channels_last=channels_last, precision=cfg.precision
         )
 
     def _restore(self, state: dict[str, Any]) -> None:
