@@ -241,28 +241,48 @@ def finetuned_copy(
 ) -> Supernet:
     """A copy of the front member's supernet with the member fine-tuned (if asked); every process of
     a torchrun job takes part."""
-    cfg, subnet = parts.config, record.subnet
+    subnet = record.subnet
     net = copy.deepcopy(supernet_for(parts.supernets, subnet))
     net.set_active(subnet)
     if settings.finetune_epochs > 0:
-        finetune_subnet(
-            net,
-            subnet,
-            parts.task,
-            cfg.data,
-            epochs=settings.finetune_epochs,
-            lr=settings.lr,
-            weight_decay=cfg.adaptation.weight_decay,
-            label_smoothing=cfg.adaptation.label_smoothing,
-            seed=cfg.seed + index,
-            device=parts.device,
-            teacher=distillation_teacher(parts, subnet.r) if settings.distills else None,
-            kd_ratio=settings.kd_ratio,
-            desc=f"fine-tune {index + 1}/{count}",
-            precision=cfg.precision,
-            collective=collective,
+        teacher = distillation_teacher(parts, subnet.r) if settings.distills else None
+        _finetune_front_member(
+            parts, net, subnet, index, settings, collective, teacher, f"fine-tune {index + 1}/{count}"
         )
     return net
+
+
+def _finetune_front_member(
+    parts: RunParts,
+    trainee: Supernet | StandaloneTrainee,
+    subnet: Subnet,
+    index: int,
+    settings: FinalizeConfig,
+    collective: Collective,
+    teacher: torch.nn.Module | None,
+    desc: str,
+) -> None:
+    """The run's fine-tuning of its ``index``-th front model, the same for both paths (a supernet copy
+    or the compiled standalone network): schedule and seed from ``finalize``, regularisation from
+    ``adaptation``."""
+    cfg = parts.config
+    finetune_subnet(
+        trainee,
+        subnet,
+        parts.task,
+        cfg.data,
+        epochs=settings.finetune_epochs,
+        lr=settings.lr,
+        weight_decay=cfg.adaptation.weight_decay,
+        label_smoothing=cfg.adaptation.label_smoothing,
+        seed=cfg.seed + index,
+        device=parts.device,
+        teacher=teacher,
+        kd_ratio=settings.kd_ratio,
+        desc=desc,
+        precision=cfg.precision,
+        collective=collective,
+    )
 
 
 def finetuned_standalone(
@@ -277,7 +297,7 @@ def finetuned_standalone(
     then fine-tuned as that network under ``torch.compile`` (the same trainer, schedule, seed and data
     as `finetuned_copy`; the teacher compiled too). Its BN statistics are recalibrated later, on the
     same images as the supernet path's (`save_built_model`)."""
-    cfg, subnet = parts.config, record.subnet
+    subnet = record.subnet
     model = supernet_for(parts.supernets, subnet).extract(subnet)
     if settings.finetune_epochs > 0:
         backend = backend_name(settings.compile)
@@ -286,23 +306,8 @@ def finetuned_standalone(
         if settings.distills:
             teacher_net = distillation_teacher(parts, subnet.r)
             teacher = StandaloneTrainee(teacher_net, compiled(teacher_net, backend))
-        finetune_subnet(
-            trainee,
-            subnet,
-            parts.task,
-            cfg.data,
-            epochs=settings.finetune_epochs,
-            lr=settings.lr,
-            weight_decay=cfg.adaptation.weight_decay,
-            label_smoothing=cfg.adaptation.label_smoothing,
-            seed=cfg.seed + index,
-            device=parts.device,
-            teacher=teacher,
-            kd_ratio=settings.kd_ratio,
-            desc=f"fine-tune {index + 1}/{count} (compiled)",
-            precision=cfg.precision,
-            collective=collective,
-        )
+        desc = f"fine-tune {index + 1}/{count} (compiled)"
+        _finetune_front_member(parts, trainee, subnet, index, settings, collective, teacher, desc)
     return model.eval()
 
 
