@@ -1,7 +1,9 @@
 """Does input resolution lift the shipped supernet's largest subnet on Fashion-MNIST? (issue 19)
 
-The shipped supernet (`tiny-s2-wide`) was pretrained at 24/28/32 px; its largest subnet tests best at its
-largest trained resolution (32 px: 91.1%), short of issue 19's 92%. Before paying for a whole
+The supernet shipped until 2026-12-05 (`tiny-s2-wide`, 24-40 px) was pretrained at 24/28/32 px; its largest
+subnet tested best at its largest trained resolution (32 px: 91.1%), short of issue 19's 92%; the figures
+in bench/results/largest_resolution_probe.json are that file's (the probe runs on whatever is shipped now,
+with the space widened to 24-40 px). Before paying for a whole
 pretraining run at larger resolutions, this probe fine-tunes the largest subnet alone for one epoch at
 each given resolution, from the shipped weights, with the library's own fine-tuning and test steps
 (`bench/transfer.py`'s `finetune_fixed`: `finetune_subnet` then `extract_and_test`; lr 0.02, batch 64,

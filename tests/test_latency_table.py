@@ -45,7 +45,7 @@ from nat.space import SearchSpace, Subnet, get_space
 from nat.space.genome import encode, sample_genomes
 from nat.supernet.static import StaticMobileNetV3
 
-PRESETS = ["ofa_mbv3", "small", "tiny", "tiny-s2", "tiny-s2-wide", "micro"]
+PRESETS = ["ofa_mbv3", "small", "tiny", "tiny-s2", "tiny-s2-wide", "tiny-s2-wide-32", "micro"]
 
 
 class WorkBackend(Backend):

@@ -358,7 +358,7 @@ def test_a_space_mapping_changes_only_the_named_fields_of_the_loaded_supernets_s
     builtin = "builtin:fashion_mnist_tiny"
     search = NATSearch(fast_config(supernet=builtin, space={"resolutions": [28, 32]}), tmp_path / "run")
     assert search.space.resolutions == (28, 32)
-    assert search.space.model_dump(exclude={"resolutions"}) == get_space("tiny-s2-wide").model_dump(
+    assert search.space.model_dump(exclude={"resolutions"}) == get_space("tiny-s2-wide-32").model_dump(
         exclude={"resolutions"}
     )
     assert {s.r for s in search.initial_subnets()} == {28, 32}

@@ -44,8 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--space",
         default="ofa_mbv3",
-        help="a space preset (ofa_mbv3, small, tiny, tiny-s2, tiny-s2-wide, micro), builtin:NAME or a "
-        "supernet file (its own space), or a YAML/JSON file of space fields (default: ofa_mbv3)",
+        help="a space preset (ofa_mbv3, small, tiny, tiny-s2, tiny-s2-wide, tiny-s2-wide-32, micro), "
+        "builtin:NAME or a supernet file (its own space), or a YAML/JSON file of space fields "
+        "(default: ofa_mbv3)",
     )
     build.add_argument("--resolutions", type=positive_int, nargs="+", help="default: all of the space's")
     build.add_argument("--widths", type=positive_float, nargs="+", help="width multipliers (default: all)")
