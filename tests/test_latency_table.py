@@ -41,11 +41,9 @@ from nat.objectives.latency_table import (
 )
 from nat.search import NATSearch, load_config
 from nat.search.objectives import ObjectiveSet
-from nat.space import SearchSpace, Subnet, get_space
+from nat.space import PRESETS, SearchSpace, Subnet, get_space
 from nat.space.genome import encode, sample_genomes
 from nat.supernet.static import StaticMobileNetV3
-
-PRESETS = ["ofa_mbv3", "small", "tiny", "tiny-s2", "tiny-s2-wide", "tiny-s2-wide-32", "micro"]
 
 
 class WorkBackend(Backend):
@@ -114,7 +112,7 @@ def micro_table(micro_table_file: Path, tmp_path: Path) -> tuple[Path, LatencyTa
 # ----------------------------------------------------------------------------------------- keys
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", list(PRESETS))
 def test_subnet_layers_are_the_built_networks_layers(preset: str) -> None:
     space = get_space(preset)
     rng = random.Random(0)

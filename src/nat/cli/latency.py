@@ -16,6 +16,7 @@ from typing import Any
 
 from nat.cli.args import non_negative_int, positive_float, positive_int
 from nat.errors import ConfigError
+from nat.space import PRESETS
 
 DEFAULT_CLASSES = 1000
 SUPERNET_SUFFIXES = (".safetensors", ".pth", ".pt", ".tar")
@@ -44,9 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--space",
         default="ofa_mbv3",
-        help="a space preset (ofa_mbv3, small, tiny, tiny-s2, tiny-s2-wide, tiny-s2-wide-32, micro), "
-        "builtin:NAME or a supernet file (its own space), or a YAML/JSON file of space fields "
-        "(default: ofa_mbv3)",
+        help=f"a space preset ({', '.join(PRESETS)}), builtin:NAME or a supernet file (its own space), "
+        "or a YAML/JSON file of space fields (default: ofa_mbv3)",
     )
     build.add_argument("--resolutions", type=positive_int, nargs="+", help="default: all of the space's")
     build.add_argument("--widths", type=positive_float, nargs="+", help="width multipliers (default: all)")
