@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from nat.objectives.complexity import profile_subnet  # noqa: E402
 from nat.space import Subnet, get_space  # noqa: E402
-from nat.supernet import Supernet, load_ofa_state_dict  # noqa: E402
+from nat.supernet import Supernet, load_ofa_state_dict, native  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "supernet_speed.json"
 #: regime -> (nat space preset, resolution, training batch, inference batch)
@@ -236,6 +236,8 @@ def main() -> None:
         "subnets": args.subnets,
         "rounds": args.rounds,
         "torch": torch.__version__,
+        # nat's C kernel for the depthwise weight gradient (NAT_NATIVE_KERNELS=0 measures without it)
+        "native_kernel": native.depthwise_weight_grad_library() is not None,
         "gemm_gflops": gemm,
         **{k: main_regime[k] for k in ("resolution", "batch", "infer_batch")},
         **{k: main_regime[k] for k in ("train_step_seconds", "train_speedup")},

@@ -1,4 +1,5 @@
-"""The depthwise convolution with the batched-matmul weight gradient equals PyTorch's."""
+"""The depthwise convolution with nat's own weight gradients (the C kernel, the batched product) equals
+PyTorch's."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nat.supernet import depthwise, native
 from nat.supernet.depthwise import depthwise_conv2d, uses_matmul_weight_grad, weight_grad_matmul
+
+HAS_NATIVE = native.depthwise_weight_grad_library() is not None
+needs_native = pytest.mark.skipif(not HAS_NATIVE, reason="no C compiler: nat's C kernel cannot be built")
 
 SHAPES = [
     # channels, map size, kernel, stride
@@ -21,6 +26,10 @@ SHAPES = [
     (12, 8, 7, 1),
     (12, 8, 5, 2),
     (12, 8, 7, 2),
+    # medium maps and channel counts off the 16-channel vector (only the C kernel runs there)
+    (13, 16, 7, 1),
+    (24, 12, 5, 2),
+    (40, 11, 7, 2),
 ]
 
 
@@ -31,9 +40,19 @@ def _reference(x: torch.Tensor, w: torch.Tensor, stride: int) -> tuple[torch.Ten
     return out.detach(), x.grad, w.grad
 
 
+def _without_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine without a C compiler."""
+    monkeypatch.setattr(native, "depthwise_weight_grad_library", lambda: None)
+
+
 @pytest.mark.parametrize(("channels", "size", "k", "stride"), SHAPES)
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_forward_and_both_gradients_equal_pytorch(channels, size, k, stride, channels_last):
+@pytest.mark.parametrize("path", [pytest.param("native", marks=needs_native), "without native"])
+def test_forward_and_both_gradients_equal_pytorch(
+    channels, size, k, stride, channels_last, path, monkeypatch
+):
+    if path != "native":
+        _without_native(monkeypatch)
     g = torch.Generator().manual_seed(size * 100 + k * 10 + stride)
     x = torch.randn(5, channels, size, size, generator=g)
     if channels_last:
@@ -58,6 +77,24 @@ def test_weight_gradient_formula_directly():
     assert torch.allclose(weight_grad_matmul(x, grad, 7, 1, 3), gw_ref, atol=1e-5)
 
 
+@needs_native
+def test_the_c_kernel_takes_every_5x5_and_7x7_float32_kernel_on_cpu():
+    for size in (1, 4, 8, 16, 64):
+        x = torch.zeros(1, 8, size, size)
+        assert depthwise.weight_grad_method(x, 7) == "native"
+        assert depthwise.weight_grad_method(x, 5, stride=2) == "native"
+        assert depthwise.weight_grad_method(x, 3) == "pytorch"  # oneDNN's 3x3 kernel is as fast
+    assert depthwise.weight_grad_method(torch.zeros(1, 8, 8, 8).bfloat16(), 7) == "pytorch"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert depthwise.weight_grad_method(torch.zeros(1, 8, 8, 8), 7) == "pytorch"
+
+
+def test_without_the_c_kernel_small_maps_take_the_product(monkeypatch):
+    _without_native(monkeypatch)
+    assert depthwise.weight_grad_method(torch.zeros(1, 8, 4, 4), 7) == "matmul"
+    assert depthwise.weight_grad_method(torch.zeros(1, 8, 16, 16), 7) == "pytorch"
+
+
 def test_which_inputs_take_the_matmul_path():
     small, large = torch.zeros(1, 8, 4, 4), torch.zeros(1, 8, 14, 14)
     assert uses_matmul_weight_grad(small, 7)
@@ -75,9 +112,9 @@ def test_which_inputs_take_the_matmul_path():
     assert not uses_matmul_weight_grad(torch.zeros(1, 8, 9, 9), 7, stride=2)
 
 
-def test_supernet_training_step_matches_plain_convolution(monkeypatch):
-    """A whole supernet step gives the same gradients with and without the matmul path."""
-    import nat.supernet.depthwise as depthwise
+@pytest.mark.parametrize("path", [pytest.param("native", marks=needs_native), "without native"])
+def test_supernet_training_step_matches_plain_convolution(path, monkeypatch):
+    """A whole supernet step gives the same gradients with nat's weight gradients as with PyTorch's."""
     from nat.space import Subnet, get_space
     from nat.supernet import Supernet
 
@@ -93,9 +130,10 @@ def test_supernet_training_step_matches_plain_convolution(monkeypatch):
         F.cross_entropy(net(x), y).backward()
         return [p.grad.clone() for p in net.parameters() if p.grad is not None]
 
+    if path != "native":
+        _without_native(monkeypatch)
     fast = grads()
-    monkeypatch.setattr(depthwise, "MAX_MAP_POSITIONS", 0)
-    monkeypatch.setattr(depthwise, "MAX_WIDE_MAP_POSITIONS", 0)
+    monkeypatch.setattr(depthwise, "weight_grad_method", lambda *args, **kwargs: "pytorch")
     plain = grads()
     assert len(fast) == len(plain)
     for a, b in zip(fast, plain, strict=True):

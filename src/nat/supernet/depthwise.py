@@ -17,12 +17,21 @@ stage 2 at 32 px with a stride-2 stem) it still wins for 7x7 kernels (1.7-3.3x a
 5x5: 1.7-2x), and it ties for 5x5 at stride 1 (bench/results/depthwise_weight_grad.json).
 Elsewhere, and on GPUs (cuDNN is fine), and under autocast, the ordinary convolution runs. The result is
 the same gradient up to float rounding.
+
+Faster still, everywhere a 5x5 or 7x7 kernel is used, is nat's small C kernel for the direct sum
+(``nat.supernet.native``, compiled on first use): 4-10x oneDNN on OFA's 16x16-64x64 maps and 4-7x the
+batched product on small maps (bench/results/depthwise_weight_grad.json). Where it cannot be built (no C
+compiler, or ``NAT_NATIVE_KERNELS=0``), the rules above apply.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+
+from nat.supernet import native
 
 #: largest input map (height x width) for which the batched-matmul weight gradient is used
 MAX_MAP_POSITIONS = 49
@@ -33,8 +42,25 @@ WIDE_MAP_KERNEL = 7
 MIN_KERNEL = 5
 
 
+WeightGradMethod = Literal["native", "matmul", "pytorch"]
+
+
+def weight_grad_method(x: torch.Tensor, kernel_size: int, stride: int = 1) -> WeightGradMethod:
+    """Which weight gradient :func:`depthwise_conv2d` computes for this input (module docstring)."""
+    if not (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and kernel_size >= MIN_KERNEL
+        and not torch.is_autocast_enabled("cpu")
+    ):
+        return "pytorch"
+    if kernel_size <= native.MAX_KERNEL and native.depthwise_weight_grad_library() is not None:
+        return "native"
+    return "matmul" if uses_matmul_weight_grad(x, kernel_size, stride) else "pytorch"
+
+
 def uses_matmul_weight_grad(x: torch.Tensor, kernel_size: int, stride: int = 1) -> bool:
-    """Whether :func:`depthwise_conv2d` takes the batched-matmul weight gradient for this input."""
+    """Whether the batched-matmul weight gradient beats oneDNN's for this input (without the C kernel)."""
     positions = x.shape[-2] * x.shape[-1]
     wide = kernel_size >= WIDE_MAP_KERNEL or stride > 1
     return (
@@ -52,20 +78,22 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
     ``weight`` is ``(channels, 1, k, k)`` with a square kernel and ``padding`` the same on every side.
     """
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    if (
-        needs_grad
-        and not torch.compiler.is_compiling()
-        and uses_matmul_weight_grad(x, weight.shape[-1], stride)
-    ):
-        return _DepthwiseSmallMap.apply(x, weight, stride, padding)
+    if needs_grad and not torch.compiler.is_compiling():
+        method = weight_grad_method(x, weight.shape[-1], stride)
+        if method != "pytorch":
+            return _DepthwiseOwnWeightGrad.apply(x, weight, stride, padding, method)
     return F.conv2d(x, weight, None, stride, padding, 1, weight.shape[0])
 
 
-class _DepthwiseSmallMap(torch.autograd.Function):
+class _DepthwiseOwnWeightGrad(torch.autograd.Function):
+    """oneDNN's forward and input gradient, nat's weight gradient (``method``: native or matmul)."""
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:  # noqa: ANN001
+    def forward(  # noqa: ANN001
+        ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, method: str
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding = stride, padding
+        ctx.stride, ctx.padding, ctx.method = stride, padding, method
         return F.conv2d(x, weight, None, stride, padding, 1, weight.shape[0])
 
     @staticmethod
@@ -88,8 +116,9 @@ class _DepthwiseSmallMap(torch.autograd.Function):
                 [True, False, False],
             )[0]
         if ctx.needs_input_grad[1]:
-            grad_w = weight_grad_matmul(x, grad_out, weight.shape[-1], stride, padding)
-        return grad_x, grad_w, None, None
+            weight_grad = native.depthwise_weight_grad if ctx.method == "native" else weight_grad_matmul
+            grad_w = weight_grad(x, grad_out, weight.shape[-1], stride, padding)
+        return grad_x, grad_w, None, None, None
 
 
 def weight_grad_matmul(
