@@ -1,4 +1,4 @@
-"""Depthwise convolution with a fast weight gradient for small feature maps on CPU.
+"""Depthwise convolution with a fast weight gradient on CPU: nat's C kernel, else a product on small maps.
 
 On CPU, PyTorch's depthwise backward-weights kernel (oneDNN) is pathologically slow when the feature
 map is not much larger than the kernel: on a 4x4 map, the weight gradient of a 7x7 depthwise conv
