@@ -183,7 +183,7 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     and the depthwise convolution after it would run channels-last after all.
     """
     if bias is None and x.is_contiguous(memory_format=torch.channels_last):
-        return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
+        return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1)).permute(0, 3, 1, 2)
     return F.conv2d(x, weight.reshape(weight.shape[0], -1, 1, 1), bias)
 
 
