@@ -47,12 +47,7 @@ WeightGradMethod = Literal["native", "matmul", "pytorch"]
 
 def weight_grad_method(x: torch.Tensor, kernel_size: int, stride: int = 1) -> WeightGradMethod:
     """Which weight gradient :func:`depthwise_conv2d` computes for this input (module docstring)."""
-    if not (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and kernel_size >= MIN_KERNEL
-        and not torch.is_autocast_enabled("cpu")
-    ):
+    if not _own_weight_grad_applies(x, kernel_size):
         return "pytorch"
     if kernel_size <= native.MAX_KERNEL and native.depthwise_weight_grad_library() is not None:
         return "native"
@@ -63,11 +58,18 @@ def uses_matmul_weight_grad(x: torch.Tensor, kernel_size: int, stride: int = 1) 
     """Whether the batched-matmul weight gradient beats oneDNN's for this input (without the C kernel)."""
     positions = x.shape[-2] * x.shape[-1]
     wide = kernel_size >= WIDE_MAP_KERNEL or stride > 1
+    return _own_weight_grad_applies(x, kernel_size) and positions <= (
+        MAX_WIDE_MAP_POSITIONS if wide else MAX_MAP_POSITIONS
+    )
+
+
+def _own_weight_grad_applies(x: torch.Tensor, kernel_size: int) -> bool:
+    """Float32 on CPU, no autocast, a kernel of at least ``MIN_KERNEL``: where nat's weight gradients
+    (the C kernel or the product) may replace oneDNN's."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and kernel_size >= MIN_KERNEL
-        and positions <= (MAX_WIDE_MAP_POSITIONS if wide else MAX_MAP_POSITIONS)
         and not torch.is_autocast_enabled("cpu")
     )
 

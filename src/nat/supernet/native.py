@@ -129,12 +129,11 @@ def _build(source: Path) -> Path:
         [*cc, "--version"], capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
     ).stdout
     code = source.read_bytes()
+    machine = (platform.machine(), _cpu_flags())
     errors = []
     for flags in FLAG_SETS:
         key = hashlib.sha256(
-            b"\0".join(s.encode() for s in (version, " ".join(flags), platform.machine(), _cpu_flags()))
-            + b"\0"
-            + code
+            b"\0".join(s.encode() for s in (version, " ".join(flags), *machine)) + b"\0" + code
         ).hexdigest()[:20]
         target = cache_dir() / f"{source.stem}-{key}.so"
         if target.exists():
