@@ -63,7 +63,9 @@ def main() -> None:
         for r in args.resolutions:
             start = time.time()
             subnet = Subnet.largest(search.space, r=r)
-            top1 = finetune_fixed(search, pretrained, subnet, args.epochs, seed=0)
+            top1 = finetune_fixed(
+                search, pretrained, subnet, args.epochs, seed=0, lr=search.config.adaptation.lr
+            )
             rows.append(
                 {
                     "resolution": r,

@@ -3,7 +3,8 @@
 From nat's Fashion-MNIST supernet to the mnist5k and digits tasks: NAT's front (search, then a short
 fine-tune of each front model) against the conventional approach, fine-tuning a fixed architecture
 (the largest subnet, and a subnet of MAdds similar to the middle of NAT's front) with the same training
-budget as one NAT model received (its share of adaptation plus its own fine-tune). Test-split top-1.
+budget as one NAT model received (its share of adaptation plus its own fine-tune) and the same
+learning rate (the preset's ``finalize.lr``). Test-split top-1.
 
     python bench/transfer.py [--tasks mnist5k digits] [--seed 0] [--threads 1] [--out FILE.json]
 
@@ -42,7 +43,7 @@ ITERATIONS, FINETUNE_EPOCHS, MODELS, VAL_SIZE = 6, 5.0, 5, 300
 
 
 def finetune_fixed(
-    search: NATSearch, pretrained: Supernet, subnet: Subnet, epochs: float, seed: int
+    search: NATSearch, pretrained: Supernet, subnet: Subnet, epochs: float, seed: int, *, lr: float
 ) -> float:
     """Conventional transfer: fine-tune one fixed architecture from the *pretrained* supernet weights,
     with the same library steps (`finetune_subnet`, `extract_and_test`) as NAT's own front models."""
@@ -54,7 +55,7 @@ def finetune_fixed(
         search.task,
         cfg.data,
         epochs=epochs,
-        lr=cfg.adaptation.lr,
+        lr=lr,
         weight_decay=cfg.adaptation.weight_decay,
         label_smoothing=cfg.adaptation.label_smoothing,
         seed=seed,
@@ -126,11 +127,21 @@ def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
         pool, key=lambda s: abs(profile_subnet(s, space, search.task.num_classes)["madds"] - middle_madds)
     )
     baselines = []
+    # the baselines are fine-tuned with the learning rate NAT's own models get (finalize.lr): one
+    # fine-tuning recipe for every model compared (until 2026-12-05 they got adaptation.lr, 0.02)
+    lr = config.finalize.lr
     for name, subnet in (("largest", largest), ("similar_madds", similar)):
-        top1 = finetune_fixed(search, pretrained, subnet, budget_epochs, args.seed)
+        top1 = finetune_fixed(search, pretrained, subnet, budget_epochs, args.seed, lr=lr)
         madds = profile_subnet(subnet, space, search.task.num_classes)["madds"]
         baselines.append(
-            {"name": name, "madds": madds, "top1": top1, "subnet": subnet.to_dict(), "epochs": budget_epochs}
+            {
+                "name": name,
+                "madds": madds,
+                "top1": top1,
+                "subnet": subnet.to_dict(),
+                "epochs": budget_epochs,
+                "lr": lr,
+            }
         )
     for b in baselines:
         b["dominated_by_nat"] = dominated(b, nat_points)
@@ -145,6 +156,7 @@ def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
             "steps_per_epoch": steps_per_epoch,
             "nat_adaptation_epochs": adaptation_epochs,
             "nat_finetune_epochs": args.finetune_epochs,
+            "finetune_lr": config.finalize.lr,
         },
     }
 

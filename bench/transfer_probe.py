@@ -73,7 +73,8 @@ def nat_runs(args: argparse.Namespace, workdir: Path) -> list[dict]:
 
 
 def fixed_runs(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], int]:
-    """The smallest subnet fine-tuned like a transfer baseline; also returns the test split's size."""
+    """The smallest subnet fine-tuned like a transfer baseline before 2026-12-05 (lr 0.02, the
+    adaptation lr, as its recorded figures were measured); also returns the test split's size."""
     # no search is run: only the pretrained supernet and the task's splits are used
     search, pretrained = transfer_search(
         args.task, seed=0, val_size=args.val_size, iterations=ITERATIONS, workdir=workdir
@@ -85,7 +86,9 @@ def fixed_runs(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], int
         for epochs in args.epochs:
             for seed in args.seeds:
                 start = time.time()
-                top1 = finetune_fixed(search, pretrained, subnet, epochs, seed)
+                top1 = finetune_fixed(
+                    search, pretrained, subnet, epochs, seed, lr=search.config.adaptation.lr
+                )
                 rows.append(
                     {
                         "resolution": r,
