@@ -144,3 +144,27 @@ def test_supernet_paired_finds_no_difference_between_a_supernet_and_itself(tmp_p
     rows = json.loads(out.read_text())["rows"]
     assert [(r["split"], r["resolution"]) for r in rows] == [("val", 24), ("test", 24)]
     assert all(r["only_a_right"] == r["only_b_right"] == 0 and r["mcnemar_exact_p"] == 1.0 for r in rows)
+
+
+def test_finetune_lr_measures_search_val_and_test_per_learning_rate(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    tiny = [
+        "iterations=1", "initial_samples=4", "candidates_per_iteration=2",
+        "adaptation.initial_epochs=0.05", "adaptation.epochs=0.05", "nsga3.generations=2",
+        "nsga3.pop_size=8", "evaluation.calibration_images=32",
+    ]  # fmt: skip
+    sets = [arg for item in tiny for arg in ("--set", item)]
+    subprocess.run(
+        [sys.executable, "-m", "nat", "quickstart", "--out", str(run), *sets, "--models", "2",
+         "--finetune-epochs", "0"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")), check=True, capture_output=True,
+        timeout=600,
+    )  # fmt: skip
+    out = tmp_path / "finetune_lr.json"
+    run_bench("finetune_lr", "--run", str(run), "--lrs", "0.05", "--epochs", "0.05", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["lr"] for r in rows] == [None, 0.05]
+    archive = {m["name"]: m["top1"] for m in json.loads((run / "models.json").read_text())}
+    # not fine-tuned, a model measures on search-val what the search measured for its subnet
+    assert {m["name"]: m["val_top1"] for m in rows[0]["models"]} == pytest.approx(archive, abs=0.01)
+    assert all(0 <= m["test_top1"] <= 1 for row in rows for m in row["models"])
