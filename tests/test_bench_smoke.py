@@ -168,3 +168,15 @@ def test_finetune_lr_measures_search_val_and_test_per_learning_rate(tmp_path: Pa
     # not fine-tuned, a model measures on search-val what the search measured for its subnet
     assert {m["name"]: m["val_top1"] for m in rows[0]["models"]} == pytest.approx(archive, abs=0.01)
     assert all(0 <= m["test_top1"] <= 1 for row in rows for m in row["models"])
+
+
+def test_transfer_fine_tunes_baselines_at_the_learning_rate_of_nat_models(tmp_path: Path) -> None:
+    out = tmp_path / "transfer.json"
+    run_bench(
+        "transfer", "--tasks", "digits", "--iterations", "1", "--finetune-epochs", "0.2", "--models", "2",
+        "--threads", "1", "--out", str(out),
+    )  # fmt: skip
+    result = json.loads(out.read_text())["digits"]
+    assert {b["name"] for b in result["baseline"]} == {"largest", "similar_madds"}
+    assert all(b["lr"] == result["budget"]["finetune_lr"] for b in result["baseline"])
+    assert 1 <= len(result["nat"]) <= 2 and (tmp_path / "transfer.png").is_file()
