@@ -51,16 +51,20 @@ def weight_grad_method(x: torch.Tensor, kernel_size: int, stride: int = 1) -> We
         return "pytorch"
     if kernel_size <= native.MAX_KERNEL and native.depthwise_weight_grad_library() is not None:
         return "native"
-    return "matmul" if uses_matmul_weight_grad(x, kernel_size, stride) else "pytorch"
+    return "matmul" if _map_suits_product(x, kernel_size, stride) else "pytorch"
 
 
 def uses_matmul_weight_grad(x: torch.Tensor, kernel_size: int, stride: int = 1) -> bool:
     """Whether the batched-matmul weight gradient beats oneDNN's for this input (without the C kernel)."""
+    return _own_weight_grad_applies(x, kernel_size) and _map_suits_product(x, kernel_size, stride)
+
+
+def _map_suits_product(x: torch.Tensor, kernel_size: int, stride: int) -> bool:
+    """The product rule's map-size bound (module docstring): small maps only, wider ones for 7x7
+    kernels and strided convolutions."""
     positions = x.shape[-2] * x.shape[-1]
     wide = kernel_size >= WIDE_MAP_KERNEL or stride > 1
-    return _own_weight_grad_applies(x, kernel_size) and positions <= (
-        MAX_WIDE_MAP_POSITIONS if wide else MAX_MAP_POSITIONS
-    )
+    return positions <= (MAX_WIDE_MAP_POSITIONS if wide else MAX_MAP_POSITIONS)
 
 
 def _own_weight_grad_applies(x: torch.Tensor, kernel_size: int) -> bool:
