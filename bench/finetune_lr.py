@@ -31,9 +31,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from nat.data import TaskData  # noqa: E402
 from nat.data.config import load_from_config, loader_from_config  # noqa: E402
 from nat.export import load_model  # noqa: E402
-from nat.search import load_config  # noqa: E402
+from nat.search import SearchConfig, load_config  # noqa: E402
 from nat.train.evaluation import evaluate_accuracy  # noqa: E402
 
 
@@ -42,10 +43,8 @@ def nat(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "nat", *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def measure(run: Path, models_dir: Path) -> list[dict]:
+def measure(config: SearchConfig, task: TaskData, models_dir: Path) -> list[dict]:
     """Search-val top-1 of every model folder in ``models_dir`` (test top-1 as `nat export` measured)."""
-    config = load_config(run / "config.yaml")
-    task = load_from_config(config.data, config.seed)
     index = json.loads((models_dir / "models.json").read_text())
     rows = []
     for entry in sorted(index, key=lambda m: m["madds"]):
@@ -76,6 +75,8 @@ def main() -> None:
     if not (args.run / "state.json").is_file():
         print(f"{args.run} holds no finished run: running `nat quickstart --out {args.run}` first")
         nat("quickstart", "--out", str(args.run))
+    config = load_config(args.run / "config.yaml")
+    task = load_from_config(config.data, config.seed)  # the run's splits, loaded once for every rate
     settings: list[float | None] = [None, *args.lrs]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +86,7 @@ def main() -> None:
             if lr is not None:
                 flags += ["--lr", str(lr), "--no-distill"]
             nat("export", str(args.run), *flags, "--threads", str(args.threads), "--out", str(out))
-            rows = measure(args.run, out)
+            rows = measure(config, task, out)
             val = sum(r["val_top1"] for r in rows) / len(rows)
             test = sum(r["test_top1"] for r in rows) / len(rows)
             results.append({"lr": lr, "models": rows, "mean_val_top1": val, "mean_test_top1": test})

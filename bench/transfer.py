@@ -156,7 +156,7 @@ def run_task(task: str, args: argparse.Namespace, workdir: Path) -> dict:
             "steps_per_epoch": steps_per_epoch,
             "nat_adaptation_epochs": adaptation_epochs,
             "nat_finetune_epochs": args.finetune_epochs,
-            "finetune_lr": config.finalize.lr,
+            "finetune_lr": lr,
         },
     }
 

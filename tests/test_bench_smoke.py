@@ -23,9 +23,14 @@ pytestmark = pytest.mark.slow
 
 
 def run_bench(name: str, *args: str) -> None:
+    run_python(str(ROOT / "bench" / f"{name}.py"), *args)
+
+
+def run_python(*args: str) -> None:
+    """This Python on ``args`` (a script or ``-m module``) with the checkout's sources, one thread."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -154,12 +159,7 @@ def test_finetune_lr_measures_search_val_and_test_per_learning_rate(tmp_path: Pa
         "nsga3.pop_size=8", "evaluation.calibration_images=32",
     ]  # fmt: skip
     sets = [arg for item in tiny for arg in ("--set", item)]
-    subprocess.run(
-        [sys.executable, "-m", "nat", "quickstart", "--out", str(run), *sets, "--models", "2",
-         "--finetune-epochs", "0"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")), check=True, capture_output=True,
-        timeout=600,
-    )  # fmt: skip
+    run_python("-m", "nat", "quickstart", "--out", str(run), *sets, "--models", "2", "--finetune-epochs", "0")
     out = tmp_path / "finetune_lr.json"
     run_bench("finetune_lr", "--run", str(run), "--lrs", "0.05", "--epochs", "0.05", "--out", str(out))
     rows = json.loads(out.read_text())["rows"]
