@@ -119,3 +119,29 @@ def peer_fails(rank: int, world: int, port: int, out: str) -> None:
         except DistributedError as exc:
             Path(out, "error.txt").write_text(str(exc))
         os._exit(0)  # leave without waiting for the missing peer in the group's teardown
+
+
+def refusals(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 0 refuses (a `ConfigError`, then an `OSError`) inside `Collective.on_main`: every rank must
+    end with that refusal, and a decision that succeeds reaches every rank."""
+    join(rank, world, port)
+    from nat.errors import ConfigError
+    from nat.train.distributed import distributed_session
+
+    def refuse() -> None:
+        raise ConfigError(f"{out} already holds a run (decided on rank {rank})")
+
+    def unreadable() -> None:
+        raise PermissionError(13, "Permission denied", f"{out}/config.yaml")
+
+    seen = {}
+    with distributed_session("cpu") as c:
+        for name, fn in (("nat", refuse), ("os", unreadable)):
+            try:
+                c.on_main(fn)
+                seen[name] = "no error"
+            except (ConfigError, OSError) as exc:
+                seen[name] = f"{type(exc).__name__}: {exc}"
+        seen["decided"] = c.decide(lambda: {"plan": rank})
+        seen["kept"] = c.on_main(lambda: "rank 0's own object")
+    Path(out, f"rank{rank}.json").write_text(json.dumps(seen))

@@ -273,6 +273,33 @@ def test_short_or_refused_writes_are_one_clear_error(tmp_path, monkeypatch) -> N
     assert resume_hint(tmp_path / "a" / "b" / "c" / "x") == "run the same command again"
 
 
+def test_a_full_disk_while_writing_the_report_says_how_to_rewrite_it(tmp_path, monkeypatch, capsys) -> None:
+    """`nat report` (or a search's last step) on a full disk: the report is what failed, and `nat
+    report` rewrites it; nothing to resume."""
+    from nat.cli import main
+
+    (tmp_path / "archive.jsonl").write_text("")
+    (tmp_path / "state.json").write_text("{}")
+    for name in ("report.html", "front.png", "summary.md"):
+        assert resume_hint(tmp_path / name) == (
+            f"rewrite the report with `nat report {tmp_path}` (the run itself is intact)"
+        )
+    run = tmp_path / "run"
+    assert main(["search", "--preset", "smoke", "--out", str(run), "--set", "iterations=0",
+                 "--set", "initial_samples=3", "--set", "finalize.models=0",
+                 "--set", "adaptation.max_steps=2"]) == 0  # fmt: skip
+    capsys.readouterr()
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    assert main(["report", str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on the device while writing" in err[0]
+    assert f"rewrite the report with `nat report {run}`" in err[0] and "--resume" not in err[0]
+
+
 def _fill(folder: Path) -> None:
     """Take every free byte of the file system ``folder`` is on."""
     fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o644)

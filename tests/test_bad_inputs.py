@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from nat.cli import main
 
@@ -57,6 +58,7 @@ def places(tmp_path_factory) -> dict[str, str]:
     )
     assert main(["pretrain", "--config", str(pt_config), "--out", str(pt), "--no-progress"]) == 0
     files = bad_files(root)
+    damaged = damaged_copies(root, run, run / "models" / model["name"])
     return {
         "run": str(run),
         "model": str(run / "models" / model["name"]),
@@ -64,7 +66,88 @@ def places(tmp_path_factory) -> dict[str, str]:
         "pt_config": str(pt_config),
         "tmp": str(root / "scratch"),
         **{k: str(v) for k, v in files.items()},
+        **{k: str(v) for k, v in damaged.items()},
     }
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(change(data)))
+
+
+def damaged_copies(root: Path, run: Path, model: Path) -> dict[str, Path]:
+    """Copies of the run folder and of one model folder, each damaged in one way, and files that are
+    wrong in the ways hand-edited or half-copied run and model files are."""
+    import shutil
+
+    out = root / "damaged"
+    made: dict[str, Path] = {}
+
+    def run_copy(name: str, file: str, change) -> None:
+        shutil.copytree(run, out / name, ignore=shutil.ignore_patterns(".lock"))
+        _edit_json(out / name / file, change)
+        made[name] = out / name
+
+    def drop_madds(entries: list) -> list:
+        entries[0].pop("madds")
+        return entries
+
+    def madds_text(entries: list) -> list:
+        entries[0]["madds"] = "big"
+        return entries
+
+    run_copy("run_models_field", "models.json", drop_madds)
+    run_copy("run_models_type", "models.json", madds_text)
+    run_copy("run_models_dict", "models.json", lambda entries: {"models": entries})
+    run_copy("run_state_history", "state.json", lambda state: {**state, "history": "iteration 1"})
+
+    def model_copy(name: str, drop: str | None = None, change=None) -> None:
+        shutil.copytree(model, out / name)
+        if drop:
+            (out / name / drop).unlink()
+        if change:
+            _edit_json(out / name / "model.json", change)
+        made[name] = out / name
+
+    model_copy("model_no_weights", drop="model.safetensors")
+    model_copy("model_no_json", drop="model.json")
+
+    def resolution_text(info: dict) -> dict:
+        info["preprocessing"]["resolution"] = "16px"
+        return info
+
+    model_copy("model_json_type", change=resolution_text)
+    model_copy("model_seed_type", change=lambda info: {**info, "provenance": {"seed": [0], "dataset": "x"}})
+    release = out / "release_resolution"  # a NAT release folder whose net.config states no usable size
+    release.mkdir(parents=True)
+    config = json.loads((model / "net.config").read_text())
+    (release / "net.config").write_text(json.dumps({**config, "img_size": "large"}))
+    made["release_resolution"] = release
+    broken = dict(config, blocks=list(config["blocks"]))
+    block = json.loads(json.dumps(broken["blocks"][2]))
+    block["mobile_inverted_conv"]["in_channels"] += 8
+    block["shortcut"] = None
+    broken["blocks"][2] = block
+    made["chain_config"] = out / "chain.config"
+    made["chain_config"].write_text(json.dumps(broken))
+    tables = {
+        "table_entries_list": {"format": "nat.latency_table/1", "entries": [1, 2]},
+        "table_calibration_list": {"format": "nat.latency_table/1", "entries": {}, "calibration": [1]},
+        "table_scale_text": {"format": "nat.latency_table/1", "entries": {}, "calibration": {"scale": "x"}},
+    }
+    for name, table in tables.items():
+        made[name] = out / f"{name}.yaml"
+        made[name].write_text(yaml.safe_dump(table))
+    images = out / "truncated_images"  # one class whose only images are cut short
+    for cls, cut in (("good", False), ("cut", True)):
+        (images / cls).mkdir(parents=True)
+        for k in range(3):
+            path = images / cls / f"{k}.png"
+            Image.new("RGB", (32, 32), (40 * k, 90, 160)).save(path)
+            if cut:
+                path.write_bytes(path.read_bytes()[:60])
+    made["truncated_images"] = images
+    return made
 
 
 def bad_files(root: Path) -> dict[str, Path]:
@@ -236,6 +319,52 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-batch", ["eval", "{model}", "--data", "digits", "--batch-size", "0"], "--batch-size"),
     ("eval-device", ["eval", "{model}", "--data", "digits", "--device", "tpu"], "tpu"),
     ("eval-precision", ["eval", "{model}", "--data", "digits", "--precision", "int8"], "--precision"),
+    (
+        "initial-samples",
+        [
+            *S,
+            "--set",
+            "space={{depths: [2], kernel_sizes: [3], expand_ratios: [3]}}",
+            "--set",
+            "initial_samples=500",
+        ],
+        "distinct subnets asked for, but the search space",
+    ),
+    (
+        "many-task-no-root",
+        [*S, "--set", "data=[{{dataset: digits}}, {{dataset: folder, name: photos}}]"],
+        "task 'photos' (data.1): dataset 'folder' needs the folder it is in: data.root",
+    ),
+    ("objective-unknown-task", [*S, "--set", "objectives=[top1:nope,madds]"], "names no task of this run"),
+    # ---- issue 39: commands that must not change a run folder they were not asked to
+    ("export-no-models", ["export", "{run}", "--models", "0"], "--models 0 exports nothing"),
+    ("export-out-inside-run", ["export", "{run}", "--out", "{run}/models"], "inside the run folder"),
+    ("export-out-in-other-run", ["export", "{run}", "--out", "{pt}/exported"], "inside the run folder"),
+    # ---- damaged run-folder files: the file, the entry and the field named
+    ("report-models-field", ["report", "{run_models_field}"], "entry 0 (natnet_1_"),
+    ("report-models-field-name", ["report", "{run_models_field}"], "madds: Field required"),
+    ("report-models-type", ["report", "{run_models_type}"], "madds: Input should be a valid number"),
+    ("report-models-dict", ["report", "{run_models_dict}"], "not a list of model entries"),
+    ("report-state-history", ["report", "{run_state_history}"], "state.json is damaged: history"),
+    ("export-models-type", ["export", "{run_models_type}"], "models.json is damaged"),
+    ("export-state-history", ["export", "{run_state_history}"], "history"),
+    # ---- damaged or incomplete model folders
+    ("eval-no-weights", ["eval", "{model_no_weights}", "--data", "digits"], "model.safetensors is missing"),
+    ("eval-no-json", ["eval", "{model_no_json}", "--data", "digits"], "but not model.json"),
+    (
+        "eval-json-type",
+        ["eval", "{model_json_type}", "--data", "digits"],
+        "preprocessing.resolution: Input should be a valid integer",
+    ),
+    ("eval-seed-type", ["eval", "{model_seed_type}", "--data", "digits"], "provenance.seed"),
+    ("eval-release-size", ["eval", "{release_resolution}", "--data", "digits"], "img_size must be"),
+    ("latency-chain", ["latency", "measure", "{chain_config}"], "blocks[2] takes"),
+    # ---- latency tables validated when loaded
+    ("table-entries", ["latency", "predict", "{table_entries_list}", "{model}"], "entries: Input should be"),
+    ("table-calibration", ["latency", "predict", "{table_calibration_list}", "{model}"], "calibration"),
+    ("table-scale", ["latency", "predict", "{table_scale_text}", "{model}"], "calibration.scale"),
+    # ---- image folders checked when scanned
+    ("data-truncated", ["data", "info", "folder", "--root", "{truncated_images}"], "cut has no readable"),
     # ---- nat quickstart
     ("quickstart-models", ["quickstart", "--out", "{tmp}/q", "--models", "-1"], "--models"),
     ("quickstart-set", ["quickstart", "--out", "{tmp}/q", "--set", "iterations=x"], "iterations"),
@@ -246,7 +375,9 @@ CASES: list[tuple[str, list[str], str]] = [
 @pytest.mark.parametrize(("name", "argv", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_changes_nothing(places, capsys, name, argv, expected) -> None:
     argv = [a.format(**places) for a in argv]
-    folders = [Path(places[k]) for k in ("run", "pt")]
+    folders = [
+        Path(v) for k, v in places.items() if k.startswith(("run", "pt", "model")) and Path(v).is_dir()
+    ]
     before = [digest(f) for f in folders]
     try:
         code = main(argv)
@@ -265,4 +396,6 @@ def test_bad_input_is_one_line_and_changes_nothing(places, capsys, name, argv, e
 
 def test_the_table_is_large_enough() -> None:
     assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
-    assert {c[1][0] for c in CASES} >= {"search", "profile", "data", "pretrain", "export", "report", "eval"}
+    assert {c[1][0] for c in CASES} >= {
+        "search", "profile", "data", "pretrain", "export", "report", "eval", "latency"
+    }  # fmt: skip

@@ -61,7 +61,7 @@ def test_unknown_dataset_suggests_close_name():
 
 @pytest.mark.parametrize("name", PAPER_SETS + ["mnist", "folder"])
 def test_sets_on_disk_need_a_root(name, tmp_path):
-    with pytest.raises(DataError, match="needs --root"):
+    with pytest.raises(DataError, match="needs the folder it is in: data.root in a run config, --root PATH"):
         load_dataset(name)
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(name, tmp_path / "absent")
@@ -259,7 +259,7 @@ def test_cli_info_text_and_list(capsys):
     ("argv", "needle"),
     [
         (["data", "info", "nosuchset"], "unknown dataset 'nosuchset'"),
-        (["data", "info", "cifar10"], "needs --root"),
+        (["data", "info", "cifar10"], "--root PATH"),
         (["data", "info", "cifar10", "--root", "/definitely/not/here"], "does not exist"),
         (["data", "info", "imagenet", "--root", "{tmp}"], "expected ROOT/train/<wnid>"),
     ],

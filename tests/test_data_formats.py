@@ -344,6 +344,49 @@ def test_folder_skips_and_counts_bad_files(tmp_path, caplog):
     assert isinstance(task.train, FileSplit)
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: max(40, path.stat().st_size // 3)])
+
+
+def test_a_truncated_image_is_found_when_the_folder_is_scanned(tmp_path, caplog):
+    """A header that opens is not enough: the cut-short file is decoded, skipped and counted."""
+    _user_folder(tmp_path)
+    _truncate(tmp_path / "cats" / "3.png")
+    _truncate(tmp_path / "dogs" / "2.jpg")
+    with caplog.at_level(logging.WARNING, logger="nat.data"):
+        task = load_dataset("folder", tmp_path, val_size=2, in_memory=False)
+    assert task.info()["skipped_files"] == 4 and "skipped 4 file(s)" in caplog.text
+    assert sum(task.info()["splits"].values()) == 10
+    every = [*task.train.paths, *task.val.paths, *task.test.paths]
+    assert not any(p.endswith(("cats/3.png", "dogs/2.jpg")) for p in every)
+
+
+def test_a_large_folder_decodes_a_spread_sample_when_scanned(monkeypatch, tmp_path):
+    from nat.data import images
+
+    seen: list[str] = []
+    monkeypatch.setattr(images, "_decodes", lambda p: seen.append(p) or True)
+    paths = [f"{i:05d}.png" for i in range(images.FULL_DECODE_MAX + 1)]
+    assert images.undecodable(paths) == set()
+    assert len(seen) == images.DECODE_SAMPLE and seen[0] == paths[0] and seen[-1] > paths[-200]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_image_that_fails_when_read_is_one_error_naming_it(tmp_path, workers):
+    """An image broken after the scan (or outside a large folder's sample) stops the loader with one
+    line naming the file, also when a DataLoader worker read it."""
+    _user_folder(tmp_path)
+    task = load_dataset("folder", tmp_path, val_size=2, in_memory=False)
+    victim = Path(task.train.paths[1])
+    _truncate(victim)
+    loader = make_loader(task, "train", batch_size=3, resolution=16, seed=5, num_workers=workers)
+    with pytest.raises(DataError) as caught:
+        list(loader)
+    message = str(caught.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"cannot decode image {victim}")
+
+
 def test_file_loader_is_deterministic_and_worker_independent(tmp_path):
     _user_folder(tmp_path)
     task = load_dataset("folder", tmp_path, val_size=2, in_memory=False)

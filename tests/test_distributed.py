@@ -135,6 +135,37 @@ def test_collectives_across_two_processes(tmp_path) -> None:
         assert res["weight"] == [0.0] * 6  # rank 0's weights everywhere
 
 
+def test_a_refusal_on_rank_0_ends_every_rank_with_its_line(tmp_path) -> None:
+    """`Collective.on_main`: what rank 0 refuses (a folder holding another run, an unreadable file) is
+    raised on every rank with rank 0's message, before any collective work could wait in vain."""
+    assert spawn(workers.refusals, tmp_path) == [0, 0]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r, res in enumerate(results):
+        assert res["nat"] == f"ConfigError: {tmp_path} already holds a run (decided on rank 0)"
+        assert res["os"] == f"PermissionError: [Errno 13] Permission denied: '{tmp_path}/config.yaml'"
+        assert res["decided"] == {"plan": 0}
+        assert res["kept"] == ("rank 0's own object" if r == 0 else None)
+
+
+@pytest.mark.slow
+def test_torchrun_refusals_are_rank_0s_line_on_every_rank(tmp_path) -> None:
+    """The commands as users run them: `nat search --out` a folder that holds a run, and `nat export`
+    of a folder that is not a search run, under torchrun: every rank prints rank 0's reason."""
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "run"), iterations=0))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for argv, reason in (
+        (
+            nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "run"), nproc=2),
+            "already holds a run",
+        ),
+        ([*launcher(2), "export", str(tmp_path)], "not a nat run directory"),
+    ):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        lines = [ln for ln in result.stderr.splitlines() if ": error: " in ln]
+        assert result.returncode != 0 and len(lines) == 2, result.stderr[-2000:]
+        assert all(reason in ln and "broadcast" not in ln for ln in lines), lines
+
+
 def test_ddp_step_applies_the_mean_of_the_ranks_gradients(tmp_path) -> None:
     """Two processes, each training on half the batch: every rank ends with the same weights, and they
     are what the mean of the two halves' gradients gives (checked against a one-process computation)."""

@@ -162,7 +162,7 @@ def test_damaged_model_folders_fail_clearly(tmp_path, model) -> None:
     with pytest.raises(CheckpointError, match="damaged"):
         load_model(broken)
     (broken / "model.json").write_text((folder / "model.json").read_text())
-    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
         load_model(broken)
     data = (folder / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(data[: len(data) // 2])

@@ -221,3 +221,39 @@ def test_quickstart_help_quotes_the_presets_own_values(capsys) -> None:
     assert preset_finalize() == finalize
     assert f"fine-tuning epochs per model (preset: {finalize['finetune_epochs']:g})" in text
     assert f"front models to extract (preset: {finalize['models']})" in text
+
+
+def test_open_run_validates_what_it_reads_back(run: Path, tmp_path) -> None:
+    """`nat.open_run` on a copied run whose models.json and state.json were edited by hand: one
+    `CheckpointError` naming the file, the entry and the field, not a KeyError in user code."""
+    import shutil
+
+    import nat
+    from nat.errors import CheckpointError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".lock"))
+    entries = json.loads((copy / "models.json").read_text())
+    entries[0]["test_top1"] = "97%"
+    (copy / "models.json").write_text(json.dumps(entries))
+    view = nat.open_run(copy)
+    with pytest.raises(CheckpointError, match=r"models.json is damaged: entry 0 \(natnet_1_.*test_top1"):
+        _ = view.models
+    state = json.loads((copy / "state.json").read_text())
+    state["history"][0]["iteration"] = "zero"
+    (copy / "state.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"state.json is damaged: history.0.iteration"):
+        _ = view.history
+    assert view.front  # the archive itself is intact and still read
+
+
+def test_finalize_models_0_on_a_resumed_run_keeps_its_models(run: Path, tmp_path) -> None:
+    """Asking for no models is no request to delete the delivered ones."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".lock"))
+    models = digest(copy / "models")
+    index = (copy / "models.json").read_bytes()
+    assert main(["search", "--resume", str(copy), "--set", "finalize.models=0"]) == 0
+    assert digest(copy / "models") == models and (copy / "models.json").read_bytes() == index

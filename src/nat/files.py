@@ -69,8 +69,15 @@ def _storage_errno(exc: BaseException, folder: Path) -> int | None:
         return None
 
 
+#: the files of a run's report: rewritten from the folder by `nat report`, never part of the run's state
+REPORT_FILES = ("report.html", "front.png", "summary.md")
+
+
 def resume_hint(path: Path) -> str:
-    """How to continue the run that ``path`` belongs to (found by the files of its folder or above)."""
+    """How to continue the run that ``path`` belongs to (found by the files of its folder or above); for
+    a report file, how to rewrite the report (the run itself does not depend on it)."""
+    if path.name in REPORT_FILES:
+        return f"rewrite the report with `nat report {path.parent}` (the run itself is intact)"
     for folder in list(path.parents)[:3]:
         if (folder / "archive.jsonl").exists() or (folder / "state.json").exists():
             return f"resume with `nat search --resume {folder}`"

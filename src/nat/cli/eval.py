@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     meta = model_metadata(args.model_dir)
     provenance = meta.get("provenance", {})
     same_task = provenance.get("dataset") == args.data and "data" in provenance
-    data = dict(provenance["data"]) if same_task else {"dataset": args.data}
+    data = dict(provenance["data"]) if same_task and provenance.get("data") else {"dataset": args.data}
     if args.root is not None:
         data["root"] = str(args.root)
     if args.batch_size is not None:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         data_config = DataConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"--data {args.data}: {validation_message(exc)}") from None
-    seed = int(provenance.get("seed", 0)) if same_task else 0
+    seed = (provenance.get("seed") or 0) if same_task else 0
     with torch_threads(args.threads):
         model = load_any_model(args.model_dir).to(device)
         task = load_from_config(
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.model_dir} classifies {classes} classes but {args.data} has {task.num_classes}; "
                 "evaluate it on the dataset it was made for"
             )
-        resolution = int(meta["resolution"])
+        resolution = meta["resolution"]
         loader = loader_from_config(
             task, data_config, args.split, resolution=resolution, train=False, seed=seed, device=device
         )
@@ -92,34 +92,48 @@ def model_num_classes(model) -> int | None:  # noqa: ANN001 - any classifier
 
 
 def model_metadata(folder: Path) -> dict:
-    """The resolution (and, for nat's folders, the provenance) of a model folder: nat's ``model.json``,
-    or a ``net.config`` with ``img_size`` (NAT's release), or a ``net.subnet``'s ``r``."""
+    """The resolution (and, for nat's folders, the provenance) of a model folder: nat's ``model.json``
+    (validated where it is read, `nat.export.read_model_info`), or a ``net.config`` with ``img_size``
+    (NAT's release), or a ``net.subnet``'s ``r``."""
     from nat.errors import CheckpointError
-
-    def read(name: str) -> dict:
-        try:
-            data = json.loads((folder / name).read_text())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{folder / name} is not readable JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{folder / name} is not a JSON object")
-        return data
+    from nat.export import read_model_info
 
     if not folder.is_dir():
         raise CheckpointError(f"model folder not found: {folder}")
-    if (folder / "model.json").is_file():
-        info = read("model.json")
-        resolution = info.get("preprocessing", {}).get("resolution") or info.get("subnet", {}).get("r")
-        return {"resolution": resolution, "provenance": info.get("provenance", {})}
+    if (folder / "model.json").is_file() or (folder / "model.safetensors").is_file():
+        info = read_model_info(folder)  # a nat folder: checked field by field, or one clear line
+        return {"resolution": info["preprocessing"]["resolution"], "provenance": info.get("provenance", {})}
     for name, key in (("net.config", "img_size"), ("net.subnet", "r")):
         if (folder / name).is_file():
-            data = read(name)
-            resolution = data.get(key) or data.get("subnet", {}).get("r")
-            if resolution:
-                return {"resolution": int(resolution), "provenance": {}}
+            resolution = _release_resolution(folder / name, key)
+            if resolution is not None:
+                return {"resolution": resolution, "provenance": {}}
     raise CheckpointError(
         f"{folder} is not a model folder (no model.json, or net.config/net.subnet with the input resolution)"
     )
+
+
+def _release_resolution(path: Path, key: str) -> int | None:
+    """The input resolution a NAT release file states (``key``, or its subnet's ``r``); None if it
+    states none; `CheckpointError` naming the file and field when it is not a positive integer."""
+    from nat.errors import CheckpointError
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    field, value = key, data.get(key)
+    if value is None and isinstance(data.get("subnet"), dict):
+        field, value = "subnet.r", data["subnet"].get("r")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CheckpointError(
+            f"{path} is damaged: {field} must be a positive integer (pixels), got {value!r}"
+        )
+    return value
 
 
 def load_any_model(folder: Path):  # noqa: ANN201 - an nn.Module
@@ -127,8 +141,8 @@ def load_any_model(folder: Path):  # noqa: ANN201 - an nn.Module
     from nat.errors import CheckpointError
     from nat.export import load_model
 
-    if (folder / "model.safetensors").is_file():
-        return load_model(folder)
+    if (folder / "model.safetensors").is_file() or (folder / "model.json").is_file():
+        return load_model(folder)  # a nat folder; one without its weights is told how to re-create it
     if (folder / "net.config").is_file():
         from nat.export import load_natnet
 

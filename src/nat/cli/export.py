@@ -67,15 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nat.errors import ConfigError
     from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
     from nat.search.parts import RunParts
     from nat.search.rundir import RunDir
     from nat.threads import torch_threads
     from nat.train.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
 
-    if args.out is not None and args.out.resolve() == args.run_dir.resolve():
-        raise ConfigError("--out is the run folder itself; leave --out out to write into RUN_DIR/models")
+    _check_request(args)
     # under torchrun every process fine-tunes (DDP); rank 0 alone reads the run folder and writes
     try:
         saved = RunDir.saved_config(args.run_dir)
@@ -83,9 +81,10 @@ def run(args: argparse.Namespace) -> int:
     except (NATError, OSError):  # rank 0 reports what is wrong with the folder; the others follow it
         device, timeout = "auto", DEFAULT_TIMEOUT_MINUTES
     with distributed_session(device, timeout) as collective:
-        run_dir = RunDir.open(args.run_dir, lock=args.out is None) if collective.is_main else None
+        # rank 0 alone reads the folder; a refusal there ends every rank with the same line
+        run_dir = collective.on_main(lambda: RunDir.open(args.run_dir, lock=args.out is None))
         try:
-            config, settings, front = collective.broadcast(_plan(args, run_dir) if run_dir else None)
+            config, settings, front = collective.decide(lambda: _plan(args, run_dir))
             if args.out is None:
                 folder, index = args.run_dir / MODELS_DIR, args.run_dir / MODELS_INDEX
             else:
@@ -110,6 +109,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_request(args: argparse.Namespace) -> None:
+    """Refuse, before anything is read or written, an export that would change what it was not asked
+    to: no models (``--models 0`` would empty the run's delivered models), or an ``--out`` inside the
+    run folder or any other run folder (it would overwrite that run's own models and index)."""
+    from nat.errors import ConfigError
+    from nat.search.rundir import enclosing_run
+
+    if args.models == 0:
+        raise ConfigError(
+            "--models 0 exports nothing (and would remove the run's delivered models); give --models 1 or "
+            "more, or leave it out for the run's own number"
+        )
+    if args.out is None:
+        return
+    out, run = args.out.resolve(), args.run_dir.resolve()
+    if out == run:
+        raise ConfigError("--out is the run folder itself; leave --out out to write into RUN_DIR/models")
+    if out.is_relative_to(run):
+        raise ConfigError(
+            f"--out {args.out} is inside the run folder {args.run_dir}; with --out the run folder is only "
+            "read: choose a folder outside it, or leave --out out to write into RUN_DIR/models"
+        )
+    holder = enclosing_run(out)
+    if holder is not None:
+        raise ConfigError(
+            f"--out {args.out} is inside the run folder {holder}, whose files an export must not replace; "
+            "choose a folder outside any run folder"
+        )
+
+
 def _plan(args: argparse.Namespace, run_dir):
     """The config, fine-tuning settings and front of the export (the run's, with the flags' changes)."""
     from pydantic import ValidationError
@@ -117,9 +146,13 @@ def _plan(args: argparse.Namespace, run_dir):
     from nat.config_io import validation_message
     from nat.errors import ConfigError
     from nat.search.config import FinalizeConfig
+    from nat.search.finalize import MODELS_INDEX, read_index
     from nat.search.objectives import pareto_front
 
     config = run_dir.config
+    if args.out is None:  # the run's own index and report are rewritten: check what they hold first
+        run_dir.read_state()
+        read_index(run_dir.path / MODELS_INDEX, run_dir.path)
     if args.precision is not None:  # the models' precision only: the run's own config is not changed
         config = config.model_copy(update={"precision": args.precision})
     changes = {

@@ -2,7 +2,10 @@
 
 Scanning is where user folders go wrong (stray ``.DS_Store``, a README, a truncated download), so the
 scanner skips anything that is not a readable image, logs one warning with the count and a few examples,
-and only fails when a whole class ends up empty, because then the labels would silently shift.
+and only fails when a whole class ends up empty, because then the labels would silently shift. A header
+that opens is not enough: a truncated file opens and fails only when decoded, so every image of a
+folder of up to `FULL_DECODE_MAX` images is decoded when it is scanned, and a sample of a larger one;
+an image that still fails later, when a loader reads it, is an error naming the file.
 """
 
 from __future__ import annotations
@@ -87,6 +90,34 @@ def list_images(directory: Path, *, verify: bool) -> tuple[list[str], list[str]]
     return images, skipped
 
 
+#: folders of at most this many images have every image decoded when scanned; larger ones a sample
+FULL_DECODE_MAX = 2_000
+#: images decoded from a larger folder, spread evenly over it
+DECODE_SAMPLE = 256
+
+
+def _decodes(path: str) -> bool:
+    """Whether the whole image decodes (a truncated or corrupt file passes the header check only)."""
+    try:
+        with Image.open(path) as img:
+            img.draft(img.mode, (512, 512))  # JPEG: decode at a reduced scale, still every byte read
+            img.load()
+        return True
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return False
+
+
+def undecodable(paths: Sequence[str]) -> set[str]:
+    """The images among ``paths`` that do not decode: every one of a small folder, an evenly spread
+    sample of a large one (the rest are checked when they are read, `nat.data.loaders`)."""
+    if len(paths) > FULL_DECODE_MAX:
+        step = len(paths) / DECODE_SAMPLE
+        paths = [paths[int(i * step)] for i in range(DECODE_SAMPLE)]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        ok = list(pool.map(_decodes, paths))
+    return {p for p, good in zip(paths, ok, strict=True) if not good}
+
+
 def class_folders(directory: Path) -> list[str]:
     """Sorted names of the visible sub-folders of ``directory`` (the class names of an ImageFolder)."""
     try:
@@ -125,8 +156,14 @@ def scan_class_folders(
     skipped_all: list[str] = []
     empty: list[tuple[str, int]] = []  # class folders without a readable image, with their skipped count
     many = len(found) > 50
-    for cls in tqdm(found, desc=f"scanning {directory.name}", unit="class", disable=not many):
-        imgs, skipped = list_images(directory / cls, verify=verify)
+    listed = [
+        (cls, *list_images(directory / cls, verify=verify))
+        for cls in tqdm(found, desc=f"scanning {directory.name}", unit="class", disable=not many)
+    ]
+    broken = undecodable([p for _, imgs, _ in listed for p in imgs]) if verify else set()
+    for cls, found_imgs, skipped in listed:
+        imgs = [p for p in found_imgs if p not in broken]
+        skipped = [*skipped, *(p for p in found_imgs if p in broken)]
         skipped_all.extend(skipped)
         if not imgs:
             empty.append((cls, len(skipped)))

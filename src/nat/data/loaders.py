@@ -12,10 +12,9 @@ result is the same for any ``num_workers``.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
@@ -34,8 +33,6 @@ from nat.data.transforms import (
 )
 from nat.errors import DataError
 from nat.threads import torch_threads
-
-logger = logging.getLogger(__name__)
 
 Resolution = int | Sequence[int] | Callable[[int], int]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -209,30 +206,28 @@ class _FileImages(Dataset[tuple[torch.Tensor, int]]):
         self.labels = split.labels.tolist()
         self.channels, self.train, self.hflip, self.crop_pct = channels, train, hflip, crop_pct
         self.scale, self.ratio = tuple(scale), tuple(ratio)
-        self._bad: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int]:  # type: ignore[override]
         index, res, sample_seed = key
-        for attempt in range(10):  # an unreadable file is replaced by its neighbour, never a crash
-            i = (index + attempt) % len(self.paths)
-            path = self.paths[i]
-            try:
-                img = decode_image(path, self.channels)
-            except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                if path not in self._bad:
-                    self._bad.add(path)
-                    logger.warning("skipping unreadable image %s (%s)", path, exc)
-                continue
-            if self.train:
-                rng = random.Random(sample_seed)
-                x = pil_train(img, res, rng, scale=self.scale, ratio=self.ratio, hflip=self.hflip)
-            else:
-                x = pil_eval(img, res, crop_pct=self.crop_pct)
-            return x, self.labels[i]
-        raise DataError(f"10 consecutive images starting at {self.paths[index]} are unreadable")
+        path = self.paths[index]
+        try:
+            img = decode_image(path, self.channels)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            # an error, not a silent substitute: the file is named and the run stops before it trains
+            # or measures on images it never saw (the scan decoded only a sample of a large folder)
+            raise DataError(
+                f"cannot decode image {path} ({' '.join(str(exc).split())}); remove or replace the file, "
+                "then run the same command again (a search resumes with --resume)"
+            ) from None
+        if self.train:
+            rng = random.Random(sample_seed)
+            x = pil_train(img, res, rng, scale=self.scale, ratio=self.ratio, hflip=self.hflip)
+        else:
+            x = pil_eval(img, res, crop_pct=self.crop_pct)
+        return x, self.labels[index]
 
 
 class _BatchPlan(Sampler[list[tuple[int, int, int]]]):
@@ -267,6 +262,18 @@ class _BatchPlan(Sampler[list[tuple[int, int, int]]]):
             seeds = torch.randint(0, 2**62, (len(idx),), generator=g).tolist()
             keys = [(i, res, s) for i, s in zip(idx, seeds, strict=True)]
             yield keys if self.rows is None else keys[self.rows[0] : self.rows[1]]
+
+
+def _worker_errors_unwrapped(loader: DataLoader) -> Iterator[Any]:
+    """``loader``'s batches; a `DataError` raised in a worker process (whose text DataLoader wraps in
+    the worker's traceback) is raised again with its own one-line message."""
+    try:
+        yield from loader
+    except DataError as exc:
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        tagged = [ln for ln in lines if "DataError: " in ln]
+        message = tagged[-1].split("DataError: ", 1)[1] if tagged else (lines[-1] if lines else str(exc))
+        raise DataError(message) from None
 
 
 class FileLoader:
@@ -332,7 +339,7 @@ class FileLoader:
         self.plan.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
-        for x, y in self._loader:
+        for x, y in _worker_errors_unwrapped(self._loader):
             x = x.to(self.device, non_blocking=self._non_blocking)
             y = y.to(self.device, non_blocking=self._non_blocking)
             yield normalize_batch(x, **self._kw), y  # type: ignore[arg-type]

@@ -99,7 +99,10 @@ def resolve_root(entry: DatasetEntry, root: str | Path | None) -> Path | None:
             if cand.is_dir():
                 logger.debug("using default root %s for %s", cand, entry.name)
                 return cand
-        raise DataError(f"dataset {entry.name!r} needs --root PATH; expected layout: {entry.layout}")
+        raise DataError(
+            f"dataset {entry.name!r} needs the folder it is in: data.root in a run config, --root PATH on "
+            f"`nat data` and `nat eval`; expected layout: {entry.layout}"
+        )
     path = Path(root).expanduser()
     if not path.exists():
         raise DataError(f"root {path} does not exist; for {entry.name!r} expected layout: {entry.layout}")

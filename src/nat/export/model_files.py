@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from nat.config_io import validation_message
 from nat.errors import CheckpointError, ConfigError
 from nat.export.natnet import load_weights
 from nat.export.ofa_config import is_net_config, net_config
@@ -47,6 +48,48 @@ GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
 INTERPOLATIONS = ("bilinear", "bicubic")
 _INFO_KEYS = {"class_names", "preprocessing", "provenance"}
 _PREPROCESSING_KEYS = {"resolution", "mean", "std", "channels", "interpolation", "crop_pct"}
+
+
+#: what to run when a model folder is incomplete or damaged
+RECREATE = "re-create the folder with `nat export RUN_DIR --out DIR` from the run that made it"
+
+
+class Preprocessing(BaseModel):
+    """``model.json``'s ``preprocessing``: how an image becomes the model's input."""
+
+    model_config = ConfigDict(extra="allow")
+    resolution: int = Field(ge=1)
+    mean: list[float] = Field(min_length=1, max_length=3)
+    std: list[float] = Field(min_length=1, max_length=3)
+    channels: int = Field(ge=1, le=3)
+    interpolation: str
+    crop_pct: float = Field(gt=0, le=1)
+
+
+class Provenance(BaseModel):
+    """``model.json``'s ``provenance``: where the model comes from (what `nat eval` reads of it)."""
+
+    model_config = ConfigDict(extra="allow")
+    dataset: str | None = None
+    data: dict[str, Any] | None = None
+    seed: int | None = None
+    run: str | None = None
+    iteration: int | None = None
+
+
+class ModelDescription(BaseModel):
+    """``model.json``, validated strictly when a folder is read: every command that reads a model
+    folder gets the same checked facts, and a damaged field is named, never hit later."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    space: dict[str, Any]
+    subnet: dict[str, Any]
+    num_classes: int = Field(ge=1)
+    class_names: list[str] | None = None
+    preprocessing: Preprocessing
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    provenance: Provenance = Field(default_factory=Provenance)
 
 
 def _jsonable(value: Any) -> Any:
@@ -185,22 +228,34 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is damaged: {exc}") from None
 
 
+def _checked_description(path: Path) -> dict[str, Any]:
+    """A ``model.json`` validated (`ModelDescription`), as the plain dict it holds."""
+    info = _read_json(path)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a nat model description (format {FORMAT})")
+    try:
+        ModelDescription.model_validate(info, strict=True)
+    except ValidationError as exc:
+        raise CheckpointError(f"{path} is damaged: {validation_message(exc)}; {RECREATE}") from None
+    return info
+
+
 def read_model_info(folder: str | Path) -> dict[str, Any]:
     """A model folder's ``model.json`` (for an older folder: the same fields from its ``net.config``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"model folder not found: {folder}")
     if (folder / "model.json").is_file():
-        info = _read_json(folder / "model.json")
-        if not isinstance(info, dict) or info.get("format") != FORMAT:
-            raise CheckpointError(f"{folder / 'model.json'} is not a nat model description (format {FORMAT})")
-        missing = sorted({"space", "subnet", "num_classes", "preprocessing"} - set(info))
-        if missing:
-            raise CheckpointError(f"{folder / 'model.json'} is damaged (missing {missing})")
-        return info
-    if not (folder / "net.config").is_file():
+        return _checked_description(folder / "model.json")
+    config = _read_json(folder / "net.config") if (folder / "net.config").is_file() else None
+    older = isinstance(config, dict) and {"space", "subnet", "num_classes"} <= set(config)
+    if (folder / "model.safetensors").is_file() and not older:
+        raise CheckpointError(
+            f"{folder} holds model.safetensors but not model.json, the description nat writes beside it "
+            f"(space, subnet, classes, preprocessing); {RECREATE}"
+        )
+    if config is None:
         raise CheckpointError(f"{folder} is not a nat model folder (missing model.json)")
-    config = _read_json(folder / "net.config")
     if is_net_config(config):
         raise CheckpointError(
             f"{folder} holds an OFA/NAT net.config but no nat model.json: build it with "
@@ -237,7 +292,9 @@ def load_model(folder: str | Path) -> StaticMobileNetV3:
         raise CheckpointError(f"{folder}: damaged model description ({exc})") from None
     weights = folder / "model.safetensors"
     if not weights.is_file():
-        raise CheckpointError(f"{folder} is not a complete nat model folder (missing model.safetensors)")
+        raise CheckpointError(
+            f"{folder} is a nat model folder without its weights (model.safetensors is missing); {RECREATE}"
+        )
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:

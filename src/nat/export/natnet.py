@@ -208,6 +208,25 @@ def _block(block: Any, i: int, bn: Mapping[str, float]) -> ResidualBlock:
     return ResidualBlock(conv, residual=shortcut is not None)
 
 
+def _check_channel_chain(config: Mapping[str, Any]) -> None:
+    """Each layer must take the channels the one before it gives: a config that breaks the chain would
+    build, then fail at its first forward pass with a shape error that names no layer."""
+    chain = [("first_conv", config["first_conv"]["in_channels"], config["first_conv"]["out_channels"])]
+    for i, block in enumerate(config["blocks"]):
+        conv = block_conv(block)
+        chain.append((f"blocks[{i}]", conv["in_channels"], conv["out_channels"]))
+    for name in ("final_expand_layer", "feature_mix_layer"):
+        chain.append((name, config[name]["in_channels"], config[name]["out_channels"]))
+    classifier = config["classifier"]
+    chain.append(("classifier", classifier["in_features"], classifier["out_features"]))
+    for (before, _, given), (name, taken, _) in zip(chain, chain[1:], strict=False):
+        if taken != given:
+            raise ConfigError(
+                f"net.config {name} takes {taken} input channels but {before} gives {given}: the layers "
+                "do not chain (a hand-edited or damaged net.config?)"
+            )
+
+
 class NATNet(nn.Module):
     """A static MobileNetV3 (NATNet) built from its ``net.config``; OFA's module and parameter names."""
 
@@ -229,6 +248,7 @@ class NATNet(nn.Module):
         self.final_expand_layer = conv_layer(config["final_expand_layer"], "final_expand_layer", bn)
         self.feature_mix_layer = conv_layer(config["feature_mix_layer"], "feature_mix_layer", bn)
         self.classifier = linear_layer(config["classifier"], "classifier")
+        _check_channel_chain(config)
         img_size = config.get("img_size")
         self.resolution: int | None = int(img_size) if isinstance(img_size, int) else None
         self.num_classes: int = self.classifier.linear.out_features

@@ -39,8 +39,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from nat.config_io import validation_message
 from nat.errors import ConfigError
 from nat.objectives.complexity import as_genomes, conv_out, genome_sums
 from nat.space.definition import NUM_STAGES, SearchSpace
@@ -364,6 +366,7 @@ class LatencyTable:
                 f"latency table {source}: expected a YAML mapping of layer entries, got {data!r:.80}"
             )
         if data.get("format") == FORMAT:
+            _check_header(data, source)
             entries = data.get("entries") or {}
             meta = {k: v for k, v in data.items() if k not in ("entries", "calibration")}
             calibration = dict(data.get("calibration") or {})
@@ -411,6 +414,36 @@ class LatencyTable:
             self.calibration or other.calibration,
             self.sources + other.sources,
         )
+
+
+class _Calibration(BaseModel):
+    """A nat table's ``calibration``: what a prediction reads of it (``scale``, ``offset_ms``)."""
+
+    model_config = ConfigDict(extra="allow")
+    scale: float = Field(1.0, gt=0, allow_inf_nan=False)
+    offset_ms: float = Field(0.0, allow_inf_nan=False)
+    samples: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class _Header(BaseModel):
+    """A nat table's top level: the fields read for predictions and for merging tables."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    entries: dict[str, Any] | None = None
+    calibration: _Calibration | None = None
+    batch_size: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)
+    se_reduction: int | None = Field(None, ge=1)
+    reference_ms: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+
+def _check_header(data: Mapping[str, Any], source: str) -> None:
+    """Validate a nat table when it is loaded, so that a wrong type is named here, not hit mid-search."""
+    try:
+        _Header.model_validate(dict(data), strict=True)
+    except ValidationError as exc:
+        raise ConfigError(f"latency table {source}: {validation_message(exc)}") from None
 
 
 class _Dumper(yaml.SafeDumper):

@@ -210,6 +210,15 @@ class FinalizeConfig(BaseModel):
         return value
 
 
+def _validated_task_names(data: Any) -> list[str] | None:
+    """The task names of an already validated ``data`` field (None when it failed validation)."""
+    if isinstance(data, DataConfig):
+        return task_names([data])
+    if isinstance(data, list) and all(isinstance(d, DataConfig) for d in data):
+        return task_names(data)
+    return None
+
+
 def _data_kind(value: Any) -> str:
     return "~tasks" if isinstance(value, list | tuple) else "~task"
 
@@ -319,13 +328,18 @@ class SearchConfig(BaseModel):
 
     @field_validator("objectives")
     @classmethod
-    def _objectives(cls, value: list[str]) -> list[str]:
+    def _objectives(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError(f"objectives must be distinct, got {value}")
-        if "top1" not in value:
-            raise ValueError("objectives must include 'top1' (NAT searches accuracy against complexity)")
+        tasks = _validated_task_names(info.data.get("data"))
         for name in value:
             if name.startswith(ACCURACY_PREFIX):
+                task = name.removeprefix(ACCURACY_PREFIX)
+                if tasks is not None and task not in tasks:
+                    raise ValueError(
+                        f"objective {name!r} names no task of this run (tasks: {', '.join(tasks)}); write "
+                        "'top1': a many-task run (data: a list) expands it into top1:<task> for each task"
+                    )
                 raise ValueError(
                     f"objective {name!r}: write 'top1'; a many-task run (data: a list) expands it into "
                     "one top1:<task> objective per task"
@@ -335,6 +349,8 @@ class SearchConfig(BaseModel):
                     f"unknown objective {name!r}: use one of {list(BUILTIN_OBJECTIVES)}, "
                     "'latency:<name>' for a named latency table, or 'package.module:function' for your own"
                 )
+        if "top1" not in value:
+            raise ValueError("objectives must include 'top1' (NAT searches accuracy against complexity)")
         return value
 
     @field_validator("device")

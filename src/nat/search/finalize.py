@@ -21,7 +21,6 @@ of every batch, as in adaptation); rank 0 decides which models to build, then te
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from nat.search.archive import Record
 from nat.search.config import FinalizeConfig
 from nat.search.objectives import is_accuracy, pareto_front
 from nat.search.parts import RunParts
+from nat.search.run_files import read_models_index
 from nat.search.rundir import RunDir
 from nat.search.supernets import supernet_for
 from nat.space.subnet import Subnet
@@ -220,15 +220,9 @@ def _reusable(entry: dict[str, Any] | None, record: Record, settings: dict, fold
     )
 
 
-def read_index(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        log.warning("%s is damaged; its models are made again", path)
-        return []
-    return data if isinstance(data, list) else []
+def read_index(path: Path, run: Path | None = None) -> list[dict[str, Any]]:
+    """A ``models.json`` ([] when there is none), validated (`nat.search.run_files.read_models_index`)."""
+    return read_models_index(path, run)
 
 
 def finetuned_copy(
@@ -394,14 +388,23 @@ def export_models(
 ) -> list[dict[str, Any]]:
     """Models for up to ``settings.models`` front members in ``out/<name>/``, indexed in ``index_path``;
     entries of an earlier call that still fit are reused, folders of ones that no longer do removed.
+    ``settings.models == 0`` asks for nothing and changes nothing: models delivered earlier are kept.
 
     Under torchrun (``collective`` of several processes) rank 0 makes the plan (which members, which
     folders are reusable) and writes; every process fine-tunes. Ranks other than 0 return ``[]``."""
     c = collective or Collective()
     plan = None
+    if settings.models == 0:  # nothing asked for: models delivered earlier stay as they are
+        kept = read_index(index_path, run_path) if c.is_main else []
+        if kept:
+            log.info("finalize.models is 0: the %d model(s) already in %s are kept", len(kept), out)
+        elif c.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(index_path, [])
+        return kept
     if c.is_main:
         chosen = spread(front, settings.models, spread_key(parts.config.objectives))
-        previous = {e.get("name"): e for e in read_index(index_path)}
+        previous = {e["name"]: e for e in read_index(index_path, run_path)}
         wanted = _settings(settings, parts.config.precision)
         out.mkdir(parents=True, exist_ok=True)
         plan = []
@@ -484,7 +487,7 @@ def write_run_report(run: RunDir, models: list[dict[str, Any]] | None = None) ->
     current = run.archive.current()
     problem_front = pareto_front(current, config.objective_names, config.constraints)
     if models is None:
-        models = read_index(run.path / MODELS_INDEX)
+        models = read_index(run.path / MODELS_INDEX, run.path)
     history = run.read_state().get("history", [])
     task = ", ".join(
         f"{n} ({d.dataset})" if n != d.dataset else n

@@ -54,6 +54,7 @@ from nat.search.parts import RunParts
 from nat.search.rundir import RunDir
 from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
 from nat.search.strategies import make_strategy
+from nat.search.supernets import check_initial_samples, planned_space
 from nat.space.definition import SearchSpace
 from nat.space.genome import encode
 from nat.space.subnet import Subnet
@@ -86,8 +87,11 @@ class NATSearch:
         if self.collective.active:  # before anything is written: the batch must split over the processes
             for data in config.tasks:
                 batch_rows(data.train_batch_size, self.collective)
-        if self.collective.is_main:
-            self.run_dir = (RunDir.resume if resume else RunDir.create)(out_dir, config)
+        check_initial_samples(config, planned_space(config))  # before any data, weights or folder
+        # rank 0 alone opens the folder; a refusal there ends every rank with the same line
+        self.run_dir = self.collective.on_main(
+            lambda: (RunDir.resume if resume else RunDir.create)(out_dir, config)
+        )
         try:
             self.parts = RunParts.build(config, self.run_dir, self.collective)
             self.parts.check_searchable()  # impossible settings fail here, before any training

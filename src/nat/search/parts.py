@@ -9,18 +9,19 @@ an interrupted or finished run must be able to rebuild them without searching an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from nat.data import TaskData, load_from_config
 from nat.device import resolve_device
-from nat.errors import ConfigError
+from nat.errors import DataError
 from nat.objectives.latency_table import LatencyTable
 from nat.search.config import SearchConfig
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.objectives import ObjectiveSet, is_accuracy
 from nat.search.rundir import RunDir
-from nat.search.supernets import load_supernets
+from nat.search.supernets import check_initial_samples, load_supernets
 from nat.space.definition import SearchSpace
 from nat.supernet import Supernet
 from nat.train.distributed import Collective
@@ -45,6 +46,21 @@ class TaskParts:
     task: TaskData
     supernets: dict[float, Supernet]  # keyed by width
     evaluator: SubnetEvaluator
+
+
+def _restore(run: RunDir | None, supernets: dict[float, Supernet], task: str | None) -> None:
+    if run is not None:
+        run.restore_supernets(supernets, task)
+
+
+def _load_task(config: SearchConfig, index: int, name: str) -> TaskData:
+    """Task ``index``'s data; in a many-task run a data error names the task and its config entry."""
+    try:
+        return load_from_config(config.for_task(name).data, config.seed)
+    except DataError as exc:
+        if not config.many_task:
+            raise
+        raise DataError(f"task {name!r} (data.{index}): {exc}") from None
 
 
 @dataclass
@@ -102,20 +118,19 @@ class RunParts:
         space: SearchSpace | None = None
         for index, name in enumerate(config.task_names):
             task_config = config.for_task(name)
-            task = load_from_config(task_config.data, config.seed)
-            space, supernets = load_supernets(config, task.num_classes, device)
-            if run is not None:
-                run.restore_supernets(supernets, name if config.many_task else None)
+            task = _load_task(config, index, name)
+            space, supernets = load_supernets(config, task.num_classes, device, index)
+            # rank 0 reads the checkpoints; a damaged one ends every rank with the same line
+            collective.on_main(partial(_restore, run, supernets, name if config.many_task else None))
             for net in supernets.values():
                 collective.sync_module(net)
             evaluator = SubnetEvaluator(supernets, task, task_config, device)
             objective = config.accuracy_objective(name)
             tasks[name] = TaskParts(name, index, task_config, objective, task, supernets, evaluator)
         assert space is not None
-        tables = None
-        if collective.is_main:
-            tables = run.latency_tables() if run is not None else load_latency_tables(config)
-        tables = collective.broadcast(tables)
+        tables = collective.decide(
+            lambda: run.latency_tables() if run is not None else load_latency_tables(config)
+        )
         classes = max(t.task.num_classes for t in tasks.values())
         objectives = ObjectiveSet(config.objective_names, space, classes, config.constraints, tables)
         return cls(config, device, space, objectives, tasks)
@@ -146,11 +161,4 @@ class RunParts:
         training: every bound on madds/params can be met by some subnet, and the space holds at least
         ``initial_samples`` distinct subnets (the initial archive is drawn without repeats)."""
         self.objectives.check_satisfiable(min(self.supernets))
-        count = self.space.num_subnets
-        wanted = self.config.initial_samples
-        if wanted > count:
-            raise ConfigError(
-                f"initial_samples: {wanted} distinct subnets asked for, but the search space "
-                f"'{self.space.name}' has only {count}; lower initial_samples to at most {count} or widen "
-                "the space (more resolutions, depths, kernel sizes or expand ratios)"
-            )
+        check_initial_samples(self.config, self.space)

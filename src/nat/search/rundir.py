@@ -37,11 +37,12 @@ from typing import Any
 
 import yaml
 
-from nat.errors import CheckpointError, ConfigError
+from nat.errors import ConfigError
 from nat.files import RunLock, make_folder, write_json_atomic, write_text_atomic
 from nat.objectives.latency_table import LatencyTable
 from nat.search.archive import Archive, Record, Repair, repair_archive
 from nat.search.config import SearchConfig, load_config
+from nat.search.run_files import read_state
 from nat.supernet import Supernet
 from nat.supernet.checkpoint import load_supernet, read_metadata, save_supernet
 from nat.versions import library_versions
@@ -136,17 +137,31 @@ def check_run_folder(path: Path) -> None:
             ) from None
 
 
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` holds a run of any kind: a search (its archive, or its config beside its
+    versions.json) or a pretraining (its config beside its checkpoint or metrics). A ``config.yaml``
+    alone does not make one: a user's project folder may well hold one."""
+
+    def has(name: str) -> bool:
+        return (path / name).exists()
+
+    search = has(ARCHIVE) or (has(CONFIG) and has(VERSIONS))
+    pretraining = has(CONFIG) and (has("checkpoint.pt") or has("metrics.jsonl"))
+    return path.is_dir() and (search or pretraining)
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run folder that is ``path`` or holds it (the nearest), None when there is none. Commands
+    that write outside their run use it to refuse writing into another run's files."""
+    for folder in (path, *path.parents):
+        if is_run_folder(folder):
+            return folder
+    return None
+
+
 def read_state_file(path: Path) -> dict[str, Any]:
-    """``state.json`` ({} when there is none yet); `CheckpointError` when it is damaged."""
-    if not path.exists():
-        return {}
-    try:
-        state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is damaged ({exc}); it is rebuilt if you delete it") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} is damaged (not a JSON object); it is rebuilt if you delete it")
-    return state
+    """``state.json`` ({} when there is none yet), validated; `CheckpointError` when it is damaged."""
+    return read_state(path)
 
 
 class _RunLogHandler(logging.FileHandler):

@@ -27,6 +27,7 @@ class SeedTag(IntEnum):
     SURROGATE_LATENCY = 2  # the same for the latency surrogate
     CANDIDATES = 3  # the strategy's proposal: NSGA-III / GA, candidate selection, random sampling
     FRESH_WEIGHTS = 99  # initial weights of a supernet built from scratch (in place of the iteration)
+    NEW_CLASSIFIER = 98  # a pretrained supernet's new classifier for the task's classes (likewise)
 
 
 def derive_seed(seed: int, *parts: int) -> int:
@@ -51,3 +52,11 @@ def initial_sample_seed(seed: int) -> int:
 def fresh_weights_seed(seed: int, width: float) -> int:
     """The seed of a from-scratch supernet's initial weights for one width multiplier."""
     return derive_seed(seed, SeedTag.FRESH_WEIGHTS, int(width * 100))
+
+
+def classifier_seed(seed: int, width: float, task: int = 0) -> int:
+    """The seed of the classifier a pretrained supernet of ``width`` gets for a task whose class count
+    differs from the checkpoint's (``task``: its place in a many-task run; task 0's is a single-task
+    run's, so a task's first search and its place in a many-task run start from the same head)."""
+    parts = (SeedTag.NEW_CLASSIFIER, int(round(width * 100)))
+    return derive_seed(seed, *parts) if task == 0 else derive_seed(seed, *parts, task)

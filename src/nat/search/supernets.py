@@ -16,11 +16,11 @@ import torch
 
 from nat.errors import CheckpointError, ConfigError
 from nat.search.config import SearchConfig
-from nat.search.seeds import fresh_weights_seed
+from nat.search.seeds import classifier_seed, fresh_weights_seed
 from nat.space.definition import SearchSpace, get_space, space_over
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
-from nat.supernet.checkpoint import load_supernet
+from nat.supernet.checkpoint import load_supernet, read_metadata
 from nat.train.precision import supernet_channels_last
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "assets"
@@ -53,9 +53,11 @@ def _fresh(config: SearchConfig, num_classes: int) -> dict[float, Supernet]:
     return nets
 
 
-def _loaded(source: str, config: SearchConfig, num_classes: int) -> Supernet:
+def _loaded(source: str, config: SearchConfig, num_classes: int, task: int) -> Supernet:
     path = supernet_path(source)
-    net = load_supernet(path, num_classes=num_classes)
+    net = load_supernet(path)
+    if net.num_classes != num_classes:  # a new head for the task, drawn from the run seed
+        net.reset_classifier(num_classes, seed=classifier_seed(config.seed, net.width_mult, task))
     if config.space is not None:
         wanted = space_over(net.space, config.space)
         if wanted.model_dump(exclude=FREE_FIELDS) != net.space.model_dump(exclude=FREE_FIELDS):
@@ -68,16 +70,20 @@ def _loaded(source: str, config: SearchConfig, num_classes: int) -> Supernet:
 
 
 def load_supernets(
-    config: SearchConfig, num_classes: int, device: torch.device | str = "cpu"
+    config: SearchConfig, num_classes: int, device: torch.device | str = "cpu", task: int = 0
 ) -> tuple[SearchSpace, dict[float, Supernet]]:
-    """The run's search space and its pretrained supernets keyed by width, sorted, on ``device``."""
+    """The run's search space and its pretrained supernets keyed by width, sorted, on ``device``.
+
+    A pretrained supernet whose class count is not the task's gets a new classifier drawn from the run
+    seed, the width and ``task`` (the task's place in a many-task run), so the same config always
+    starts from the same weights."""
     sources = config.supernet if isinstance(config.supernet, list) else [config.supernet]
     nets: dict[float, Supernet] = {}
     for source in sources:
         if source is None:
             nets.update(_fresh(config, num_classes))
             continue
-        net = _loaded(source, config, num_classes)
+        net = _loaded(source, config, num_classes, task)
         if net.width_mult in nets:
             raise ConfigError(f"two supernets of width {net.width_mult} given: {sources}")
         nets[net.width_mult] = net
@@ -92,6 +98,42 @@ def load_supernets(
         net.channels_last = channels_last
         net.to(device)
     return space, nets
+
+
+def planned_space(config: SearchConfig) -> SearchSpace | None:
+    """The search space the run will have, read without loading any weights or data (a nat supernet
+    file's metadata, or the fresh supernet's space), so that settings the space cannot satisfy fail
+    before any work; None where only loading the weights can tell (OFA's ``.pth`` files)."""
+    sources = config.supernet if isinstance(config.supernet, list) else [config.supernet]
+    if sources == [None]:
+        return space_over(get_space("tiny"), config.space)
+    spaces, widths = [], set()
+    for source in sources:
+        path = supernet_path(source) if source is not None else None
+        if path is None or not path.is_file() or path.suffix != ".safetensors":
+            return None
+        try:
+            metadata = read_metadata(path)
+            own = SearchSpace.model_validate_json(metadata["space"])
+            widths.add(float(metadata["width_mult"]))
+        except Exception:  # noqa: BLE001 - a damaged file is reported, with its name, when it is loaded
+            return None
+        spaces.append(space_over(own, config.space))
+    return spaces[0].model_copy(update={"width_mults": tuple(sorted(widths))})
+
+
+def check_initial_samples(config: SearchConfig, space: SearchSpace | None) -> None:
+    """`ConfigError` when ``initial_samples`` asks for more distinct subnets than ``space`` holds (the
+    initial archive is drawn without repeats, so the draw would never end)."""
+    if space is None:
+        return
+    count, wanted = space.num_subnets, config.initial_samples
+    if wanted > count:
+        raise ConfigError(
+            f"initial_samples: {wanted} distinct subnets asked for, but the search space "
+            f"'{space.name}' has only {count}; lower initial_samples to at most {count} or widen "
+            "the space (more resolutions, depths, kernel sizes or expand ratios)"
+        )
 
 
 def supernet_for(supernets: dict[float, Supernet], subnet: Subnet) -> Supernet:

@@ -144,12 +144,25 @@ def load_ofa_state_dict(net: Supernet, state: Mapping[str, torch.Tensor], source
     net.load_state_dict(state)
 
 
+def _blank_supernet(space: SearchSpace, width: float, num_classes: int) -> Supernet:
+    """A supernet about to receive a checkpoint's weights. Its initial weights are overwritten, so they
+    are drawn in a forked random state: loading a file leaves the caller's global random state as it
+    was (a run's later draws then never depend on which files were loaded before)."""
+    with torch.random.fork_rng(devices=[]):
+        return Supernet(space, width, num_classes)
+
+
 def from_ofa_checkpoint(
-    path: str | Path, space: SearchSpace | str | None = None, num_classes: int | None = None
+    path: str | Path,
+    space: SearchSpace | str | None = None,
+    num_classes: int | None = None,
+    *,
+    classifier_seed: int = 0,
 ) -> Supernet:
     """Build a `Supernet` from an OFA MobileNetV3 checkpoint; width and class count are inferred.
 
-    With ``num_classes`` different from the checkpoint's, the classifier is replaced (for a new task).
+    With ``num_classes`` different from the checkpoint's, the classifier is replaced (for a new task),
+    its weights drawn from ``classifier_seed`` (`Supernet.reset_classifier`).
     """
     path = Path(path)
     space = get_space(space)
@@ -158,10 +171,10 @@ def from_ofa_checkpoint(
     if "classifier.linear.weight" not in state:
         raise CheckpointError(f"{path} has no classifier weights ('classifier.linear.weight')")
     ckpt_classes = state["classifier.linear.weight"].shape[0]
-    net = Supernet(space, width, ckpt_classes)
+    net = _blank_supernet(space, width, ckpt_classes)
     load_ofa_state_dict(net, state, str(path))
     if num_classes is not None and num_classes != ckpt_classes:
-        net.reset_classifier(num_classes)
+        net.reset_classifier(num_classes, seed=classifier_seed)
     return net
 
 
@@ -187,8 +200,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def load_supernet(path: str | Path, num_classes: int | None = None) -> Supernet:
-    """Load a supernet saved by `save_supernet`, or (by content) an OFA ``torch.save`` checkpoint."""
+def load_supernet(path: str | Path, num_classes: int | None = None, *, classifier_seed: int = 0) -> Supernet:
+    """Load a supernet saved by `save_supernet`, or (by content) an OFA ``torch.save`` checkpoint.
+
+    With ``num_classes`` different from the file's, the classifier is replaced by one drawn from
+    ``classifier_seed`` (the same seed, the same head)."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the file inside it")
@@ -197,7 +213,7 @@ def load_supernet(path: str | Path, num_classes: int | None = None) -> Supernet:
     with path.open("rb") as f:
         head = f.read(8)
     if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch.save) or legacy pickle: an OFA checkpoint
-        return from_ofa_checkpoint(path, num_classes=num_classes)
+        return from_ofa_checkpoint(path, num_classes=num_classes, classifier_seed=classifier_seed)
     try:
         metadata = read_metadata(path)
         tensors = load_file(str(path))
@@ -216,10 +232,10 @@ def load_supernet(path: str | Path, num_classes: int | None = None) -> Supernet:
         classes = int(metadata["num_classes"])
     except (KeyError, ValueError, ValidationError) as exc:
         raise CheckpointError(f"{path} has damaged nat metadata: {exc}") from None
-    net = Supernet(space, width, classes)
+    net = _blank_supernet(space, width, classes)
     load_ofa_state_dict(net, tensors, str(path))
     if num_classes is not None and num_classes != classes:
-        net.reset_classifier(num_classes)
+        net.reset_classifier(num_classes, seed=classifier_seed)
     if not math.isfinite(width):
         raise CheckpointError(f"{path}: invalid width multiplier {width}")
     return net

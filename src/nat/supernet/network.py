@@ -98,19 +98,24 @@ class Supernet(nn.Module):
     # ----------------------------------------------------------------- checkpoints
     @classmethod
     def from_ofa_checkpoint(
-        cls, path: str | Path, space: SearchSpace | str | None = None, num_classes: int | None = None
+        cls,
+        path: str | Path,
+        space: SearchSpace | str | None = None,
+        num_classes: int | None = None,
+        *,
+        classifier_seed: int = 0,
     ) -> Supernet:
         """Load one of OFA's public MobileNetV3 supernets from a local file (`nat.supernet.checkpoint`)."""
         from nat.supernet.checkpoint import from_ofa_checkpoint
 
-        return from_ofa_checkpoint(path, space, num_classes)
+        return from_ofa_checkpoint(path, space, num_classes, classifier_seed=classifier_seed)
 
     @classmethod
-    def load(cls, path: str | Path, num_classes: int | None = None) -> Supernet:
+    def load(cls, path: str | Path, num_classes: int | None = None, *, classifier_seed: int = 0) -> Supernet:
         """Load a nat supernet file (safetensors) or an OFA checkpoint."""
         from nat.supernet.checkpoint import load_supernet
 
-        return load_supernet(path, num_classes)
+        return load_supernet(path, num_classes, classifier_seed=classifier_seed)
 
     def save(self, path: str | Path) -> Path:
         from nat.supernet.checkpoint import save_supernet
@@ -157,14 +162,22 @@ class Supernet(nn.Module):
         return self.classifier(self.forward_features(x))
 
     # ----------------------------------------------------------------- heads and extraction
-    def reset_classifier(self, num_classes: int, dropout_rate: float | None = None) -> None:
-        """Replace the classifier for a new task's class count (freshly initialised, OFA-style)."""
+    def reset_classifier(self, num_classes: int, dropout_rate: float | None = None, *, seed: int = 0) -> None:
+        """Replace the classifier for a new task's class count (freshly initialised, OFA-style).
+
+        The new weights are drawn on the CPU from ``seed`` alone (the global random state is neither
+        read nor advanced), then moved to the network's device: the same seed gives the same head in
+        every process, on every device, whatever ran before. A head drawn from the global state made
+        two identical searches of a task whose class count differs from the checkpoint's differ."""
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         old = self.classifier
         rate = old.dropout_rate if dropout_rate is None else dropout_rate
-        self.classifier = Classifier(old.linear.in_features, num_classes, rate).to(old.linear.weight)
-        init_weights(self.classifier)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            classifier = Classifier(old.linear.in_features, num_classes, rate)
+            init_weights(classifier)
+        self.classifier = classifier.to(old.linear.weight)
         self.num_classes = num_classes
 
     @torch.no_grad()

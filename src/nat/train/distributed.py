@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,7 +34,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nat.errors import ConfigError, DistributedError
+import nat.errors
+from nat.errors import ConfigError, DistributedError, NATError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,37 @@ class Collective:
         _collective("broadcast", lambda: dist.broadcast_object_list(box, src=0))
         return box[0]  # type: ignore[return-value]
 
+    def on_main(self, fn: Callable[[], T]) -> T | None:
+        """``fn()`` on rank 0 only (its result there, None elsewhere), and its refusal on every rank.
+
+        A `NATError` or `OSError` that ``fn`` raises on rank 0 (a folder that is not a run, one that
+        holds another run, a damaged file) is raised on every rank with the same message, so the
+        whole job ends with rank 0's one-line reason before any collective work, instead of the other
+        ranks failing later at a collective they wait for in vain."""
+        if not self.active:
+            return fn()
+        result: T | None = None
+        failure: BaseException | None = None
+        outcome: tuple[str, ...] | None = None
+        if self.is_main:
+            try:
+                result = fn()
+            except NATError as exc:
+                failure, outcome = exc, ("nat", type(exc).__name__, str(exc))
+            except OSError as exc:
+                failure = exc
+                outcome = ("os", str(exc.errno or 0), exc.strerror or str(exc), str(exc.filename or ""))
+        outcome = self.broadcast(outcome)
+        if failure is not None:
+            raise failure
+        if outcome is not None:
+            raise _rebuilt_failure(outcome)
+        return result
+
+    def decide(self, fn: Callable[[], T]) -> T:
+        """``fn()`` computed on rank 0 and its result broadcast to every rank (`on_main`'s refusals)."""
+        return self.broadcast(self.on_main(fn))
+
     def gather(self, obj: T) -> list[T]:
         """Every rank's ``obj``, in rank order, on every rank."""
         if not self.active:
@@ -144,6 +176,16 @@ class Collective:
     def barrier(self) -> None:
         if self.active:
             _collective("barrier", dist.barrier)
+
+
+def _rebuilt_failure(outcome: tuple[str, ...]) -> BaseException:
+    """On a rank other than 0, the exception rank 0 raised (as `Collective.on_main` broadcast it)."""
+    if outcome[0] == "os":
+        _, number, reason, filename = outcome
+        return OSError(int(number), reason, filename or None)
+    _, kind, message = outcome
+    cls = getattr(nat.errors, kind, NATError)
+    return cls(message) if isinstance(cls, type) and issubclass(cls, NATError) else NATError(message)
 
 
 def _collective(what: str, op: Any) -> None:
