@@ -123,6 +123,9 @@ def test_two_folder_runs_are_byte_identical_with_any_number_of_workers(folder_ta
     assert (no_workers / "archive.jsonl").read_bytes() == archive
     assert same_weights(weights(first), weights(second))
     assert same_weights(weights(first), weights(no_workers))
+    # the files themselves too: safetensors' metadata keys are written sorted, not in hash-map order
+    checkpoint = "supernet_w1.safetensors"
+    assert (first / checkpoint).read_bytes() == (second / checkpoint).read_bytes()
 
 
 def test_a_stopped_folder_run_resumes_to_the_uninterrupted_one(folder_task, tmp_path, monkeypatch) -> None:

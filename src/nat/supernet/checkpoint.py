@@ -13,6 +13,7 @@ import json
 import math
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -22,10 +23,10 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from nat.errors import CheckpointError
-from nat.files import write_atomic
+from nat.files import write_bytes_atomic
 from nat.space.definition import SearchSpace, get_space
 from nat.supernet.network import Supernet
 
@@ -190,7 +191,25 @@ def save_supernet(net: Supernet, path: str | Path, extra: Mapping[str, Any] | No
         "extra": json.dumps(dict(extra or {})),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return write_bytes_atomic(path, _sorted_metadata(save(tensors, metadata=metadata)))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """A safetensors file with its metadata keys in sorted order. safetensors writes them in the order
+    of a Rust hash map, which changes from process to process, so two identical runs wrote supernet
+    files that differed by bytes though every tensor was equal. Sorting keeps the header's length (the
+    same entries, reordered), so the tensor offsets stay valid; anything unexpected is left as it is."""
+    (size,) = struct.unpack("<Q", data[:8])
+    text = data[8 : 8 + size].decode("utf-8")
+    header = json.loads(text)
+    if not isinstance(header.get("__metadata__"), dict):
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    redone = json.dumps(header, separators=(",", ":"), ensure_ascii=False)
+    padded = redone + " " * (len(text.encode("utf-8")) - len(redone.encode("utf-8")))
+    if len(redone.encode("utf-8")) != len(text.rstrip(" ").encode("utf-8")):
+        return data  # another escaping than serde_json's: keep the file as safetensors wrote it
+    return data[:8] + padded.encode("utf-8") + data[8 + size :]
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
