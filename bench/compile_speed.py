@@ -82,7 +82,7 @@ def _median_subnet(net: Supernet, resolution: int) -> Subnet:
     return Subnet(ks=sampled.ks, e=sampled.e, d=sampled.d, r=resolution, w=sampled.w)
 
 
-def _step(forward, module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor):  # noqa: ANN001, ANN202
+def _step(forward, module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor):
     optimizer = torch.optim.SGD(param_groups(module, 3e-5), lr=0.01, momentum=0.9, nesterov=True)
 
     def step() -> None:
@@ -93,7 +93,7 @@ def _step(forward, module: torch.nn.Module, images: torch.Tensor, labels: torch.
     return step
 
 
-def _timed(fn, device: torch.device) -> float:  # noqa: ANN001
+def _timed(fn, device: torch.device) -> float:
     _sync(device)
     t = time.perf_counter()
     fn()

@@ -89,11 +89,11 @@ def worker(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
+    from nat.runtime.distributed import distributed_session
     from nat.search import NATSearch
     from nat.search.archive import Phase
     from nat.space.genome import encode
     from nat.space.subnet import Subnet
-    from nat.train.distributed import distributed_session
 
     torch.set_num_threads(1)
     cfg = config(args)

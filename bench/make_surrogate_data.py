@@ -99,7 +99,7 @@ class ChannelsLast:
     """A nat loader whose batches come in channels-last layout (that of the supernet's weights), keeping
     its ``len`` and ``set_epoch`` for `nat.train.train_supernet`."""
 
-    def __init__(self, loader) -> None:  # noqa: ANN001
+    def __init__(self, loader) -> None:
         self.loader = loader
 
     def __len__(self) -> int:
@@ -108,12 +108,12 @@ class ChannelsLast:
     def set_epoch(self, epoch: int) -> None:
         self.loader.set_epoch(epoch)
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         for images, labels in self.loader:
             yield images.contiguous(memory_format=torch.channels_last), labels
 
 
-def train_sandwich(net: Supernet, task, space: SearchSpace, args: argparse.Namespace) -> dict:  # noqa: ANN001
+def train_sandwich(net: Supernet, task, space: SearchSpace, args: argparse.Namespace) -> dict:
     """Sandwich-rule training: each step sums the losses of the largest, the smallest and random subnets."""
     loader = make_loader(
         task,

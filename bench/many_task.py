@@ -37,8 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from nat.runtime.threads import torch_threads  # noqa: E402
 from nat.search import NATSearch, load_config  # noqa: E402
-from nat.threads import torch_threads  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TASKS = {

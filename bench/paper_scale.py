@@ -104,30 +104,26 @@ def make_ofa_checkpoints(folder: Path) -> list[Path]:
     return paths
 
 
-class TimedSearch(NATSearch):
-    """The search loop with its real phases timed (the loop itself is NATSearch's, unchanged)."""
+def recorded_rates(search: NATSearch) -> tuple[float, float]:
+    """Training images per second and seconds per evaluated subnet, from the run's own record: the
+    seconds per phase and subnets measured that each iteration's history entry holds
+    (`nat.search.phases.PhaseClock`)."""
+    cfg = search.config
+    history = search.folder.read_state()["history"]
+    batches = max(1, len(search.task.train) // cfg.data.train_batch_size)
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.times: dict[str, list[float]] = {"adapt_s": [], "adapt_images": [], "eval_s": [], "eval_n": []}
-
-    def adapt(self, iteration: int, genomes: dict[str, np.ndarray], epochs: float) -> None:
-        cfg = self.config
-        batches = max(1, len(self.task.train) // cfg.data.train_batch_size)
+    def images(epochs: float) -> int:  # what one adaptation trains on, as `adapt_supernet` plans it
         steps = min(math.ceil(epochs * batches), cfg.adaptation.max_steps or 10**9) if epochs > 0 else 0
-        t0 = time.perf_counter()
-        super().adapt(iteration, genomes, epochs)
-        self.times["adapt_s"].append(time.perf_counter() - t0)
-        self.times["adapt_images"].append(steps * cfg.data.train_batch_size * len(self.supernets))
+        return steps * cfg.data.train_batch_size * len(search.supernets)
 
-    def evaluate(self, subnets, iteration: int, phase: Phase) -> list[Record]:
-        todo = [s for s in subnets if not self.archive.has(iteration, phase, s)]
-        t0 = time.perf_counter()
-        out = super().evaluate(subnets, iteration, phase)
-        if todo:
-            self.times["eval_s"].append(time.perf_counter() - t0)
-            self.times["eval_n"].append(len(todo))
-        return out
+    adapt_s = sum(h["seconds"].get("adaptation", 0.0) for h in history)
+    adapt_images = sum(
+        images(cfg.adaptation.initial_epochs if h["iteration"] == 0 else cfg.adaptation.epochs)
+        for h in history
+    )
+    eval_s = sum(h["seconds"].get("evaluation", 0.0) + h["seconds"].get("reevaluation", 0.0) for h in history)
+    eval_n = sum(sum(h.get("measured", {}).values()) for h in history)
+    return adapt_images / adapt_s, eval_s / eval_n
 
 
 def search_config(root: Path, checkpoints: list[Path], precision: str, args: argparse.Namespace):
@@ -260,19 +256,17 @@ def run_one(
     torch.set_num_threads(args.threads)
     cfg = search_config(data, checkpoints, precision, args)
     t0 = time.perf_counter()
-    search = TimedSearch(cfg, tmp / f"run_{precision}")
+    search = NATSearch(cfg, tmp / f"run_{precision}")
     setup_s = time.perf_counter() - t0
     with search:
         t0 = time.perf_counter()
         front = search.run()
         loop_s = time.perf_counter() - t0
-        times = search.times
         models = search.models
         per_subnet_images = cfg.evaluation.calibration_images + min(
             cfg.evaluation.max_val_images, len(search.task.val)
         )
-        train_rate = sum(times["adapt_images"]) / sum(times["adapt_s"])
-        eval_s_per_subnet = sum(times["eval_s"]) / sum(times["eval_n"])
+        train_rate, eval_s_per_subnet = recorded_rates(search)
         eval_rate = per_subnet_images / eval_s_per_subnet
         loader = loader_images_per_s(search)
         if strategy is None:

@@ -31,10 +31,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from nat.runtime.precision import PRECISIONS, Precision, enable_cuda_fast_path  # noqa: E402
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import Supernet  # noqa: E402
 from nat.train import SupernetTrainer  # noqa: E402
-from nat.train.precision import PRECISIONS, Precision, enable_cuda_fast_path  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "precision_speed.json"
 SETTINGS = {  # name: (space, resolution, batch, classes)

@@ -50,9 +50,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from nat.objectives.complexity import profile_subnet  # noqa: E402
+from nat.runtime.precision import PRECISIONS, Precision, enable_cuda_fast_path  # noqa: E402
 from nat.space import Subnet, get_space  # noqa: E402
 from nat.train import SupernetTrainer  # noqa: E402
-from nat.train.precision import PRECISIONS, Precision, enable_cuda_fast_path  # noqa: E402
 from supernet_speed import activate, build_pair, regime_space, subnets  # noqa: E402
 
 CLASSES = 1000

@@ -100,7 +100,7 @@ def transfer_search(
         overrides["space"] = {"resolutions": list(resolutions)}
     config = load_config(preset="quickstart", overrides=overrides)
     search = NATSearch(config, workdir / task)
-    _, pretrained = load_supernets(config, search.task.num_classes, search.device)
+    _, pretrained = load_supernets(config, search.task.num_classes, search.parts.runtime)
     return search, next(iter(pretrained.values()))
 
 

@@ -1,7 +1,7 @@
 """Code run inside the processes of the distributed tests (spawned, so it must be importable).
 
 Each worker joins a job the way torchrun would start it (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR``/``MASTER_PORT`` in the environment) through `nat.train.distributed.distributed_session`,
+``MASTER_ADDR``/``MASTER_PORT`` in the environment) through `nat.runtime.distributed.distributed_session`,
 does its part, and leaves what the test checks in ``out`` (a folder).
 """
 
@@ -44,8 +44,8 @@ def batch(n: int = 8, resolution: int = 16) -> tuple[torch.Tensor, torch.Tensor]
 def ddp_step(rank: int, world: int, port: int, out: str) -> None:
     """One optimiser step of the training engine on this rank's rows of a fixed batch (SGD, lr 1, no
     momentum or decay: the update is minus the gradient); rank r saves its weights."""
+    from nat.runtime.distributed import batch_rows, distributed_session
     from nat.space.subnet import Subnet
-    from nat.train.distributed import batch_rows, distributed_session
     from nat.train.engine import SupernetTrainer
 
     join(rank, world, port)
@@ -71,7 +71,7 @@ def ddp_step(rank: int, world: int, port: int, out: str) -> None:
 
 def collectives(rank: int, world: int, port: int, out: str) -> None:
     """broadcast, gather of dealt-out work, mean and sync_module, written to rank{r}.json."""
-    from nat.train.distributed import balanced_shares, distributed_session
+    from nat.runtime.distributed import balanced_shares, distributed_session
 
     join(rank, world, port)
     with distributed_session("cpu", timeout_minutes=1) as c:
@@ -101,7 +101,7 @@ def peer_fails(rank: int, world: int, port: int, out: str) -> None:
     """Rank 1 leaves (``mode=exit``) or stalls (``mode=hang``) before a broadcast rank 0 waits in;
     rank 0 writes the error it gets."""
     from nat.errors import DistributedError
-    from nat.train.distributed import distributed_session
+    from nat.runtime.distributed import distributed_session
 
     mode = Path(out, "mode").read_text()
     join(rank, world, port)
@@ -126,7 +126,7 @@ def refusals(rank: int, world: int, port: int, out: str) -> None:
     end with that refusal, and a decision that succeeds reaches every rank."""
     join(rank, world, port)
     from nat.errors import ConfigError
-    from nat.train.distributed import distributed_session
+    from nat.runtime.distributed import distributed_session
 
     def refuse() -> None:
         raise ConfigError(f"{out} already holds a run (decided on rank {rank})")

@@ -21,7 +21,7 @@ import torch
 import distributed_workers as workers
 from nat.data import load_dataset, make_loader
 from nat.errors import ConfigError, DataError
-from nat.train.distributed import Collective, balanced_shares, batch_rows
+from nat.runtime.distributed import Collective, balanced_shares, batch_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

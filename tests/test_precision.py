@@ -18,10 +18,10 @@ from nat.cli import main
 from nat.cli.args import PRECISIONS as CLI_PRECISIONS
 from nat.data import make_loader
 from nat.errors import ConfigError
+from nat.runtime.precision import PRECISIONS, Precision, enable_cuda_fast_path, supernet_channels_last
 from nat.space import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.train import SupernetTrainer, TrainCallback, evaluate_accuracy, evaluate_top1, train_supernet
-from nat.train.precision import PRECISIONS, Precision, enable_cuda_fast_path, supernet_channels_last
 
 #: small convolutions on shared cores: one thread is faster than two fighting others
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -381,3 +381,29 @@ def test_adaptation_with_distillation_trains_the_largest_subnet_too(tmp_path) ->
             search.run()
             weights[distill] = search.supernets[1.0].state_dict()
     assert any(not torch.equal(weights[True][k], weights[False][k]) for k in weights[False])
+
+
+def test_an_evaluation_budget_stops_the_run_and_the_record_says_where_time_went(tmp_path) -> None:
+    """`max_evaluations`: no iteration starts once the archive holds that many records; each history
+    entry holds the seconds per phase and the subnets measured, the state the finalisation's seconds."""
+    from nat.search.termination import EvaluationBudget, IterationBudget, Progress, TimeBudget
+
+    assert EvaluationBudget(10).reason(Progress(2, 0.0, 9)) is None
+    assert "evaluation budget of 10" in EvaluationBudget(10).reason(Progress(2, 0.0, 10))
+    assert TimeBudget(1.0).reason(Progress(3, 61.0, 0)) and not TimeBudget(1.0).reason(Progress(3, 59.0, 0))
+    assert IterationBudget(2).reason(Progress(3, 0.0, 0)) and not IterationBudget(2).reason(
+        Progress(2, 0.0, 0)
+    )
+    config = fast_config(iterations=3, max_evaluations=10, finalize={"models": 1, "finetune_epochs": 0})
+    with NATSearch(config, tmp_path / "run") as search:
+        search.run()
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    # 6 initial records, then iteration 1 adds 2 candidates and 6 re-evaluations: 14 >= 10, so no more
+    assert [h["iteration"] for h in state["history"]] == [0, 1]
+    first, second = state["history"]
+    assert set(first["seconds"]) == {"adaptation", "evaluation"} and first["measured"] == {"initial": 6}
+    assert set(second["seconds"]) == {"proposal", "adaptation", "evaluation", "reevaluation"}
+    assert second["measured"] == {"candidate": 2, "reeval": 6}  # the archive's phase names
+    assert all(v >= 0 for h in state["history"] for v in h["seconds"].values())
+    assert state["finalize_seconds"] > 0
+    assert "s adaptation" in (tmp_path / "run" / "report.html").read_text()

@@ -144,7 +144,7 @@ def test_compiled_finalize_matches_the_supernet_path_and_writes_loadable_models(
         assert m["settings"]["distill"] is True and m["finetune_epochs"] == 0.1
 
 
-def _train_steps(forward, module, resolution: int, steps: int = 3) -> list[float]:  # noqa: ANN001
+def _train_steps(forward, module, resolution: int, steps: int = 3) -> list[float]:
     g = torch.Generator().manual_seed(0)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9)
     dtype = next(module.parameters()).dtype

@@ -36,7 +36,7 @@ FAST = {
 }
 
 
-def synthetic_accuracy(genomes: np.ndarray, space, noise: float = 0.2, seed: int = 0) -> np.ndarray:  # noqa: ANN001
+def synthetic_accuracy(genomes: np.ndarray, space, noise: float = 0.2, seed: int = 0) -> np.ndarray:
     """A smooth, saturating function of a FLOPs-like cost and the resolution, plus Gaussian noise."""
     ops = np.array([(0.0, 0.0), *space.op_choices])  # row 0 = skip
     cost_per_op = ops[:, 0] * ops[:, 1] ** 2 / 50.0
@@ -267,7 +267,7 @@ def fake_models():
         register_surrogate(name)(cls)
     yield
     for name in fakes:
-        base._REGISTRY.pop(name)
+        base.SURROGATES.remove(name)
 
 
 @pytest.mark.usefixtures("fake_models")

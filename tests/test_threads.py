@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nat.threads import torch_threads
+from nat.runtime.threads import torch_threads
 
 
 def test_torch_threads_sets_and_restores():

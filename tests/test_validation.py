@@ -131,7 +131,7 @@ def test_random_search_gives_up_on_constraints_nothing_meets(deadline, user_obje
     space = get_space("micro")
     name = "user_objectives:total_kernel"  # at least 5 blocks of kernel 3: never below 15
     problem = ObjectiveSet(["top1", "madds", name], space, 10, {name: 1.0})
-    strategy = RandomStrategy(problem, fast_config(candidates_per_iteration=2))
+    strategy = RandomStrategy(problem, candidates=2, seed=fast_config().seed)
     with pytest.raises(ConfigError, match=r"none of 2000 uniformly drawn subnets meets the constraints"):
         strategy.ask([], 1)
 
@@ -145,7 +145,7 @@ def test_random_search_on_a_used_up_space_proposes_what_is_left(deadline) -> Non
     assert len(everything) == 32
     left = sorted(everything, key=lambda s: s.d)[0]
     archive = [Record(0, "initial", s, (), 0.5, {}) for s in everything - {left}]
-    proposal = RandomStrategy(problem, fast_config(candidates_per_iteration=3)).ask(archive, 1)
+    proposal = RandomStrategy(problem, candidates=3, seed=fast_config().seed).ask(archive, 1)
     assert proposal.subnets == [left]
 
 

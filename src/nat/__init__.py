@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "open_run": "nat.api",
-    "SearchResult": "nat.api",
+    "SearchResult": "nat.runs",
     "RunView": "nat.api",
     "Supernet": "nat.supernet",
     "profile_subnet": "nat.objectives.complexity",

@@ -12,31 +12,18 @@ continued (a finished one only redoes what is missing), one of another configura
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nat.errors import ConfigError
+from nat.runs import SearchResult
 from nat.search.archive import Record
 from nat.search.config import SearchConfig, _merge, list_presets, load_config, validate_config
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index
 from nat.search.objectives import pareto_front
-from nat.search.rundir import ARCHIVE, RunDir
+from nat.search.rundir import RunDir
 
 ConfigLike = str | Path | dict[str, Any] | SearchConfig
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """What `search` returns: the final front, the front models' index entries, the run folder."""
-
-    run_dir: Path
-    front: list[Record]
-    models: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def models_dir(self) -> Path:
-        return self.run_dir / MODELS_DIR
 
 
 def resolve_config(config: ConfigLike, overrides: dict[str, Any] | None = None) -> SearchConfig:
@@ -61,20 +48,9 @@ def search(config: ConfigLike, out: str | Path, overrides: dict[str, Any] | None
 
     Under torchrun every process calls this; they share the work and rank 0 writes ``out`` (the
     others return a result with an empty front)."""
-    from nat.search.loop import NATSearch
-    from nat.threads import torch_threads
-    from nat.train.distributed import distributed_session
+    from nat.runs import run_search
 
-    resolved = resolve_config(config, overrides)
-    archive = Path(out) / ARCHIVE
-    resume = archive.is_file() and archive.stat().st_size > 0
-    with (
-        torch_threads(resolved.threads),
-        distributed_session(resolved.device, resolved.distributed_timeout_minutes) as collective,
-        NATSearch(resolved, out, resume=resume, collective=collective) as run,
-    ):
-        front = run.run()
-        return SearchResult(run.out, front, list(run.models))
+    return run_search(resolve_config(config, overrides), out)
 
 
 class RunView:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-#: choices of ``--precision`` (`nat.train.precision.PRECISIONS`, spelled out so that the CLI starts
+#: choices of ``--precision`` (`nat.runtime.precision.PRECISIONS`, spelled out so that the CLI starts
 #: without importing torch; a test keeps the two equal)
 PRECISIONS = ("fp32", "bf16", "fp16")
 

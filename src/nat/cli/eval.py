@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from nat.config_io import validation_message
     from nat.data import load_from_config, loader_from_config
     from nat.data.config import DataConfig
-    from nat.device import resolve_device
     from nat.errors import ConfigError
-    from nat.threads import torch_threads
+    from nat.runtime.device import resolve_device
+    from nat.runtime.threads import torch_threads
     from nat.train import evaluate_accuracy
 
     device = resolve_device(args.device)
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_num_classes(model) -> int | None:  # noqa: ANN001 - any classifier
+def model_num_classes(model) -> int | None:  # any classifier
     """Output classes of the model's last linear layer (None if it has none)."""
     import torch
 
@@ -136,7 +136,7 @@ def _release_resolution(path: Path, key: str) -> int | None:
     return value
 
 
-def load_any_model(folder: Path):  # noqa: ANN201 - an nn.Module
+def load_any_model(folder: Path):  # an nn.Module
     """nat's model folder (``model.safetensors``), or a NAT release folder (net.config + net.weights)."""
     from nat.errors import CheckpointError
     from nat.export import load_model

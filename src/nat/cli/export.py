@@ -67,11 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nat.runtime.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
+    from nat.runtime.threads import torch_threads
     from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
     from nat.search.parts import RunParts
     from nat.search.rundir import RunDir
-    from nat.threads import torch_threads
-    from nat.train.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
 
     _check_request(args)
     # under torchrun every process fine-tunes (DDP); rank 0 alone reads the run folder and writes

@@ -43,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nat.files import make_folder
-    from nat.threads import torch_threads
+    from nat.runtime.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
+    from nat.runtime.threads import torch_threads
     from nat.train.config import load_config
-    from nat.train.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
     from nat.train.progressive import PretrainingTrainer
 
     overrides = {

@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nat.cli.search import parse_overrides
-    from nat.search import NATSearch, load_config
-    from nat.threads import torch_threads
+    from nat.runs import run_search
+    from nat.search import load_config
 
     overrides = parse_overrides(args.set, None)
     finalize = overrides.setdefault("finalize", {})
@@ -72,10 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision is not None:
         overrides["precision"] = args.precision
     config = load_config(preset="quickstart", overrides=overrides)
-    resume = (args.out / "archive.jsonl").exists()
-    with torch_threads(config.threads), NATSearch(config, args.out, resume=resume) as search:
-        search.run()
-        models = search.models
+    models = run_search(config, args.out).models  # a folder holding the quickstart's run continues it
     print(f"quickstart done: {args.out}/report.html, summary.md, front.png, models/ ({len(models)} NATNets)")
     for m in sorted(models, key=lambda m: m["madds"]):
         test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""

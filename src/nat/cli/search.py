@@ -63,9 +63,8 @@ def parse_overrides(items: list[str], seed: int | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nat.search import NATSearch, RunDir, load_config
-    from nat.threads import torch_threads
-    from nat.train.distributed import distributed_session
+    from nat.runs import run_search
+    from nat.search import RunDir, load_config
 
     overrides = parse_overrides(args.set, args.seed)
     if args.precision is not None:
@@ -86,27 +85,20 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give --config FILE or --preset NAME (e.g. --preset smoke)")
         config = load_config(args.config, args.preset, overrides)
         out, resume = args.out, False
-    with (
-        torch_threads(config.threads),
-        distributed_session(config.device, config.distributed_timeout_minutes) as collective,
-    ):
-        if args.repair and collective.is_main:  # the folder is rank 0's
-            print(RunDir.repair(out) or f"{out / 'archive.jsonl'} is intact; nothing to repair")
-        with NATSearch(config, out, resume=resume, collective=collective) as search:
-            front = search.run()
-            models = search.models
-    if not collective.is_main:  # rank 0 reports; the others only did their share of the work
+    result = run_search(config, out, resume=resume, repair=args.repair)
+    if not result.main:  # rank 0 reports; the others only did their share of the work
         return 0
+    front, models = result.front, result.models
     key = next((n for n in config.objectives if n != "top1"), "madds")
     mean = " (mean of tasks)" if config.many_task else ""
-    print(f"front: {len(front)} subnets written to {search.out / 'front.json'}")
+    print(f"front: {len(front)} subnets written to {result.run_dir / 'front.json'}")
     for record in sorted(front, key=lambda r: r.values.get(key, 0.0)):
         extras = "  ".join(f"{k} {v:.4g}" for k, v in record.values.items() if k != "top1")
         print(f"  top1{mean} {record.top1:.4f}  {extras}")
     if models:
-        print(f"models: {len(models)} in {search.out / 'models'} (index models.json)")
+        print(f"models: {len(models)} in {result.run_dir / 'models'} (index models.json)")
         for m in models:
             test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
             print(f"  {m['name']:<30} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
-    print(f"report: {search.out / 'report.html'}")
+    print(f"report: {result.run_dir / 'report.html'}")
     return 0

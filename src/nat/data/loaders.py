@@ -32,7 +32,7 @@ from nat.data.transforms import (
     train_batch,
 )
 from nat.errors import DataError
-from nat.threads import torch_threads
+from nat.runtime.threads import torch_threads
 
 Resolution = int | Sequence[int] | Callable[[int], int]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -374,7 +374,7 @@ def make_loader(
     one batch (a trailing batch of 1 upsets BatchNorm). ``hflip=None`` uses the dataset's default.
 
     ``rows=(start, stop)``: yield only those rows of every batch (this process's share of the batch under
-    torchrun, `nat.train.distributed.batch_rows`). Order, resolutions and augmentation are drawn for the
+    torchrun, `nat.runtime.distributed.batch_rows`). Order, resolutions and augmentation are drawn for the
     whole batch as one process would, so the shares together are the one-process batches. Needs
     ``drop_last`` (every batch full, so no share is ever empty).
     """

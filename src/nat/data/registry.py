@@ -12,7 +12,6 @@ so readers only deal with their own layout.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from nat.data.source import DatasetSource
 from nat.errors import DataError
+from nat.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +38,12 @@ class DatasetEntry:
     description: str = ""
 
 
-_REGISTRY: dict[str, DatasetEntry] = {}
-_ALIASES: dict[str, str] = {}
-
-
 def _key(name: str) -> str:
     return name.strip().lower().replace("_", "-")
+
+
+#: every dataset, by name and alias (case-insensitive, ``_`` = ``-``)
+DATASETS: Registry[DatasetEntry] = Registry("dataset", DataError, normalise=_key)
 
 
 def register_dataset(
@@ -58,14 +58,10 @@ def register_dataset(
     """Register ``factory`` under ``name`` (and ``aliases``); ``layout`` is quoted in error messages."""
 
     def deco(factory: DatasetFactory) -> DatasetFactory:
-        key = _key(name)
-        if key in _REGISTRY or key in _ALIASES:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[key] = DatasetEntry(
-            key, factory, layout, needs_root, tuple(Path(p) for p in default_roots), description
+        entry = DatasetEntry(
+            _key(name), factory, layout, needs_root, tuple(Path(p) for p in default_roots), description
         )
-        for alias in aliases:
-            _ALIASES[_key(alias)] = key
+        DATASETS.add(name, entry, aliases)
         return factory
 
     return deco
@@ -74,18 +70,13 @@ def register_dataset(
 def list_datasets() -> list[str]:
     """Names of all registered datasets, sorted."""
     _ensure_builtin()
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def get_entry(name: str) -> DatasetEntry:
     """Look ``name`` up (case-insensitive, ``_`` = ``-``, aliases allowed) or raise `DataError`."""
     _ensure_builtin()
-    key = _ALIASES.get(_key(name), _key(name))
-    if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, list(_REGISTRY) + list(_ALIASES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise DataError(f"unknown dataset {name!r}; {hint}known datasets: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[key]
+    return DATASETS.get(name)
 
 
 def resolve_root(entry: DatasetEntry, root: str | Path | None) -> Path | None:

@@ -46,7 +46,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nat.device import resolve_device
 from nat.errors import ConfigError
 from nat.files import write_text_atomic
 from nat.objectives.latency_table import (
@@ -56,6 +55,7 @@ from nat.objectives.latency_table import (
     space_layers,
     subnet_layers,
 )
+from nat.runtime.device import resolve_device
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
 from nat.supernet.static import StaticMobileNetV3

@@ -208,4 +208,21 @@ def history_columns(history: Sequence[Row]) -> list[Column]:
         Column("front size", lambda r, i: fmt_text(r.get("front_size"))),
         Column("hypervolume", lambda r, i: fmt_float(r.get("hypervolume"), 4)),
     ]
+    if any(isinstance(r.get("seconds"), dict) for r in history):  # where the iteration's time went
+        for key, header in PHASE_COLUMNS:
+            cols.append(Column(header, lambda r, i, k=key: fmt_float(_phase_seconds(r, k), 1)))
     return cols
+
+
+#: the phases of an iteration (`nat.search.phases.PhaseClock`) and their column headers
+PHASE_COLUMNS = (
+    ("proposal", "s proposal"),
+    ("adaptation", "s adaptation"),
+    ("evaluation", "s evaluation"),
+    ("reevaluation", "s re-evaluation"),
+)
+
+
+def _phase_seconds(row: Row, phase: str) -> Any:
+    seconds = row.get("seconds")
+    return seconds.get(phase) if isinstance(seconds, dict) else None

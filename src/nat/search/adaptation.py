@@ -14,16 +14,16 @@ import math
 import random
 
 import numpy as np
-import torch
 
 from nat.data import TaskData, loader_from_config
+from nat.runtime import Runtime
+from nat.runtime.distributed import batch_rows
 from nat.search.config import SearchConfig
 from nat.search.distribution import GenomeDistribution
 from nat.space.genome import decode
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
 from nat.train import train_supernet
-from nat.train.distributed import Collective, batch_rows
 
 
 def adapt_supernet(
@@ -34,15 +34,14 @@ def adapt_supernet(
     config: SearchConfig,
     epochs: float,
     seed: int,
-    device: torch.device,
+    runtime: Runtime,
     desc: str = "adapt",
-    collective: Collective | None = None,
 ) -> dict[str, float]:
     """Train ``net`` (the supernet of ``width``) for ``epochs`` on subnets sampled from ``distribution``.
 
     Under torchrun every rank plans the same subnets (same seed) and loads its share of each batch;
     the training engine averages the gradients (DistributedDataParallel)."""
-    collective = Collective.current() if collective is None else collective
+    collective, device = runtime.collective, runtime.device
     cfg = config.adaptation
     steps = max(1, math.ceil(epochs * max(1, len(task.train) // config.data.train_batch_size)))
     if cfg.max_steps is not None:
@@ -79,7 +78,7 @@ def adapt_supernet(
         grad_clip=5.0,
         seed=seed,
         device=device,
-        precision=config.precision,
+        precision=runtime.precision,
         desc=desc,
         collective=collective,
         **({"distill_from": "largest", "distill_every": cfg.distill_every} if cfg.distill else {}),

@@ -20,9 +20,8 @@ from pydantic import (
 
 from nat.config_io import read_yaml_mapping, validation_message
 from nat.data.config import DataConfig
-from nat.device import check_device_name
 from nat.errors import ConfigError
-from nat.train.precision import CudnnBenchmarkField, MemoryFormatField, PrecisionName
+from nat.runtime.settings import RuntimeSettings, device_name
 
 BUILTIN_OBJECTIVES = ("top1", "madds", "params", "latency")
 #: in a many-task run the objective ``top1`` stands for one objective per task: ``top1:<task>``
@@ -165,7 +164,7 @@ class LatencyConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str | None) -> str | None:
-        return None if value is None else _device_name(value)
+        return None if value is None else device_name(value)
 
 
 class FinalizeConfig(BaseModel):
@@ -231,33 +230,11 @@ DataSection = Annotated[
 ]
 
 
-class SearchConfig(BaseModel):
-    """A NAT run. See README 'Configuration' for every field."""
+class SearchConfig(RuntimeSettings):
+    """A NAT run. See README 'Configuration' for every field (the runtime ones: `RuntimeSettings`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = 0
-    device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1' ...")
-    precision: PrecisionName = Field(
-        "fp32",
-        description="forward passes of adaptation, BN recalibration, evaluation and fine-tuning: fp32, or "
-        "autocast to bf16 / fp16 (fp16 with loss scaling); parameters stay fp32 (docs/scale.md)",
-    )
-    tf32: bool = Field(
-        True,
-        description="on CUDA: allow TF32 (10-bit mantissa) in fp32 matmuls and convolutions, much faster on "
-        "Ampere and later; false keeps full fp32 arithmetic (docs/scale.md). No effect on CPU",
-    )
-    cudnn_benchmark: CudnnBenchmarkField = False
-    memory_format: MemoryFormatField = "auto"
-    threads: int | None = Field(
-        None,
-        ge=1,
-        description="torch CPU threads for `nat search` / `nat quickstart`. None: torch's default, one "
-        "per core, so CPU results can differ between machines with different core counts; results are "
-        "reproducible for a given thread count (recorded in versions.json). On a machine shared with "
-        "other jobs 1 is often fastest",
-    )
     supernet: str | list[str] | None = Field(
         None,
         description="supernet file(s) (nat safetensors or OFA .pth), one per width multiplier; "
@@ -278,7 +255,7 @@ class SearchConfig(BaseModel):
         description="upper bounds, e.g. madds: 3e8; on madds or params (objectives or not), or on a listed "
         "objective (latency, a user function); enforced on every candidate, the front and the baselines",
     )
-    strategy: Literal["nat", "random", "evolution"] = Field(
+    strategy: str = Field(
         "nat",
         description="nat (the paper), or a baseline: random search, OFA-style single-objective "
         "evolution under the constraints",
@@ -292,12 +269,14 @@ class SearchConfig(BaseModel):
         "predicted hypervolume gain (nat), spread by reference directions (the paper), or, for a "
         "many-task run, the most hypervolume gain on each task's own objectives, the tasks taking turns",
     )
-    time_budget_minutes: float | None = Field(None, gt=0)
-    distributed_timeout_minutes: float = Field(
-        30.0,
-        gt=0,
-        description="under torchrun: how long a process waits for the others at a collective (rank 0 "
-        "fits surrogates and runs NSGA-III while they wait) before the job ends with an error",
+    time_budget_minutes: float | None = Field(
+        None, gt=0, description="no iteration starts after this many minutes of the run (all sessions)"
+    )
+    max_evaluations: int | None = Field(
+        None,
+        ge=1,
+        description="no iteration starts once the archive holds this many evaluations (re-evaluations "
+        "included): a fixed cost for comparing strategies or settings",
     )
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
     nsga3: NSGA3Config = Field(default_factory=NSGA3Config)
@@ -353,11 +332,6 @@ class SearchConfig(BaseModel):
             raise ValueError("objectives must include 'top1' (NAT searches accuracy against complexity)")
         return value
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        return _device_name(value)
-
     @field_validator("constraints")
     @classmethod
     def _constraints(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
@@ -365,6 +339,16 @@ class SearchConfig(BaseModel):
         for name, bound in value.items():
             _check_constraint(name, bound, objectives)
         return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from nat.search.strategies import STRATEGIES
+
+        try:
+            return STRATEGIES.key(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _strategy(self) -> SearchConfig:
@@ -463,13 +447,6 @@ def task_names(tasks: list[DataConfig]) -> list[str]:
         taken.add(name)
         out.append(name)
     return out
-
-
-def _device_name(value: str) -> str:
-    try:
-        return check_device_name(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _check_constraint(name: str, bound: float, objectives: list[str] | None) -> None:

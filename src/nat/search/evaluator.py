@@ -19,15 +19,15 @@ import numpy as np
 import torch
 
 from nat.data import TaskData, loader_from_config
-from nat.device import resolve_device
 from nat.errors import ConfigError
 from nat.objectives.latency import measure_latency_ms
+from nat.runtime import Runtime
+from nat.runtime.device import resolve_device
 from nat.search.config import SearchConfig
 from nat.search.supernets import supernet_for
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet, kept_bn_statistics
 from nat.train import evaluate_top1
-from nat.train.precision import Precision, supernet_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,10 @@ class SubnetEvaluator:
     """Measures top-1 (and latency) of subnets with shared supernet weights."""
 
     def __init__(
-        self, supernets: dict[float, Supernet], task: TaskData, config: SearchConfig, device: torch.device
+        self, supernets: dict[float, Supernet], task: TaskData, config: SearchConfig, runtime: Runtime
     ) -> None:
-        self.supernets, self.task, self.config, self.device = supernets, task, config, device
+        self.supernets, self.task, self.config = supernets, task, config
+        self.device = device = runtime.device
         # resolved now, so that a latency device this machine lacks fails before any training
         self.latency_device = resolve_device(config.latency.device) if config.latency.device else device
         space = next(iter(supernets.values())).space
@@ -53,12 +54,12 @@ class SubnetEvaluator:
             task, config.data, cal_split, resolution=max(space.resolutions), train=False, seed=config.seed
         )
         images = torch.cat([x for x, _ in cal_loader]).cpu()
-        self.precision = Precision(config.precision, device)
+        self.precision = runtime.precision
         self.calibrator = BNCalibrator(
             images,
             batch_size=config.data.train_batch_size,
             device=device,
-            channels_last=supernet_channels_last(config.memory_format, device),
+            channels_last=runtime.channels_last,
             max_cache_bytes=int(config.evaluation.calibration_cache_mb * 2**20),
             precision=self.precision,
         )

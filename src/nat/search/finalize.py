@@ -36,6 +36,8 @@ from nat.data.config import DataConfig
 from nat.export import save_model
 from nat.files import write_json_atomic
 from nat.report import write_report
+from nat.runtime.distributed import Collective, batch_rows
+from nat.runtime.precision import Precision
 from nat.search.archive import Record
 from nat.search.config import FinalizeConfig
 from nat.search.objectives import is_accuracy, pareto_front
@@ -47,8 +49,6 @@ from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet
 from nat.supernet.static import StaticMobileNetV3
 from nat.train import evaluate_accuracy, train_supernet
-from nat.train.distributed import Collective, batch_rows
-from nat.train.precision import Precision
 from nat.train.standalone import StandaloneTrainee, backend_name, compiled
 
 log = logging.getLogger("nat.search")
@@ -274,7 +274,7 @@ def _finetune_front_member(
         teacher=teacher,
         kd_ratio=settings.kd_ratio,
         desc=desc,
-        precision=cfg.precision,
+        precision=parts.runtime.precision,
         collective=collective,
     )
 
@@ -325,7 +325,7 @@ def measure_standalone(
         device=parts.device,
     )
     runner = StandaloneTrainee(model, compiled(model, backend_name(settings.compile))).eval()
-    return evaluate_accuracy(runner, loader, device=parts.device, precision=cfg.precision)
+    return evaluate_accuracy(runner, loader, device=parts.device, precision=parts.runtime.precision)
 
 
 def save_built_model(
@@ -351,7 +351,7 @@ def save_built_model(
             seed=cfg.seed,
             device=parts.device,
             test=settings.test,
-            precision=cfg.precision,
+            precision=parts.runtime.precision,
         )
     cost = parts.objectives.table.subnet(subnet)
     metrics = {"val_top1": record.top1, **{f"test_{k}": v for k, v in scores.items() if k != "images"}}

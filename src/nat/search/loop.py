@@ -18,20 +18,25 @@ The parts are built once and kept apart: the run folder (`RunDir`), the task's d
 (`load_supernets`), the problem (`ObjectiveSet`: objectives, constraints, fronts), the strategy
 (`nat.search.strategies`) and the evaluator. `NATSearch` only sequences them.
 
-Under torchrun (`nat.train.distributed`) every process runs this loop. Rank 0 alone holds the run
-folder, asks the strategy and records; it broadcasts each iteration's plan (elite genomes, candidates,
-re-evaluation set). Adaptation trains with DistributedDataParallel on all ranks; evaluations are dealt
-out in rounds (`evaluation_rounds`), each rank measures its share, and rank 0 appends the gathered
+Under torchrun (`nat.runtime.distributed`) every process runs this loop. Rank 0 alone holds the run
+folder, asks the strategy and records; what the others need of it (done iterations, the plan of each
+iteration: elite genomes, candidates, re-evaluation set) it decides and broadcasts (`Collective.decide`,
+`Collective.on_main`), so the loop reads as single-process code. Adaptation trains with
+DistributedDataParallel on all ranks; evaluations are dealt out in rounds
+(`nat.search.phases.evaluation_rounds`), each rank measures its share, and rank 0 appends the gathered
 records in the order one process would have. Evaluation of a subnet does not depend on which process
 runs it or what it ran before, so with adaptation off a run writes the same archive on any number of
 processes; resuming works as on one process (only rank 0 reads the folder; the others receive its
 weights).
+
+Each iteration's history entry in ``state.json`` records where its time went (`PhaseClock`: seconds of
+proposal, adaptation, evaluation, re-evaluation, and the subnets measured), and ``finalize_seconds``
+the models' part; the report shows both.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -40,26 +45,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from nat.data import TaskData
-from nat.search.adaptation import adapt_supernet
+from nat.runtime.distributed import Collective, batch_rows
+from nat.search import phases
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
-from nat.search.distribution import GenomeDistribution, elite
+from nat.search.distribution import elite
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
-from nat.search.objectives import ObjectiveSet, check_finite, task_columns
+from nat.search.objectives import ObjectiveSet, task_columns
 from nat.search.parts import RunParts
 from nat.search.rundir import RunDir
-from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
-from nat.search.strategies import make_strategy
+from nat.search.strategies import Proposal, make_strategy
 from nat.search.supernets import check_initial_samples, planned_space
+from nat.search.termination import Progress, Termination, termination_from_config
 from nat.space.definition import SearchSpace
 from nat.space.genome import encode
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
-from nat.train.distributed import Collective, balanced_shares, batch_rows
 
 log = logging.getLogger("nat.search")
 
@@ -179,29 +183,28 @@ class NATSearch:
         cfg, c = self.config, self.collective
         state = self.folder.read_state() if self.main else {}
         clock = _Clock(float(state.get("elapsed_s", 0.0)))
-        done = c.broadcast({int(h["iteration"]) for h in state.get("history", [])} if self.main else None)
-        if self.main:
-            self._log_start()
+        done = c.decide(lambda: {int(h["iteration"]) for h in state.get("history", [])})
+        c.on_main(self._log_start)
         if 0 not in done:
             self.initial_iteration(state, clock)
+        budget = termination_from_config(cfg)
         for iteration in range(1, cfg.iterations + 1):
             if iteration in done:  # recorded, so all its evaluations are in the archive: nothing to redo
                 continue
-            if c.broadcast(self._budget_spent(iteration, clock) if self.main else None):
+            if c.decide(lambda: self._stop_reason(budget, iteration, clock)):  # noqa: B023
                 break
             self.iteration(iteration, state, clock)
-        front = self.front() if self.main else []
-        if self.main:
-            self.folder.write_front(front)
-        self.finish(front)
+        front = c.on_main(self.front) or []
+        c.on_main(lambda: self.folder.write_front(front))
+        self.finish(front, state)
         return front
 
-    def _budget_spent(self, iteration: int, clock: _Clock) -> bool:
-        budget = self.config.time_budget_minutes
-        if budget is None or clock.seconds() <= budget * 60:
-            return False
-        log.info("time budget of %.1f min used up after iteration %d", budget, iteration - 1)
-        return True
+    def _stop_reason(self, budget: Termination, iteration: int, clock: _Clock) -> str | None:
+        """Why the run stops before ``iteration`` (rank 0; None: it goes on), logged."""
+        reason = budget.reason(Progress(iteration, clock.seconds(), len(self.archive.records)))
+        if reason is not None:
+            log.info("%s", reason)
+        return reason
 
     def _log_start(self) -> None:
         cfg = self.config
@@ -221,145 +224,87 @@ class NATSearch:
                 "%d processes (torchrun); this is rank 0, which writes the run", self.collective.world_size
             )
 
-    def finish(self, front: list[Record]) -> None:
+    def finish(self, front: list[Record], state: dict[str, Any] | None = None) -> None:
         """The last phase: the front's models (``finalize`` section; only what is missing on a rerun)
         and the report. Sets ``self.models`` to the models' index entries. Under torchrun every process
-        takes part in fine-tuning; rank 0 plans, tests and writes."""
-        settings = self.config.finalize
-        path = self.out
+        takes part in fine-tuning; rank 0 plans, tests and writes (and records the seconds it took)."""
+        path, start = self.out, time.monotonic()
+        index = path / MODELS_INDEX
+        before = index.read_bytes() if self.main and index.is_file() else None
         self.models = export_run_models(
-            self.parts, front, settings, path / MODELS_DIR, path, path / MODELS_INDEX, self.collective
+            self.parts, front, self.config.finalize, path / MODELS_DIR, path, index, self.collective
         )
-        if self.main:
-            write_run_report(self.folder, self.models)
+        made = self.main and (not index.is_file() or index.read_bytes() != before)
+        if state is not None and made:  # a finished run resumed, whose models all stand, changes nothing
+            state["finalize_seconds"] = round(time.monotonic() - start, 3)
+            self.folder.write_state(state)
+        self.collective.on_main(lambda: write_run_report(self.folder, self.models))
 
     def initial_iteration(self, state: dict[str, Any], clock: _Clock) -> None:
         """Iteration 0: adapt on the initial subnets' distribution, then evaluate them."""
+        timer = phases.PhaseClock()
         initial = self.initial_subnets()
         genomes = np.array([encode(s, self.space) for s in initial])
-        self.adapt(0, {name: genomes for name in self.parts.tasks}, self.config.adaptation.initial_epochs)
-        self.evaluate(initial, 0, Phase.INITIAL)
-        if self.main:
-            self.record(0, {"strategy": self.config.strategy}, state, clock)
+        with timer.phase("adaptation"):
+            self.adapt(0, {name: genomes for name in self.parts.tasks}, self.config.adaptation.initial_epochs)
+        with timer.phase("evaluation"):
+            self.evaluate(initial, 0, Phase.INITIAL, timer)
+        self.collective.on_main(
+            lambda: self.record(0, {"strategy": self.config.strategy, **timer.record()}, state, clock)
+        )
 
     def iteration(self, iteration: int, state: dict[str, Any], clock: _Clock) -> None:
         """Iteration i >= 1 of Algorithm 1 (the strategy runs on rank 0, which broadcasts the plan)."""
-        plan = None
-        if self.main:
-            before = self.archive.current(before_iteration=iteration)
-            proposal = self.strategy.ask(before, iteration)
-            genomes, F = np.array([r.genome for r in before]), self.objectives.matrix(before)
-            fraction = self.config.adaptation.elite_fraction
-            elite_genomes = {
-                name: elite(genomes, F[:, task_columns(self.objectives.names, part.objective)], fraction)
-                for name, part in self.parts.tasks.items()
-            }
-            plan = (elite_genomes, proposal.subnets, self.reevaluation_set(before))
-        elite_genomes, candidates, reevaluate = self.collective.broadcast(plan)
-        self.adapt(iteration, elite_genomes, self.config.adaptation.epochs)
-        measured = self.evaluate(candidates, iteration, Phase.CANDIDATE)
-        self.evaluate(reevaluate, iteration, Phase.REEVAL)
-        if self.main:
-            self.record(iteration, {**proposal.info, **self.strategy.tell(proposal, measured)}, state, clock)
+        c, timer = self.collective, phases.PhaseClock()
+        with timer.phase("proposal"):
+            proposal = c.on_main(
+                lambda: self.strategy.ask(self.archive.current(before_iteration=iteration), iteration)
+            )
+            elite_genomes, candidates, reevaluate = c.decide(lambda: self.plan(iteration, proposal))
+        with timer.phase("adaptation"):
+            self.adapt(iteration, elite_genomes, self.config.adaptation.epochs)
+        with timer.phase("evaluation"):
+            measured = self.evaluate(candidates, iteration, Phase.CANDIDATE, timer)
+        with timer.phase("reevaluation"):
+            self.evaluate(reevaluate, iteration, Phase.REEVAL, timer)
+        c.on_main(
+            lambda: self.record(
+                iteration,
+                {**proposal.info, **self.strategy.tell(proposal, measured), **timer.record()},
+                state,
+                clock,
+            )
+        )
 
-    # ----------------------------------------------------------------- phases
+    def plan(
+        self, iteration: int, proposal: Proposal
+    ) -> tuple[dict[str, np.ndarray], list[Subnet], list[Subnet]]:
+        """What every process needs of iteration ``iteration``: each task's elite genomes (adaptation's
+        distribution), the candidates to measure, and the archive members to re-measure (rank 0)."""
+        before = self.archive.current(before_iteration=iteration)
+        genomes, F = np.array([r.genome for r in before]), self.objectives.matrix(before)
+        fraction = self.config.adaptation.elite_fraction
+        elite_genomes = {
+            name: elite(genomes, F[:, task_columns(self.objectives.names, part.objective)], fraction)
+            for name, part in self.parts.tasks.items()
+        }
+        return elite_genomes, proposal.subnets, self.reevaluation_set(before)
+
+    # ----------------------------------------------------------------- phases (`nat.search.phases`)
     def initial_subnets(self) -> list[Subnet]:
         """The smallest and the largest subnet, then distinct uniform samples (``initial_samples``)."""
-        rng = random.Random(initial_sample_seed(self.config.seed))
-        widths = sorted(self.supernets)
-        subnets = [Subnet.smallest(self.space, w=widths[0]), Subnet.largest(self.space, w=widths[-1])]
-        seen = set(subnets)
-        while len(subnets) < self.config.initial_samples:
-            s = Subnet.sample(self.space, rng)
-            if s not in seen:
-                seen.add(s)
-                subnets.append(s)
-        return subnets
+        return phases.initial_subnets(self.space, list(self.supernets), self.config)
 
     def adapt(self, iteration: int, genomes: dict[str, np.ndarray], epochs: float) -> None:
-        """Online adaptation: train each task's supernets, on that task, on subnets drawn from the
-        distribution of ``genomes[task]``, once per iteration (skipped when the saved checkpoint
-        already carries this iteration). Tasks are adapted one after another (under torchrun, each
-        by all processes together)."""
-        c = self.collective
-        for name, part in self.parts.tasks.items():
-            distribution = GenomeDistribution.from_genomes(genomes[name], self.space)
-            if self.config.adaptation.uniform_mix > 0:
-                distribution = distribution.mixed_with_uniform(self.config.adaptation.uniform_mix)
-            key = name if self.parts.many_task else None  # checkpoint names of a single-task run as ever
-            done = c.broadcast(
-                {w: self.folder.adapted_iteration(w, key) >= iteration for w in part.supernets}
-                if self.main
-                else None
-            )
-            label = f" {name}" if self.parts.many_task else ""
-            for index, (width, net) in enumerate(part.supernets.items()):
-                if done[width]:
-                    continue
-                if epochs > 0:
-                    adapt_supernet(
-                        net,
-                        part.task,
-                        distribution,
-                        width,
-                        part.config,
-                        epochs,
-                        seed=iteration_seed(self.config.seed, iteration, SeedTag.ADAPT, index, part.index),
-                        device=self.device,
-                        desc=f"iter {iteration} adapt{label} w{width:g}",
-                        collective=c,
-                    )
-                    c.sync_module(net)  # BN running statistics: rank 0's everywhere, as saved
-                if self.main:
-                    self.folder.save_supernet(net, iteration, key)
+        """Online adaptation of every task's supernets (`nat.search.phases.adapt`)."""
+        phases.adapt(self.parts, self.run_dir, iteration, genomes, epochs)
 
-    def evaluate(self, subnets: Sequence[Subnet], iteration: int, phase: Phase) -> list[Record]:
-        """Measure the subnets not yet recorded for (iteration, phase); returns the records of all of
-        them (fresh and already recorded), in the order given (on rank 0; other ranks measure their
-        share and return nothing)."""
-        c = self.collective
-        todo = c.broadcast(
-            [s for s in subnets if not self.archive.has(iteration, phase, s)] if self.main else None
-        )
-        latency = self.objectives.measured_latency
-        bar = tqdm(
-            total=len(todo),
-            desc=f"iter {iteration} evaluate {phase}",
-            leave=False,
-            disable=None if self.main else True,
-        )
-        for batch in evaluation_rounds(todo, c.world_size):
-            exact = [self.objectives.exact_values(s) for s in batch]  # madds and params always
-            shares = balanced_shares([v["madds"] for v in exact], c.world_size)
-            mine = {i: self.measure(batch[i], latency) for i in shares[c.rank]}
-            measured = {i: v for part in c.gather(mine) for i, v in part.items()}
-            bar.update(len(batch))
-            if not self.main:
-                continue
-            for i, subnet in enumerate(batch):  # appended in the order one process would have
-                values = {**exact[i], **measured[i]}
-                for name, value in values.items():  # nothing non-finite reaches the archive or hypervolume
-                    check_finite(name, value, subnet)
-                genome = tuple(int(g) for g in encode(subnet, self.space))
-                self.archive.append(Record(iteration, phase, subnet, genome, values["top1"], values))
-        bar.close()
-        if not self.main:
-            return []
-        found = {r.subnet: r for r in self.archive.records if r.iteration == iteration and r.phase == phase}
-        return [found[s] for s in subnets if s in found]
-
-    def measure(self, subnet: Subnet, latency: bool) -> dict[str, float]:
-        """The measured values of one subnet: each task's top-1 (under its accuracy objective) and, if
-        asked, latency (once, on the first task's supernet). In a many-task run ``top1`` is the tasks'
-        mean, which the archive's ``top1`` field holds."""
-        values: dict[str, float] = {}
-        for index, part in enumerate(self.parts.tasks.values()):
-            measured = part.evaluator.evaluate(subnet, latency and index == 0)
-            values[part.objective] = measured.pop("top1")
-            values.update(measured)
-        if self.parts.many_task:
-            values["top1"] = float(np.mean([values[p.objective] for p in self.parts.tasks.values()]))
-        return values
+    def evaluate(
+        self, subnets: Sequence[Subnet], iteration: int, kind: Phase, clock: phases.PhaseClock | None = None
+    ) -> list[Record]:
+        """Measure and record the subnets not yet recorded (`nat.search.phases.evaluate`)."""
+        archive = self.archive if self.main else None
+        return phases.evaluate(self.parts, self.objectives, archive, subnets, iteration, kind, clock)
 
     def reevaluation_set(self, before: Sequence[Record]) -> list[Subnet]:
         """Archive members to re-measure after adaptation (the paper: all of them)."""
@@ -402,18 +347,6 @@ class NATSearch:
             }
         )
         self.folder.write_state(state)
-
-
-#: subnets each process measures per round of evaluation: a kill loses at most one round's work, and
-#: a round is long enough to balance costs between processes
-ROUND_PER_PROCESS = 4
-
-
-def evaluation_rounds(todo: Sequence[Subnet], world_size: int) -> list[list[Subnet]]:
-    """``todo`` cut into consecutive rounds: one subnet per round on one process (appended as soon as
-    measured, as always), `ROUND_PER_PROCESS` per process under torchrun."""
-    size = 1 if world_size == 1 else ROUND_PER_PROCESS * world_size
-    return [list(todo[i : i + size]) for i in range(0, len(todo), size)]
 
 
 class _Clock:

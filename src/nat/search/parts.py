@@ -14,9 +14,10 @@ from functools import partial
 import torch
 
 from nat.data import TaskData, load_from_config
-from nat.device import resolve_device
 from nat.errors import DataError
 from nat.objectives.latency_table import LatencyTable
+from nat.runtime import Runtime
+from nat.runtime.distributed import Collective
 from nat.search.config import SearchConfig
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.objectives import ObjectiveSet, is_accuracy
@@ -24,8 +25,6 @@ from nat.search.rundir import RunDir
 from nat.search.supernets import check_initial_samples, load_supernets
 from nat.space.definition import SearchSpace
 from nat.supernet import Supernet
-from nat.train.distributed import Collective
-from nat.train.precision import enable_cuda_fast_path
 
 
 def load_latency_tables(config: SearchConfig) -> dict[str, LatencyTable]:
@@ -71,10 +70,14 @@ class RunParts:
     `for_task` gives one task's parts as a single-task run (what finalisation works on)."""
 
     config: SearchConfig
-    device: torch.device
+    runtime: Runtime
     space: SearchSpace
     objectives: ObjectiveSet
     tasks: dict[str, TaskParts]
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
 
     @property
     def first(self) -> TaskParts:
@@ -109,22 +112,19 @@ class RunParts:
         Under torchrun (``collective`` of several processes) only rank 0 reads ``run``; the others get
         its supernet weights and latency tables by broadcast, so a run folder need not be reachable
         from other nodes."""
-        collective = collective or Collective()
-        device = collective.device_for(resolve_device(config.device))
-        enable_cuda_fast_path(
-            device, tf32=config.tf32, cudnn_benchmark=config.cudnn_benchmark
-        )  # nothing on CPU
+        runtime = Runtime.resolve(config, collective)  # device, precision, layout: decided once
+        collective = runtime.collective
         tasks: dict[str, TaskParts] = {}
         space: SearchSpace | None = None
         for index, name in enumerate(config.task_names):
             task_config = config.for_task(name)
             task = _load_task(config, index, name)
-            space, supernets = load_supernets(config, task.num_classes, device, index)
+            space, supernets = load_supernets(config, task.num_classes, runtime, index)
             # rank 0 reads the checkpoints; a damaged one ends every rank with the same line
             collective.on_main(partial(_restore, run, supernets, name if config.many_task else None))
             for net in supernets.values():
                 collective.sync_module(net)
-            evaluator = SubnetEvaluator(supernets, task, task_config, device)
+            evaluator = SubnetEvaluator(supernets, task, task_config, runtime)
             objective = config.accuracy_objective(name)
             tasks[name] = TaskParts(name, index, task_config, objective, task, supernets, evaluator)
         assert space is not None
@@ -133,7 +133,7 @@ class RunParts:
         )
         classes = max(t.task.num_classes for t in tasks.values())
         objectives = ObjectiveSet(config.objective_names, space, classes, config.constraints, tables)
-        return cls(config, device, space, objectives, tasks)
+        return cls(config, runtime, space, objectives, tasks)
 
     def for_task(self, name: str) -> RunParts:
         """One task's parts as a single-task run: its config, its supernets, and objectives with its
@@ -154,7 +154,7 @@ class RunParts:
             self.config.constraints,
             {n: p.table for n, p in self.objectives.latency.items()},
         )
-        return RunParts(part.config, self.device, self.space, objectives, {name: part})
+        return RunParts(part.config, self.runtime, self.space, objectives, {name: part})
 
     def check_searchable(self) -> None:
         """What a search needs of its settings that only the built parts can tell, checked before any

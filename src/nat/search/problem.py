@@ -39,11 +39,11 @@ class _ProgressBar(Callback):
         super().__init__()
         self.bar = tqdm(total=total, desc=desc, leave=False, disable=None)
 
-    def notify(self, algorithm) -> None:  # noqa: ANN001 - pymoo's signature
+    def notify(self, algorithm) -> None:  # pymoo's signature
         self.bar.update(1)
 
 
-def _minimize(problem: Problem, algorithm, generations: int, seed: int, desc: str):  # noqa: ANN001
+def _minimize(problem: Problem, algorithm, generations: int, seed: int, desc: str):
     progress = _ProgressBar(generations, desc)
     try:
         return minimize(
@@ -61,7 +61,7 @@ class CanonicalRepair(Repair):
         self.space = space
         self.lower, self.upper = genome_bounds(space)
 
-    def _do(self, problem, X, **kwargs):  # noqa: ANN001 - pymoo's signature
+    def _do(self, problem, X, **kwargs):  # pymoo's signature
         x = np.clip(np.rint(X), self.lower, self.upper).astype(np.int64)
         return canonical_batch(x, self.space)
 
@@ -72,7 +72,7 @@ class SurrogateProblem(Problem):
         super().__init__(n_var=len(lower), n_obj=n_obj, n_ieq_constr=n_constr, xl=lower, xu=upper, vtype=int)
         self._evaluate_batch = evaluate
 
-    def _evaluate(self, x, out, *args, **kwargs):  # noqa: ANN001 - pymoo's signature
+    def _evaluate(self, x, out, *args, **kwargs):  # pymoo's signature
         F, G = self._evaluate_batch(np.asarray(x, dtype=np.int64))
         out["F"] = F
         if self.n_ieq_constr:

@@ -59,12 +59,14 @@ CONFIG, VERSIONS, ARCHIVE, STATE, FRONT, LOG, LOCK = (
 
 
 #: config fields a resumed run may change: they do not change which subnets are evaluated or their values
-#: (``iterations`` and ``time_budget_minutes`` only say how far the run goes; ``finalize`` acts after it)
+#: (``iterations``, ``time_budget_minutes`` and ``max_evaluations`` only say how far the run goes;
+#: ``finalize`` acts after it)
 RESUMABLE = (
     "threads",
     "device",
     "iterations",
     "time_budget_minutes",
+    "max_evaluations",
     "distributed_timeout_minutes",
     "finalize",
     "data.num_workers",
@@ -299,10 +301,6 @@ class RunDir:
     def write_state(self, state: dict[str, Any]) -> None:
         self._check_writable()
         write_json_atomic(self.path / STATE, state)
-
-    def read_front(self) -> list[Record]:
-        path = self.path / FRONT
-        return [Record.from_json(r) for r in json.loads(path.read_text())] if path.exists() else []
 
     def write_front(self, front: list[Record]) -> None:
         self._check_writable()

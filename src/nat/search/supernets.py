@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from nat.errors import CheckpointError, ConfigError
+from nat.runtime import Runtime
 from nat.search.config import SearchConfig
 from nat.search.seeds import classifier_seed, fresh_weights_seed
 from nat.space.definition import SearchSpace, get_space, space_over
 from nat.space.subnet import Subnet
 from nat.supernet import Supernet
 from nat.supernet.checkpoint import load_supernet, read_metadata
-from nat.train.precision import supernet_channels_last
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "assets"
 #: space fields a run may change on a loaded supernet's own space (they do not change its weights)
@@ -70,7 +70,7 @@ def _loaded(source: str, config: SearchConfig, num_classes: int, task: int) -> S
 
 
 def load_supernets(
-    config: SearchConfig, num_classes: int, device: torch.device | str = "cpu", task: int = 0
+    config: SearchConfig, num_classes: int, runtime: Runtime, task: int = 0
 ) -> tuple[SearchSpace, dict[float, Supernet]]:
     """The run's search space and its pretrained supernets keyed by width, sorted, on ``device``.
 
@@ -92,11 +92,10 @@ def load_supernets(
     if any(not any(math.isclose(w, k) for k in nets) for w in space.width_mults):
         # the search space covers only the widths we have supernets for
         space = space.model_copy(update={"width_mults": tuple(nets)})
-    channels_last = supernet_channels_last(config.memory_format, device)
     for net in nets.values():
         net.space = space
-        net.channels_last = channels_last
-        net.to(device)
+        net.channels_last = runtime.channels_last
+        net.to(runtime.device)
     return space, nets
 
 

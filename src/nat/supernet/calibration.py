@@ -28,12 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nat.errors import DataError
+from nat.runtime.precision import Precision, as_precision
 from nat.space.subnet import Subnet
 from nat.supernet.dynamic import BatchNorm2d, RunningAverage
-from nat.train.precision import Precision, as_precision
 
 
-def _collect_statistics(stats: RunningAverage):  # noqa: ANN202 - a forward pre-hook
+def _collect_statistics(stats: RunningAverage):  # a forward pre-hook
     """A forward pre-hook for a plain ``nn.BatchNorm2d`` (a standalone network's): the same batch
     statistics nat's elastic BN collects itself (float32, biased variance)."""
 

@@ -95,7 +95,7 @@ class _DepthwiseOwnWeightGrad(torch.autograd.Function):
     """oneDNN's forward and input gradient, nat's weight gradient (``method``: native or matmul)."""
 
     @staticmethod
-    def forward(  # noqa: ANN001
+    def forward(
         ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, method: str
     ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
@@ -103,7 +103,7 @@ class _DepthwiseOwnWeightGrad(torch.autograd.Function):
         return F.conv2d(x, weight, None, stride, padding, 1, weight.shape[0])
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple:  # noqa: ANN001
+    def backward(ctx, grad_out: torch.Tensor) -> tuple:
         x, weight = ctx.saved_tensors
         stride, padding = ctx.stride, ctx.padding
         grad_x = grad_w = None

@@ -46,7 +46,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     """BatchNorm that also normalises the first ``C <= num_features`` channels (elastic width) and can
     collect recalibration statistics. State-dict compatible with ``nn.BatchNorm2d``."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - nn.BatchNorm2d's signature
+    def __init__(self, *args, **kwargs) -> None:  # nn.BatchNorm2d's signature
         super().__init__(*args, **kwargs)
         #: set by `nat.supernet.calibration.bn_calibration` on this instance only
         self.calibration: RunningAverage | None = None

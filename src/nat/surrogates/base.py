@@ -32,6 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nat.errors import ConfigError
+from nat.registry import Registry
 from nat.space import SearchSpace, get_space
 from nat.surrogates.encoding import ENCODINGS, check_genomes, encode_genomes
 
@@ -146,7 +147,8 @@ class Surrogate(ABC):
 
 
 # --------------------------------------------------------------------- registry
-_REGISTRY: dict[str, type[Surrogate]] = {}
+#: every surrogate model, by the name configs use (``surrogate.models``)
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
 S = TypeVar("S", bound=type[Surrogate])
 
 
@@ -154,14 +156,12 @@ def register_surrogate(name: str) -> Callable[[S], S]:
     """Class decorator: make a `Surrogate` subclass available to `make_surrogate` under ``name``."""
 
     def decorate(cls: S) -> S:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"surrogate name {name!r} is already registered to {_REGISTRY[name].__name__}")
         if cls.encoding not in ENCODINGS:
             raise ValueError(
                 f"{cls.__name__}.encoding must be one of {list(ENCODINGS)}, got {cls.encoding!r}"
             )
+        SURROGATES.add(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return decorate
@@ -169,15 +169,12 @@ def register_surrogate(name: str) -> Callable[[S], S]:
 
 def available_surrogates() -> list[str]:
     """Names accepted by `make_surrogate`, sorted."""
-    return sorted(_REGISTRY)
+    return SURROGATES.names()
 
 
 def make_surrogate(name: str, space: SearchSpace | str, seed: int = 0, **kwargs: Any) -> Surrogate:
     """A fresh, unfitted surrogate by registry name; ``kwargs`` go to the model's constructor."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown surrogate {name!r}; choose one of {available_surrogates()}") from None
+    cls = SURROGATES.get(name)
     try:
         return cls(space, seed=seed, **kwargs)
     except TypeError as exc:

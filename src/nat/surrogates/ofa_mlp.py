@@ -52,7 +52,7 @@ class OFAMLP(Surrogate):
         super().fit(genomes, y)
         return self
 
-    def _build(self, n_in: int):  # noqa: ANN202 - torch is imported lazily
+    def _build(self, n_in: int):  # torch is imported lazily
         import torch.nn as nn
 
         layers: list[nn.Module] = []

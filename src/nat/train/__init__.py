@@ -8,10 +8,8 @@ from nat.train.engine import (
     train_supernet,
 )
 from nat.train.evaluation import evaluate_accuracy, evaluate_top1
-from nat.train.precision import Precision
 
 __all__ = [
-    "Precision",
     "SupernetTrainer",
     "TrainCallback",
     "cosine_lr",

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nat.config_io import read_yaml_mapping, validation_message
 from nat.data import DataConfig
-from nat.device import check_device_name
 from nat.errors import ConfigError
+from nat.runtime.settings import RuntimeSettings
 from nat.space.definition import SearchSpace, get_space
-from nat.train.precision import CudnnBenchmarkField, MemoryFormatField, PrecisionName
 
 
 class PhaseConfig(BaseModel):
@@ -79,7 +78,7 @@ def ofa_phases() -> list[PhaseConfig]:
     ]
 
 
-class PretrainConfig(BaseModel):
+class PretrainConfig(RuntimeSettings):
     """Everything a `nat pretrain` run needs; saved resolved as ``config.yaml`` in the run folder."""
 
     model_config = ConfigDict(extra="forbid")
@@ -90,36 +89,6 @@ class PretrainConfig(BaseModel):
     init_from: Path | None = Field(
         None, description="start from these supernet weights (a nat supernet file) instead of random ones"
     )
-    seed: int = 0
-    device: str = Field("cpu", description="cpu, cuda, cuda:N, or auto")
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        try:
-            return check_device_name(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
-    distributed_timeout_minutes: float = Field(
-        30.0,
-        gt=0,
-        description="under torchrun: how long a process waits for the others at a collective before the "
-        "job ends with an error",
-    )
-    precision: PrecisionName = Field(
-        "fp32",
-        description="forward passes of training, BN recalibration and evaluation: fp32, or autocast to "
-        "bf16 / fp16 (fp16 with loss scaling); parameters stay fp32 (docs/scale.md)",
-    )
-    tf32: bool = Field(
-        True,
-        description="on CUDA: allow TF32 (10-bit mantissa) in fp32 matmuls and convolutions, much faster on "
-        "Ampere and later; false keeps full fp32 arithmetic (docs/scale.md). No effect on CPU",
-    )
-    cudnn_benchmark: CudnnBenchmarkField = False
-    memory_format: MemoryFormatField = "auto"
     train_resolutions: list[int] | None = Field(
         None, description="resolutions sampled per batch (None: the space's resolutions)"
     )

@@ -29,12 +29,12 @@ setting ``trainer.should_stop = True`` (checked once that step's callbacks have 
 caller checkpoints and stops mid-run without an exception. `evaluate_top1` lives in
 `nat.train.evaluation` (re-exported here).
 
-Precision (``precision="fp32" | "bf16" | "fp16"``, `nat.train.precision`): forward passes and losses run
+Precision (``precision="fp32" | "bf16" | "fp16"``, `nat.runtime.precision`): forward passes and losses run
 under `torch.autocast` for bf16/fp16, backward and the optimiser step outside it; fp16 scales the loss
 with a `torch.amp.GradScaler` (its state is part of `SupernetTrainer.state_dict`, so resume stays exact).
 Parameters stay float32. fp32 runs exactly the code it ran before precision existed.
 
-Several processes (torchrun, `nat.train.distributed`): when a process group of more than one process is
+Several processes (torchrun, `nat.runtime.distributed`): when a process group of more than one process is
 joined, the trainer wraps the supernet in `DistributedDataParallel`. Every rank draws the same subnets
 (the same seed), trains them on its share of the batch (the loader's ``rows``), and DDP averages the
 gradients, so all ranks take the same optimiser step. ``find_unused_parameters`` is on because a subnet
@@ -68,10 +68,10 @@ from torch import nn
 from tqdm import tqdm
 
 from nat.errors import ConfigError
+from nat.runtime.distributed import Collective
+from nat.runtime.precision import Precision, as_precision
 from nat.space.subnet import Subnet
-from nat.train.distributed import Collective
 from nat.train.evaluation import evaluate_top1 as evaluate_top1  # re-exported (its former home)
-from nat.train.precision import Precision, as_precision
 
 logger = logging.getLogger(__name__)
 

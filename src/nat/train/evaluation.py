@@ -1,6 +1,6 @@
 """Top-1 accuracy of a classifier (a supernet with its active subnet, or any `nn.Module`) over a loader.
 
-``precision`` (`nat.train.precision`) runs the forward passes under autocast for bf16/fp16. Counts are
+``precision`` (`nat.runtime.precision`) runs the forward passes under autocast for bf16/fp16. Counts are
 accumulated on the device and read once at the end, so a GPU is not stopped after every batch.
 """
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nat.errors import ConfigError
-from nat.train.precision import Precision, as_precision
+from nat.runtime.precision import Precision, as_precision
 
 
 @torch.no_grad()

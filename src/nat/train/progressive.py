@@ -22,7 +22,7 @@ the data stream up to the step reached, so the result equals an uninterrupted ru
 writes a folder at a time (`run` holds an exclusive lock on ``.lock``, `nat.files.RunLock`), and a folder
 that holds a search run is refused before anything is written.
 
-Under torchrun (`nat.train.distributed`) every process trains, with DistributedDataParallel, its rows
+Under torchrun (`nat.runtime.distributed`) every process trains, with DistributedDataParallel, its rows
 of each configured batch; rank 0 alone holds the folder (config, lock, metrics, checkpoints, final
 files) and broadcasts the config and, on resume, the checkpoint to the others. The phase-end
 validation check runs on every process (the weights are the same everywhere; it needs no waiting);
@@ -43,18 +43,18 @@ from typing import Any
 import torch
 
 from nat.data import TaskData, load_from_config, loader_from_config, make_loader
-from nat.device import resolve_device
 from nat.errors import CheckpointError, ConfigError
 from nat.files import RunLock, append_line, make_folder, write_atomic, write_text_atomic
+from nat.runtime import Runtime
+from nat.runtime.distributed import Collective, batch_rows
+from nat.runtime.precision import Precision
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet, kept_bn_statistics
 from nat.supernet.checkpoint import save_supernet, unsafe_reason
 from nat.train.config import PhaseConfig, PretrainConfig, parse_config
-from nat.train.distributed import Collective, batch_rows
 from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
 from nat.train.evaluation import evaluate_top1
-from nat.train.precision import Precision, enable_cuda_fast_path, supernet_channels_last
 from nat.versions import library_versions
 
 logger = logging.getLogger(__name__)
@@ -374,9 +374,8 @@ class PretrainingTrainer(TrainCallback):
         """Device, data, supernet (initial weights from the run seed, or the checkpoint's) and the BN
         calibrator; with a checkpoint, the phase, seconds and trainer state to continue from."""
         cfg = self.cfg
-        self.device = self.collective.device_for(resolve_device(cfg.device))
-        enable_cuda_fast_path(self.device, tf32=cfg.tf32, cudnn_benchmark=cfg.cudnn_benchmark)  # not on CPU
-        channels_last = supernet_channels_last(cfg.memory_format, self.device)
+        self.runtime = Runtime.resolve(cfg, self.collective)  # device, precision, layout: decided once
+        self.device, channels_last = self.runtime.device, self.runtime.channels_last
         space, width = cfg.search_space(), cfg.width()
         self.task = load_from_config(cfg.data, cfg.seed)
         with torch.random.fork_rng(devices=[]):  # initial weights from the run seed, global RNG untouched
@@ -388,7 +387,12 @@ class PretrainingTrainer(TrainCallback):
             self._restore(state)
         self.collective.sync_module(self.net)  # rank 0's weights everywhere (init_from, checkpoint)
         self.calibrator = pretrain_calibrator(
-            self.task, cfg, space, device=self.device, channels_last=channels_last, precision=cfg.precision
+            self.task,
+            cfg,
+            space,
+            device=self.device,
+            channels_last=channels_last,
+            precision=self.runtime.precision,
         )
 
     def _restore(self, state: dict[str, Any]) -> None:

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from nat.registry import Registry
 from nat.search.archive import Record
-from nat.search.config import SearchConfig
+from nat.search.config import NSGA3Config, SearchConfig, SurrogateConfig
 from nat.search.objectives import ObjectiveSet
 from nat.search.seeds import SeedTag, iteration_seed
 from nat.space.subnet import Subnet
@@ -45,18 +46,54 @@ class Strategy(Protocol):
     def tell(self, proposal: Proposal, measured: Sequence[Record]) -> dict[str, Any]: ...
 
 
+#: every strategy, by the name ``strategy:`` gives in a config (`register_strategy`)
+STRATEGIES: Registry[type[StrategyBase]] = Registry("strategy")
+
+
+def register_strategy(cls: type[StrategyBase]) -> type[StrategyBase]:
+    """Class decorator: make a `StrategyBase` subclass selectable as ``strategy: <cls.name>``."""
+    return STRATEGIES.add(cls.name, cls)
+
+
 class StrategyBase:
-    """What the three strategies share: the run's problem and settings, the proposal seed, novelty."""
+    """What the three strategies share: the problem, their settings, the proposal seed, novelty.
+
+    As pymoo's algorithms, a strategy takes its settings as explicit parameters (`from_config` reads
+    them from a run config), so it can be built and tested without a whole `SearchConfig`."""
 
     name = "base"
 
-    def __init__(self, problem: ObjectiveSet, config: SearchConfig) -> None:
+    def __init__(
+        self,
+        problem: ObjectiveSet,
+        *,
+        seed: int = 0,
+        candidates: int = 8,
+        surrogate: SurrogateConfig | None = None,
+        nsga3: NSGA3Config | None = None,
+        candidate_selection: str = "hypervolume",
+    ) -> None:
         self.problem = problem
-        self.config = config
         self.space = problem.space
+        self.run_seed, self.candidates = seed, candidates
+        self.surrogate = surrogate or SurrogateConfig()
+        self.nsga3 = nsga3 or NSGA3Config()
+        self.candidate_selection = candidate_selection
+
+    @classmethod
+    def from_config(cls, problem: ObjectiveSet, config: SearchConfig) -> StrategyBase:
+        """The strategy with a run config's settings."""
+        return cls(
+            problem,
+            seed=config.seed,
+            candidates=config.candidates_per_iteration,
+            surrogate=config.surrogate,
+            nsga3=config.nsga3,
+            candidate_selection=config.candidate_selection,
+        )
 
     def seed(self, iteration: int) -> int:
-        return iteration_seed(self.config.seed, iteration, SeedTag.CANDIDATES)
+        return iteration_seed(self.run_seed, iteration, SeedTag.CANDIDATES)
 
     def fresh(self, subnets: Sequence[Subnet], known: set[Subnet]) -> list[int]:
         """Indices of the subnets that are new (not in ``known``, not repeated) and feasible."""

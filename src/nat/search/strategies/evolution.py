@@ -13,30 +13,30 @@ import numpy as np
 
 from nat.search.archive import Record
 from nat.search.problem import run_single_objective_ga
-from nat.search.strategies.base import Proposal, StrategyBase
+from nat.search.strategies.base import Proposal, StrategyBase, register_strategy
 from nat.search.strategies.surrogate import surrogate_info, surrogate_problem
 from nat.space.genome import decode
 
 
+@register_strategy
 class EvolutionStrategy(StrategyBase):
     name = "evolution"
 
     def ask(self, archive: Sequence[Record], iteration: int) -> Proposal:
-        cfg = self.config
         seed = self.seed(iteration)
-        evaluate, report = surrogate_problem(archive, self.problem, cfg.surrogate, cfg.seed, iteration)
+        evaluate, report = surrogate_problem(archive, self.problem, self.surrogate, self.run_seed, iteration)
         genomes = np.array([r.genome for r in archive])
         X, F = run_single_objective_ga(
             self.space,
             evaluate,
             len(self.problem.constraints),
             genomes,
-            cfg.nsga3.pop_size,
-            cfg.nsga3.generations,
+            self.nsga3.pop_size,
+            self.nsga3.generations,
             seed,
         )
         subnets = [decode(x, self.space) for x in X]
         fresh = self.fresh(subnets, {r.subnet for r in archive})
-        order = sorted(fresh, key=lambda i: F[i, 0])[: cfg.candidates_per_iteration]
+        order = sorted(fresh, key=lambda i: F[i, 0])[: self.candidates]
         info = surrogate_info(self.name, report)
         return Proposal([subnets[i] for i in order], info)

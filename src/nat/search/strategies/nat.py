@@ -21,7 +21,7 @@ from nat.search.front import EXACT_HV_MAX_OBJECTIVES
 from nat.search.objectives import accuracy_label
 from nat.search.problem import Evaluate, run_nsga3
 from nat.search.selection import select_by_hypervolume, select_by_task_hypervolume, select_diverse
-from nat.search.strategies.base import Proposal, StrategyBase
+from nat.search.strategies.base import Proposal, StrategyBase, register_strategy
 from nat.search.strategies.surrogate import surrogate_info, surrogate_problem_reports
 from nat.space.genome import decode
 from nat.space.subnet import Subnet
@@ -40,6 +40,7 @@ class SurrogateSearch:
     reports: dict[str, SwitchReport]  # every accuracy objective's (one per task of a many-task run)
 
 
+@register_strategy
 class NATStrategy(StrategyBase):
     name = "nat"
 
@@ -53,9 +54,8 @@ class NATStrategy(StrategyBase):
 
     def surrogate_search(self, archive: Sequence[Record], iteration: int) -> SurrogateSearch:
         """Fit the surrogates on the archive and run NSGA-III on them, seeded with the archive."""
-        cfg = self.config
         evaluate, reports = surrogate_problem_reports(
-            archive, self.problem, cfg.surrogate, cfg.seed, iteration
+            archive, self.problem, self.surrogate, self.run_seed, iteration
         )
         X, F = run_nsga3(
             self.space,
@@ -63,12 +63,12 @@ class NATStrategy(StrategyBase):
             len(self.problem.names),
             len(self.problem.constraints),
             np.array([r.genome for r in archive]),
-            cfg.nsga3.pop_size,
-            cfg.nsga3.generations,
+            self.nsga3.pop_size,
+            self.nsga3.generations,
             self.seed(iteration),
-            cfg.nsga3.crossover_prob,
-            cfg.nsga3.mutation_eta,
-            cfg.nsga3.n_partitions,
+            self.nsga3.crossover_prob,
+            self.nsga3.mutation_eta,
+            self.nsga3.n_partitions,
         )
         subnets = [decode(x, self.space) for x in X]
         fresh = self.fresh(subnets, {r.subnet for r in archive})
@@ -76,8 +76,7 @@ class NATStrategy(StrategyBase):
 
     def select(self, F: np.ndarray, archive: Sequence[Record], evaluate: Evaluate, seed: int) -> list[int]:
         """Rows of ``F`` (predicted objectives of the new feasible subnets) to evaluate for real."""
-        k = self.config.candidates_per_iteration
-        rule = self.config.candidate_selection
+        k, rule = self.candidates, self.candidate_selection
         if rule == "reference_directions" or (rule == "hypervolume" and F.shape[1] > EXACT_HV_MAX_OBJECTIVES):
             # beyond EXACT_HV_MAX_OBJECTIVES (a many-task run) exact hypervolume is too slow to run once
             # per candidate and pick, and an estimate too coarse to rank gains: the paper's rule

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from nat.errors import ConfigError
 from nat.search.archive import Record
-from nat.search.strategies.base import Proposal, StrategyBase
+from nat.search.strategies.base import Proposal, StrategyBase, register_strategy
 from nat.space.subnet import Subnet
 
 log = logging.getLogger(__name__)
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 DRAWS_PER_CANDIDATE = 1000
 
 
+@register_strategy
 class RandomStrategy(StrategyBase):
     """``k`` uniformly sampled feasible subnets that the archive does not hold yet.
 
@@ -30,7 +31,7 @@ class RandomStrategy(StrategyBase):
     def ask(self, archive: Sequence[Record], iteration: int) -> Proposal:
         rng = random.Random(self.seed(iteration))
         known = {r.subnet for r in archive}
-        k = self.config.candidates_per_iteration
+        k = self.candidates
         out: list[Subnet] = []
         feasible_draws = 0
         draws = DRAWS_PER_CANDIDATE * k

@@ -242,7 +242,7 @@ def distributed_session(
     if world <= 1 or dist.is_initialized():
         yield Collective.current()
         return
-    from nat.device import resolve_device
+    from nat.runtime.device import resolve_device
 
     device = resolve_device(device)
     if not dist.is_available():

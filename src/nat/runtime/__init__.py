@@ -1,0 +1,56 @@
+"""The runtime of a run: device, precision, CPU threads and the torchrun collective, decided once.
+
+A run's config names them (`RuntimeSettings`); `Runtime.resolve` turns the names into objects once, at
+the run's edge, and the layers below receive those objects (a `torch.device`, a `Precision`, a
+`Collective`) instead of parsing strings themselves. This package imports nothing of nat above
+``errors``, so every layer (supernet, train, search) may use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nat.runtime.device import check_device_name, resolve_device
+from nat.runtime.distributed import Collective
+from nat.runtime.precision import Precision, enable_cuda_fast_path, supernet_channels_last
+from nat.runtime.settings import RuntimeSettings
+from nat.runtime.threads import torch_threads
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a run computes on and how: resolved from `RuntimeSettings` once, then passed down."""
+
+    device: torch.device
+    precision: Precision
+    channels_last: bool
+    collective: Collective
+    threads: int | None = None
+
+    @classmethod
+    def resolve(cls, settings: RuntimeSettings, collective: Collective | None = None) -> Runtime:
+        """The device of this process (under torchrun: its local rank's GPU), its precision and layout,
+        with the CUDA fast path applied as the settings ask (nothing on a CPU)."""
+        collective = collective or Collective()
+        device = collective.device_for(resolve_device(settings.device))
+        enable_cuda_fast_path(device, tf32=settings.tf32, cudnn_benchmark=settings.cudnn_benchmark)
+        return cls(
+            device=device,
+            precision=Precision(settings.precision, device),
+            channels_last=supernet_channels_last(settings.memory_format, device),
+            collective=collective,
+            threads=settings.threads,
+        )
+
+
+__all__ = [
+    "Collective",
+    "Precision",
+    "Runtime",
+    "RuntimeSettings",
+    "check_device_name",
+    "resolve_device",
+    "torch_threads",
+]

@@ -1,0 +1,174 @@
+"""The phases of a NAT iteration, as functions of the run's parts: what `NATSearch` sequences.
+
+Each phase is the same code on one process and under torchrun. Rank 0 holds the run folder and the
+archive (``None`` on the other ranks); what the other ranks need of them reaches them through
+`Collective.decide` (computed on rank 0, broadcast), so each function reads as single-process code.
+
+`PhaseClock` records where an iteration's time goes (seconds per phase, subnets measured per phase):
+the loop writes it into ``state.json``'s history and the report shows it, so benchmarks read a run's
+own record instead of timing the loop from outside.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from nat.runtime.distributed import balanced_shares
+from nat.search.adaptation import adapt_supernet
+from nat.search.archive import Archive, Phase, Record
+from nat.search.config import SearchConfig
+from nat.search.distribution import GenomeDistribution
+from nat.search.objectives import ObjectiveSet, check_finite
+from nat.search.parts import RunParts
+from nat.search.rundir import RunDir
+from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
+from nat.space.definition import SearchSpace
+from nat.space.genome import encode
+from nat.space.subnet import Subnet
+
+#: subnets each process measures per round of evaluation: a kill loses at most one round's work, and
+#: a round is long enough to balance costs between processes
+ROUND_PER_PROCESS = 4
+
+
+class PhaseClock:
+    """Seconds spent in each phase of one iteration, and the subnets each measuring phase measured."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.measured: dict[str, int] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - start
+
+    def record(self) -> dict[str, Any]:
+        """What the iteration's history entry holds of it."""
+        out: dict[str, Any] = {"seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+        if self.measured:
+            out["measured"] = dict(self.measured)
+        return out
+
+
+def initial_subnets(space: SearchSpace, widths: Sequence[float], config: SearchConfig) -> list[Subnet]:
+    """The smallest and the largest subnet, then distinct uniform samples (``initial_samples``)."""
+    rng = random.Random(initial_sample_seed(config.seed))
+    widths = sorted(widths)
+    subnets = [Subnet.smallest(space, w=widths[0]), Subnet.largest(space, w=widths[-1])]
+    seen = set(subnets)
+    while len(subnets) < config.initial_samples:
+        s = Subnet.sample(space, rng)
+        if s not in seen:
+            seen.add(s)
+            subnets.append(s)
+    return subnets
+
+
+def adapt(
+    parts: RunParts, folder: RunDir | None, iteration: int, genomes: dict[str, np.ndarray], epochs: float
+) -> None:
+    """Online adaptation: train each task's supernets, on that task, on subnets drawn from the
+    distribution of ``genomes[task]``, once per iteration (skipped when the saved checkpoint already
+    carries this iteration). Tasks are adapted one after another (under torchrun, each by all
+    processes together); rank 0 saves each adapted supernet into ``folder``."""
+    config, c = parts.config, parts.runtime.collective
+    for name, part in parts.tasks.items():
+        distribution = GenomeDistribution.from_genomes(genomes[name], parts.space)
+        if config.adaptation.uniform_mix > 0:
+            distribution = distribution.mixed_with_uniform(config.adaptation.uniform_mix)
+        key = name if parts.many_task else None  # checkpoint names of a single-task run as ever
+        done = c.decide(lambda: {w: folder.adapted_iteration(w, key) >= iteration for w in part.supernets})  # noqa: B023
+        label = f" {name}" if parts.many_task else ""
+        for index, (width, net) in enumerate(part.supernets.items()):
+            if done[width]:
+                continue
+            if epochs > 0:
+                adapt_supernet(
+                    net,
+                    part.task,
+                    distribution,
+                    width,
+                    part.config,
+                    epochs,
+                    seed=iteration_seed(config.seed, iteration, SeedTag.ADAPT, index, part.index),
+                    runtime=parts.runtime,
+                    desc=f"iter {iteration} adapt{label} w{width:g}",
+                )
+                c.sync_module(net)  # BN running statistics: rank 0's everywhere, as saved
+            c.on_main(lambda: folder.save_supernet(net, iteration, key))  # noqa: B023
+
+
+def evaluation_rounds(todo: Sequence[Subnet], world_size: int) -> list[list[Subnet]]:
+    """``todo`` cut into consecutive rounds: one subnet per round on one process (appended as soon as
+    measured, as always), `ROUND_PER_PROCESS` per process under torchrun."""
+    size = 1 if world_size == 1 else ROUND_PER_PROCESS * world_size
+    return [list(todo[i : i + size]) for i in range(0, len(todo), size)]
+
+
+def evaluate(
+    parts: RunParts,
+    objectives: ObjectiveSet,
+    archive: Archive | None,
+    subnets: Sequence[Subnet],
+    iteration: int,
+    phase: Phase,
+    clock: PhaseClock | None = None,
+) -> list[Record]:
+    """Measure the subnets not yet recorded for (iteration, phase) and append them to ``archive``;
+    returns the records of all of them (fresh and already recorded), in the order given, on rank 0
+    (other ranks measure their share and return nothing). ``clock`` counts the fresh ones."""
+    c = parts.runtime.collective
+    todo = c.decide(lambda: [s for s in subnets if not archive.has(iteration, phase, s)])
+    if clock is not None and todo:
+        clock.measured[str(phase)] = clock.measured.get(str(phase), 0) + len(todo)
+    latency = objectives.measured_latency
+    bar = tqdm(
+        total=len(todo),
+        desc=f"iter {iteration} evaluate {phase}",
+        leave=False,
+        disable=None if c.is_main else True,
+    )
+    for batch in evaluation_rounds(todo, c.world_size):
+        exact = [objectives.exact_values(s) for s in batch]  # madds and params always
+        shares = balanced_shares([v["madds"] for v in exact], c.world_size)
+        mine = {i: measure(parts, batch[i], latency) for i in shares[c.rank]}
+        measured = {i: v for share in c.gather(mine) for i, v in share.items()}
+        bar.update(len(batch))
+        if archive is None:
+            continue
+        for i, subnet in enumerate(batch):  # appended in the order one process would have
+            values = {**exact[i], **measured[i]}
+            for name, value in values.items():  # nothing non-finite reaches the archive or hypervolume
+                check_finite(name, value, subnet)
+            genome = tuple(int(g) for g in encode(subnet, parts.space))
+            archive.append(Record(iteration, phase, subnet, genome, values["top1"], values))
+    bar.close()
+    if archive is None:
+        return []
+    found = {r.subnet: r for r in archive.records if r.iteration == iteration and r.phase == phase}
+    return [found[s] for s in subnets if s in found]
+
+
+def measure(parts: RunParts, subnet: Subnet, latency: bool) -> dict[str, float]:
+    """The measured values of one subnet: each task's top-1 (under its accuracy objective) and, if
+    asked, latency (once, on the first task's supernet). In a many-task run ``top1`` is the tasks'
+    mean, which the archive's ``top1`` field holds."""
+    values: dict[str, float] = {}
+    for index, part in enumerate(parts.tasks.values()):
+        measured = part.evaluator.evaluate(subnet, latency and index == 0)
+        values[part.objective] = measured.pop("top1")
+        values.update(measured)
+    if parts.many_task:
+        values["top1"] = float(np.mean([values[p.objective] for p in parts.tasks.values()]))
+    return values
