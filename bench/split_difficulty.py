@@ -44,7 +44,7 @@ from nat.data.loaders import make_loader  # noqa: E402
 from nat.search.supernets import supernet_path  # noqa: E402
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import load_supernet  # noqa: E402
-from nat.train.config import load_config  # noqa: E402
+from nat.train.config import load_pretrain_config  # noqa: E402
 from nat.train.progressive import pretrain_calibrator  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "split_difficulty.json"
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    cfg = load_config(args.config)
+    cfg = load_pretrain_config(args.config)
     task = load_from_config(cfg.data, cfg.seed)
     net = load_supernet(supernet_path(args.supernet)).eval()
     space = net.space
@@ -157,7 +157,7 @@ def main() -> None:
         "supernet": args.supernet,
         "dataset": cfg.data.dataset,
         "subnet": subnet.to_dict(),
-        "bn_calibration_images": cfg.calib_images,
+        "bn_calibration_images": cfg.calibration_images,
         "threads": args.threads,
         "seconds": time.perf_counter() - start,
         "splits": rows,

@@ -33,7 +33,7 @@ from nat.data.loaders import make_loader  # noqa: E402
 from nat.search.supernets import supernet_path  # noqa: E402
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import load_supernet  # noqa: E402
-from nat.train.config import load_config  # noqa: E402
+from nat.train.config import load_pretrain_config  # noqa: E402
 from nat.train.progressive import pretrain_calibrator  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "supernet_paired.json"
@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    cfg = load_config(args.config)
+    cfg = load_pretrain_config(args.config)
     task = load_from_config(cfg.data, cfg.seed)
     splits = {"val": task.val, "test": task.test}
     right: dict[tuple[str, int, str], torch.Tensor] = {}
@@ -94,7 +94,7 @@ def main() -> None:
         "a": args.a,
         "b": args.b,
         "dataset": cfg.data.dataset,
-        "bn_calibration_images": cfg.calib_images,
+        "calibration_images": cfg.calibration_images,
         "threads": args.threads,
         "seconds": time.perf_counter() - start,
         "rows": rows,

@@ -38,7 +38,7 @@ from nat.objectives import profile_subnet  # noqa: E402
 from nat.search.supernets import supernet_path  # noqa: E402
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import load_supernet  # noqa: E402
-from nat.train.config import load_config  # noqa: E402
+from nat.train.config import load_pretrain_config  # noqa: E402
 from nat.train.progressive import evaluate_subnets, pretrain_calibrator  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "supernet_quality.json"
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
+    cfg = load_pretrain_config(args.config)
     path = supernet_path(args.supernet)
     net = load_supernet(path).eval()
     space = net.space
@@ -98,7 +98,7 @@ def main() -> None:
         "random_resolutions": list(sampled.resolutions),
         "dataset": cfg.data.dataset,
         "test_images": len(task.split("test")),
-        "bn_calibration_images": cfg.calib_images,
+        "bn_calibration_images": cfg.calibration_images,
         "threads": args.threads,
         "seconds": seconds,
         "extremes": {n: rows[n] for n in extremes},

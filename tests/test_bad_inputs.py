@@ -49,7 +49,7 @@ def places(tmp_path_factory) -> dict[str, str]:
                 "data": {"dataset": "digits", "train_batch_size": 64, "eval_batch_size": 200},
                 "space": "micro",
                 "train_resolutions": [16],
-                "calib_images": 16,
+                "calibration_images": 16,
                 "val_images": 0,
                 "test_eval": False,
                 "phases": [{"name": "full", "epochs": 0.02, "lr": 0.05}],

@@ -150,7 +150,8 @@ def test_a_refusal_on_rank_0_ends_every_rank_with_its_line(tmp_path) -> None:
 @pytest.mark.slow
 def test_torchrun_refusals_are_rank_0s_line_on_every_rank(tmp_path) -> None:
     """The commands as users run them: `nat search --out` a folder that holds a run, and `nat export`
-    of a folder that is not a search run, under torchrun: every rank prints rank 0's reason."""
+    of a folder that is not a search run, under torchrun: the job ends with rank 0's reason, never a
+    failed broadcast."""
     run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "run"), iterations=0))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for argv, reason in (
@@ -161,8 +162,10 @@ def test_torchrun_refusals_are_rank_0s_line_on_every_rank(tmp_path) -> None:
         ([*launcher(2), "export", str(tmp_path)], "not a nat run directory"),
     ):
         result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        # torchrun stops the other workers once one fails, so a rank may be ended before it prints;
+        # whatever a rank prints is rank 0's reason (every rank's is checked by the spawned test above)
         lines = [ln for ln in result.stderr.splitlines() if ": error: " in ln]
-        assert result.returncode != 0 and len(lines) == 2, result.stderr[-2000:]
+        assert result.returncode != 0 and 1 <= len(lines) <= 2, result.stderr[-2000:]
         assert all(reason in ln and "broadcast" not in ln for ln in lines), lines
 
 
@@ -399,7 +402,7 @@ PRETRAIN = {
     "train_resolutions": [16],
     "checkpoint_every": 2,
     "log_every": 2,
-    "calib_images": 32,
+    "calibration_images": 32,
     "val_images": 64,
     "test_eval": False,
     "threads": 1,

@@ -40,7 +40,7 @@ from nat.objectives.latency_table import (
     subnet_layers,
 )
 from nat.search import NATSearch, load_config
-from nat.search.objectives import ObjectiveSet
+from nat.search.objective_set import ObjectiveSet
 from nat.space import PRESETS, SearchSpace, Subnet, get_space
 from nat.space.genome import encode, sample_genomes
 from nat.supernet.static import StaticMobileNetV3

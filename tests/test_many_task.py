@@ -15,7 +15,7 @@ from nat.cli import main
 from nat.errors import ConfigError
 from nat.search import NATSearch, load_config
 from nat.search.front import hypervolume, monte_carlo_hypervolume, non_dominated
-from nat.search.objectives import minimisation_matrix, pareto_front
+from nat.search.objective_set import minimisation_matrix, pareto_front
 from nat.search.selection import select_by_hypervolume, select_by_task_hypervolume
 from nat.supernet.checkpoint import load_supernet
 

@@ -291,7 +291,7 @@ def test_pretrain_precision_flag_and_resume(tmp_path, pretrain_cli) -> None:
         "train_resolutions": [16],
         "threads": 1,
         "checkpoint_every": 1,
-        "calib_images": 32,
+        "calibration_images": 32,
         "val_images": 0,
         "test_eval": False,
         "phases": [{"name": "full", "epochs": 0.05, "lr": 0.05}],

@@ -138,12 +138,23 @@ def _pretrain_config():
             "data": {"dataset": "digits", "train_batch_size": 32, "eval_batch_size": 200},
             "space": "tiny",
             "train_resolutions": [24],
-            "calib_images": 32,
+            "calibration_images": 32,
             "val_images": 0,
             "test_eval": False,
             "phases": [{"name": "full", "epochs": 0.02, "lr": 0.05}],
         }
     )
+
+
+def test_pretraining_configs_of_the_older_field_name_still_load() -> None:
+    """``calib_images`` became ``calibration_images`` (the search configs' name for the same thing):
+    configs and pretraining folders written before still load, with the same value."""
+    from nat.train.config import parse_config
+
+    data = _pretrain_config().model_dump(mode="json")
+    data["calib_images"] = data.pop("calibration_images")
+    assert parse_config(data) == _pretrain_config()
+    assert "calib_images" not in parse_config(data).to_yaml()
 
 
 def _folder(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -304,7 +304,7 @@ def _config_dict(**changes) -> dict:
         "train_resolutions": [24],
         "checkpoint_every": 2,
         "log_every": 2,
-        "calib_images": 32,
+        "calibration_images": 32,
         "val_images": 0,
         "test_eval": False,
         "phases": [
@@ -317,7 +317,7 @@ def _config_dict(**changes) -> dict:
 
 
 def test_config_errors_name_the_field(tmp_path) -> None:
-    from nat.train.config import load_config, parse_config
+    from nat.train.config import load_pretrain_config, parse_config
 
     assert parse_config(_config_dict()).phases[1].uses_distillation()
     bad = {
@@ -334,9 +334,9 @@ def test_config_errors_name_the_field(tmp_path) -> None:
         assert name
     (tmp_path / "broken.yaml").write_text("data: {dataset: digits\nphases: [")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
-        load_config(tmp_path / "broken.yaml")
+        load_pretrain_config(tmp_path / "broken.yaml")
     with pytest.raises(ConfigError, match="not found"):
-        load_config(tmp_path / "missing.yaml")
+        load_pretrain_config(tmp_path / "missing.yaml")
 
 
 def _supernet_weights(path) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from nat.runs import SearchResult
 from nat.search.archive import Record
 from nat.search.config import SearchConfig, _merge, list_presets, load_config, validate_config
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index
-from nat.search.objectives import pareto_front
+from nat.search.objective_set import pareto_front
 from nat.search.rundir import RunDir
 
 ConfigLike = str | Path | dict[str, Any] | SearchConfig

@@ -147,7 +147,7 @@ def _plan(args: argparse.Namespace, run_dir):
     from nat.errors import ConfigError
     from nat.search.config import FinalizeConfig
     from nat.search.finalize import MODELS_INDEX, read_index
-    from nat.search.objectives import pareto_front
+    from nat.search.objective_set import pareto_front
 
     config = run_dir.config
     if args.out is None:  # the run's own index and report are rewritten: check what they hold first

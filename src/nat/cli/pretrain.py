@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from nat.files import make_folder
     from nat.runtime.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
     from nat.runtime.threads import torch_threads
-    from nat.train.config import load_config
+    from nat.train.config import load_pretrain_config
     from nat.train.progressive import PretrainingTrainer
 
     overrides = {
@@ -58,14 +58,14 @@ def run(args: argparse.Namespace) -> int:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ConfigError("--out and --resume name different folders; --resume DIR alone is enough")
         out = Path(args.resume)
-        cfg = load_config(args.config, overrides) if args.config else None
+        cfg = load_pretrain_config(args.config, overrides) if args.config else None
         if cfg is None and any(v is not None for v in overrides.values()):
             raise ConfigError("--seed/--device/--threads/--precision cannot change a run being resumed")
     else:
         if not args.config or not args.out:
             raise ConfigError("give --config FILE and --out DIR (or --resume DIR to continue a run)")
         out = Path(args.out)
-        cfg = load_config(args.config, overrides)
+        cfg = load_pretrain_config(args.config, overrides)
     # under torchrun the processes join one job, with the device and timeout of the config (a resumed run
     # without --config: the saved one where this process can read it, else auto and the default)
     device, timeout = "auto", DEFAULT_TIMEOUT_MINUTES

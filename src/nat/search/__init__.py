@@ -13,7 +13,7 @@ from typing import Any
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig, list_presets, load_config
 from nat.search.loop import NATSearch
-from nat.search.objectives import ObjectiveSet
+from nat.search.objective_set import ObjectiveSet
 from nat.search.rundir import RunDir
 from nat.search.strategies import Proposal, Strategy, make_strategy
 

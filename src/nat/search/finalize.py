@@ -40,7 +40,7 @@ from nat.runtime.distributed import Collective, batch_rows
 from nat.runtime.precision import Precision
 from nat.search.archive import Record
 from nat.search.config import FinalizeConfig
-from nat.search.objectives import is_accuracy, pareto_front
+from nat.search.objective_set import is_accuracy, pareto_front
 from nat.search.parts import RunParts
 from nat.search.run_files import read_models_index
 from nat.search.rundir import RunDir

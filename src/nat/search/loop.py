@@ -14,9 +14,8 @@ A many-task run (``data`` a list; docs/many_task.md) runs the same steps with on
 task (`nat.search.parts.TaskParts`): adaptation per task on that task's own elite, every evaluation on
 every task (one ``top1:<task>`` value each), one archive.
 
-The parts are built once and kept apart: the run folder (`RunDir`), the task's data, the supernets
-(`load_supernets`), the problem (`ObjectiveSet`: objectives, constraints, fronts), the strategy
-(`nat.search.strategies`) and the evaluator. `NATSearch` only sequences them.
+The parts (`RunParts`: data, supernets, problem, evaluator), the run folder (`RunDir`), the strategy
+and the phases (`nat.search.phases`) are built elsewhere; `NATSearch` only sequences them.
 
 Under torchrun (`nat.runtime.distributed`) every process runs this loop. Rank 0 alone holds the run
 folder, asks the strategy and records; what the others need of it (done iterations, the plan of each
@@ -54,8 +53,9 @@ from nat.search.config import SearchConfig
 from nat.search.distribution import elite
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
-from nat.search.objectives import ObjectiveSet, task_columns
+from nat.search.objective_set import ObjectiveSet, task_columns
 from nat.search.parts import RunParts
+from nat.search.phases import RunClock
 from nat.search.rundir import RunDir
 from nat.search.strategies import Proposal, make_strategy
 from nat.search.supernets import check_initial_samples, planned_space
@@ -87,13 +87,12 @@ class NATSearch:
         self.config = config
         self.collective = Collective.current() if collective is None else collective
         self._out = Path(out_dir)
-        self.run_dir: RunDir | None = None
         if self.collective.active:  # before anything is written: the batch must split over the processes
             for data in config.tasks:
                 batch_rows(data.train_batch_size, self.collective)
         check_initial_samples(config, planned_space(config))  # before any data, weights or folder
         # rank 0 alone opens the folder; a refusal there ends every rank with the same line
-        self.run_dir = self.collective.on_main(
+        self.run_dir: RunDir | None = self.collective.on_main(
             lambda: (RunDir.resume if resume else RunDir.create)(out_dir, config)
         )
         try:
@@ -182,9 +181,9 @@ class NATSearch:
         empty front (rank 0 writes the models; all processes fine-tune them)."""
         cfg, c = self.config, self.collective
         state = self.folder.read_state() if self.main else {}
-        clock = _Clock(float(state.get("elapsed_s", 0.0)))
+        clock = RunClock(float(state.get("elapsed_s", 0.0)))
         done = c.decide(lambda: {int(h["iteration"]) for h in state.get("history", [])})
-        c.on_main(self._log_start)
+        c.on_main(lambda: phases.log_start(self.parts, self.out))
         if 0 not in done:
             self.initial_iteration(state, clock)
         budget = termination_from_config(cfg)
@@ -199,30 +198,12 @@ class NATSearch:
         self.finish(front, state)
         return front
 
-    def _stop_reason(self, budget: Termination, iteration: int, clock: _Clock) -> str | None:
+    def _stop_reason(self, budget: Termination, iteration: int, clock: RunClock) -> str | None:
         """Why the run stops before ``iteration`` (rank 0; None: it goes on), logged."""
         reason = budget.reason(Progress(iteration, clock.seconds(), len(self.archive.records)))
         if reason is not None:
             log.info("%s", reason)
         return reason
-
-    def _log_start(self) -> None:
-        cfg = self.config
-        tasks = ", ".join(f"{n} ({p.task.num_classes} classes)" for n, p in self.parts.tasks.items())
-        log.info(
-            "NAT run in %s: strategy %s, objectives %s, constraints %s, %d supernet(s), %s %s",
-            self.out,
-            cfg.strategy,
-            self.objectives.names,
-            cfg.constraints or "none",
-            len(self.supernets),
-            "tasks" if self.parts.many_task else "task",
-            tasks,
-        )
-        if self.collective.active:
-            log.info(
-                "%d processes (torchrun); this is rank 0, which writes the run", self.collective.world_size
-            )
 
     def finish(self, front: list[Record], state: dict[str, Any] | None = None) -> None:
         """The last phase: the front's models (``finalize`` section; only what is missing on a rerun)
@@ -240,7 +221,7 @@ class NATSearch:
             self.folder.write_state(state)
         self.collective.on_main(lambda: write_run_report(self.folder, self.models))
 
-    def initial_iteration(self, state: dict[str, Any], clock: _Clock) -> None:
+    def initial_iteration(self, state: dict[str, Any], clock: RunClock) -> None:
         """Iteration 0: adapt on the initial subnets' distribution, then evaluate them."""
         timer = phases.PhaseClock()
         initial = self.initial_subnets()
@@ -253,7 +234,7 @@ class NATSearch:
             lambda: self.record(0, {"strategy": self.config.strategy, **timer.record()}, state, clock)
         )
 
-    def iteration(self, iteration: int, state: dict[str, Any], clock: _Clock) -> None:
+    def iteration(self, iteration: int, state: dict[str, Any], clock: RunClock) -> None:
         """Iteration i >= 1 of Algorithm 1 (the strategy runs on rank 0, which broadcasts the plan)."""
         c, timer = self.collective, phases.PhaseClock()
         with timer.phase("proposal"):
@@ -314,46 +295,6 @@ class NATSearch:
         chosen = before if mode == "all" else self.front(before)
         return [r.subnet for r in chosen]
 
-    def record(self, iteration: int, info: dict[str, Any], state: dict[str, Any], clock: _Clock) -> None:
-        """Log the iteration and write its front and history (``front.json``, ``state.json``)."""
-        current = self.archive.current()
-        front = self.front(current)
-        hv = self.objectives.hypervolume(front)
-        best = max((r.top1 for r in front), default=float("nan"))  # many tasks: the best mean top-1
-        surrogate = ""
-        if "surrogate" in info:
-            tau = "n/a" if info.get("tau") is None else f"{info['tau']:.3f}"
-            surrogate = f", surrogate {info['surrogate']} (tau {tau})"
-        log.info(
-            "iteration %d: archive %d, front %d, best top1 %.4f, hypervolume %.4f%s",
-            iteration,
-            len(current),
-            len(front),
-            best,
-            hv,
-            surrogate,
-        )
-        self.folder.write_front(front)
-        state.update({"iteration": iteration, "elapsed_s": clock.seconds(), "hypervolume": hv, **info})
-        history = state.setdefault("history", [])
-        history[:] = [h for h in history if h["iteration"] != iteration]
-        history.append(
-            {
-                "iteration": iteration,
-                "hypervolume": hv,
-                "front_size": len(front),
-                "archive_size": len(current),
-                **info,
-            }
-        )
-        self.folder.write_state(state)
-
-
-class _Clock:
-    """Seconds a run has spent, over all the processes that worked on it."""
-
-    def __init__(self, before: float) -> None:
-        self.before, self.start = before, time.monotonic()
-
-    def seconds(self) -> float:
-        return self.before + time.monotonic() - self.start
+    def record(self, iteration: int, info: dict[str, Any], state: dict[str, Any], clock: RunClock) -> None:
+        """Log the iteration and write its front and history (`nat.search.phases.record`)."""
+        phases.record(self.folder, self.objectives, iteration, info, state, clock.seconds())

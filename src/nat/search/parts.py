@@ -20,7 +20,7 @@ from nat.runtime import Runtime
 from nat.runtime.distributed import Collective
 from nat.search.config import SearchConfig
 from nat.search.evaluator import SubnetEvaluator
-from nat.search.objectives import ObjectiveSet, is_accuracy
+from nat.search.objective_set import ObjectiveSet, is_accuracy
 from nat.search.rundir import RunDir
 from nat.search.supernets import check_initial_samples, load_supernets
 from nat.space.definition import SearchSpace

@@ -11,10 +11,12 @@ own record instead of timing the loop from outside.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,13 +27,15 @@ from nat.search.adaptation import adapt_supernet
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
 from nat.search.distribution import GenomeDistribution
-from nat.search.objectives import ObjectiveSet, check_finite
+from nat.search.objective_set import ObjectiveSet, check_finite
 from nat.search.parts import RunParts
 from nat.search.rundir import RunDir
 from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
 from nat.space.definition import SearchSpace
 from nat.space.genome import encode
 from nat.space.subnet import Subnet
+
+log = logging.getLogger("nat.search")
 
 #: subnets each process measures per round of evaluation: a kill loses at most one round's work, and
 #: a round is long enough to balance costs between processes
@@ -59,6 +63,74 @@ class PhaseClock:
         if self.measured:
             out["measured"] = dict(self.measured)
         return out
+
+
+class RunClock:
+    """Seconds a run has spent, over all the sessions (and processes) that worked on it."""
+
+    def __init__(self, before: float) -> None:
+        self.before, self.start = before, time.monotonic()
+
+    def seconds(self) -> float:
+        return self.before + time.monotonic() - self.start
+
+
+def log_start(parts: RunParts, out: Path) -> None:
+    """The run's first log line: where, what strategy and objectives, which tasks (rank 0)."""
+    cfg, c = parts.config, parts.runtime.collective
+    tasks = ", ".join(f"{n} ({p.task.num_classes} classes)" for n, p in parts.tasks.items())
+    log.info(
+        "NAT run in %s: strategy %s, objectives %s, constraints %s, %d supernet(s), %s %s",
+        out,
+        cfg.strategy,
+        parts.objectives.names,
+        cfg.constraints or "none",
+        len(parts.supernets),
+        "tasks" if parts.many_task else "task",
+        tasks,
+    )
+    if c.active:
+        log.info("%d processes (torchrun); this is rank 0, which writes the run", c.world_size)
+
+
+def record(
+    folder: RunDir,
+    objectives: ObjectiveSet,
+    iteration: int,
+    info: dict[str, Any],
+    state: dict[str, Any],
+    seconds: float,
+) -> None:
+    """Log an iteration and write its front and history (``front.json``, ``state.json``; rank 0)."""
+    current = folder.archive.current()
+    front = objectives.front(current)
+    hv = objectives.hypervolume(front)
+    best = max((r.top1 for r in front), default=float("nan"))  # many tasks: the best mean top-1
+    surrogate = ""
+    if "surrogate" in info:
+        tau = "n/a" if info.get("tau") is None else f"{info['tau']:.3f}"
+        surrogate = f", surrogate {info['surrogate']} (tau {tau})"
+    log.info(
+        "iteration %d: archive %d, front %d, best top1 %.4f, hypervolume %.4f%s",
+        iteration,
+        len(current),
+        len(front),
+        best,
+        hv,
+        surrogate,
+    )
+    folder.write_front(front)
+    state.update({"iteration": iteration, "elapsed_s": seconds, "hypervolume": hv, **info})
+    history = state.setdefault("history", [])
+    history[:] = [h for h in history if h["iteration"] != iteration]
+    entry = {
+        "iteration": iteration,
+        "hypervolume": hv,
+        "front_size": len(front),
+        "archive_size": len(current),
+    }
+    history.append({**entry, **info})
+    folder.write_state(state)
 
 
 def initial_subnets(space: SearchSpace, widths: Sequence[float], config: SearchConfig) -> list[Subnet]:

@@ -125,25 +125,10 @@ def _fold_indices(n: int, folds: int, seed: int, repeats: int = 1) -> list[np.nd
     return [np.sort(test) for _, test in splitter.split(np.zeros(n))]
 
 
-def adaptive_switching(
-    genomes: np.ndarray,
-    y: np.ndarray,
-    space: SearchSpace | str,
-    models: Sequence[str] = DEFAULT_MODELS,
-    folds: int = 5,
-    seed: int = 0,
-    model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-    repeats: int = 3,
-) -> tuple[Surrogate, SwitchReport]:
-    """Cross-validate every model in ``models``, refit the best (by mean - std of Kendall tau) on all data.
-
-    Returns ``(fitted_surrogate, report)``. ``model_kwargs`` maps a model name to constructor options.
-    The k-fold split is repeated ``repeats`` times with fresh shuffles (``folds * repeats`` taus per
-    model); NAT uses one (``repeats=1``), but on real measurements a single split often crowned a model
-    that was merely lucky on it, and 3 repeats made the choice reliable (docs/surrogates.md).
-    Raises `ConfigError` when there are too few samples for ``folds`` folds of at least 3 points.
-    """
-    model_kwargs = dict(model_kwargs or {})
+def _check_candidates(
+    models: Sequence[str], model_kwargs: Mapping[str, Mapping[str, Any]], folds: int, repeats: int
+) -> None:
+    """Adaptive switching's settings: one `ConfigError` naming the first that is wrong."""
     if not models:
         raise ConfigError("adaptive switching needs at least one candidate model")
     if len(set(models)) != len(models):
@@ -170,6 +155,28 @@ def adaptive_switching(
     unknown_models = [m for m in models if m not in available_surrogates()]
     if unknown_models:
         raise ConfigError(f"unknown surrogate(s) {unknown_models}; choose from {available_surrogates()}")
+
+
+def adaptive_switching(
+    genomes: np.ndarray,
+    y: np.ndarray,
+    space: SearchSpace | str,
+    models: Sequence[str] = DEFAULT_MODELS,
+    folds: int = 5,
+    seed: int = 0,
+    model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    repeats: int = 3,
+) -> tuple[Surrogate, SwitchReport]:
+    """Cross-validate every model in ``models``, refit the best (by mean - std of Kendall tau) on all data.
+
+    Returns ``(fitted_surrogate, report)``. ``model_kwargs`` maps a model name to constructor options.
+    The k-fold split is repeated ``repeats`` times with fresh shuffles (``folds * repeats`` taus per
+    model); NAT uses one (``repeats=1``), but on real measurements a single split often crowned a model
+    that was merely lucky on it, and 3 repeats made the choice reliable (docs/surrogates.md).
+    Raises `ConfigError` when there are too few samples for ``folds`` folds of at least 3 points.
+    """
+    model_kwargs = dict(model_kwargs or {})
+    _check_candidates(models, model_kwargs, folds, repeats)
     space = get_space(space)
     x = check_genomes(genomes, space)
     t = check_targets(y, len(x))

@@ -100,12 +100,22 @@ class PretrainConfig(RuntimeSettings):
     grad_clip: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(100, ge=0, description="also checkpoint every N steps (0: epochs only)")
     log_every: int = Field(20, ge=1, description="write a metrics row every N steps")
-    calib_images: int = Field(2000, ge=1, description="training images for BN recalibration")
+    calibration_images: int = Field(2000, ge=1, description="training images for BN recalibration")
     val_images: int | None = Field(
         2000, ge=0, description="val images for the end-of-phase check (None: all, 0: no check)"
     )
     test_eval: bool = Field(True, description="evaluate largest/smallest on the test split at the end")
     phases: list[PhaseConfig] = Field(default_factory=ofa_phases, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_names(cls, data: Any) -> Any:
+        """``calib_images``, this field's name before it was ``calibration_images`` as in search configs
+        (configs and pretraining folders written then still load)."""
+        if isinstance(data, dict) and "calib_images" in data and "calibration_images" not in data:
+            data = {**data, "calibration_images": data["calib_images"]}
+            del data["calib_images"]
+        return data
 
     @model_validator(mode="after")
     def _check_against_space(self) -> PretrainConfig:
@@ -167,7 +177,7 @@ def parse_config(data: Any, source: str = "config") -> PretrainConfig:
         raise ConfigError(f"{source}: {validation_message(exc, 'docs/pretraining.md')}") from None
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+def load_pretrain_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
     """Read a YAML pretraining config (``overrides`` replace top-level fields, e.g. from CLI flags)."""
     path = Path(path)
     data = read_yaml_mapping(path)

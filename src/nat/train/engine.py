@@ -137,6 +137,43 @@ def _no_buffer_sync() -> dict[str, bool]:
     return {"broadcast_buffers": False}
 
 
+def _check_settings(
+    total_steps: int,
+    subnets_per_batch: int,
+    always_train: Sequence[Subnet],
+    distill_from: Teacher,
+    distill_every: int,
+    resolution: str,
+) -> None:
+    """`SupernetTrainer`'s settings that no type states: one `ConfigError` naming the first bad one."""
+    if total_steps < 1:
+        raise ConfigError(f"total_steps must be >= 1, got {total_steps}")
+    if subnets_per_batch < 0:
+        raise ConfigError(f"subnets_per_batch must be >= 0, got {subnets_per_batch}")
+    if resolution not in ("batch", "subnet"):
+        raise ConfigError(f"resolution must be 'batch' or 'subnet', got {resolution!r}")
+    if distill_from is not None and distill_from != "largest" and not isinstance(distill_from, nn.Module):
+        raise ConfigError(
+            f"distill_from must be 'largest', a teacher nn.Module or None, got {distill_from!r}"
+        )
+    if subnets_per_batch == 0 and not always_train and distill_from != "largest":
+        raise ConfigError("nothing to train: subnets_per_batch=0 and no always_train subnets")
+    if distill_every < 1:
+        raise ConfigError(f"distill_every must be >= 1, got {distill_every}")
+
+
+def _ddp(supernet: nn.Module, device: torch.device) -> nn.Module:
+    """The supernet wrapped for DistributedDataParallel (under torchrun)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        supernet,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True,
+        **_no_buffer_sync(),
+    )
+
+
 class SupernetTrainer:
     """Trains a supernet one batch at a time; holds the optimiser, schedule position and RNG streams.
 
@@ -173,35 +210,13 @@ class SupernetTrainer:
         precision: Precision | str | None = None,
         collective: Collective | None = None,
     ) -> None:
-        if total_steps < 1:
-            raise ConfigError(f"total_steps must be >= 1, got {total_steps}")
-        if subnets_per_batch < 0:
-            raise ConfigError(f"subnets_per_batch must be >= 0, got {subnets_per_batch}")
-        if resolution not in ("batch", "subnet"):
-            raise ConfigError(f"resolution must be 'batch' or 'subnet', got {resolution!r}")
-        if distill_from is not None and distill_from != "largest" and not isinstance(distill_from, nn.Module):
-            raise ConfigError(
-                f"distill_from must be 'largest', a teacher nn.Module or None, got {distill_from!r}"
-            )
-        if subnets_per_batch == 0 and not always_train and distill_from != "largest":
-            raise ConfigError("nothing to train: subnets_per_batch=0 and no always_train subnets")
-        if distill_every < 1:
-            raise ConfigError(f"distill_every must be >= 1, got {distill_every}")
+        _check_settings(total_steps, subnets_per_batch, always_train, distill_from, distill_every, resolution)
         self.net = supernet
         self.device = torch.device(device) if device is not None else next(supernet.parameters()).device
         self.net.to(self.device)
         self.collective = Collective.current() if collective is None else collective
         # what forward passes go through: the supernet itself, or its DDP wrapper under torchrun
-        self.model: nn.Module = supernet
-        if self.collective.active:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.model = DistributedDataParallel(
-                supernet,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
-                **_no_buffer_sync(),
-            )
+        self.model: nn.Module = _ddp(supernet, self.device) if self.collective.active else supernet
         self.precision = as_precision(precision, self.device)
         self.scaler = self.precision.grad_scaler()  # fp16 only
         # per-batch figures are device tensors until read; on CPU reading them costs nothing, so they

@@ -235,10 +235,10 @@ def pretrain_calibrator(
     channels_last: bool = False,
     precision: Precision | str | None = None,
 ) -> BNCalibrator:
-    """The BN calibrator a pretraining run measures with: ``cfg.calib_images`` training images fixed by
+    """The BN calibrator a pretraining run measures with: ``cfg.calibration_images`` training images fixed by
     the run seed, at ``space``'s largest resolution (so that every subnet resizes down from them)."""
     return BNCalibrator(
-        calibration_images(task, cfg.calib_images, max(space.resolutions), cfg.seed),
+        calibration_images(task, cfg.calibration_images, max(space.resolutions), cfg.seed),
         batch_size=cfg.data.eval_batch_size,
         device=device,
         channels_last=channels_last,
@@ -624,7 +624,7 @@ class PretrainingTrainer(TrainCallback):
         return {
             "test_top1": top1,
             "test_subnets": {k: s.to_dict() for k, s in subnets.items()},
-            "bn_calibration_images": self.cfg.calib_images,
+            "calibration_images": self.cfg.calibration_images,
         }
 
 

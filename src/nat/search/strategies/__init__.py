@@ -7,7 +7,7 @@ Adding a strategy means one module here with a `StrategyBase` subclass decorated
 from __future__ import annotations
 
 from nat.search.config import SearchConfig
-from nat.search.objectives import ObjectiveSet
+from nat.search.objective_set import ObjectiveSet
 from nat.search.strategies.base import STRATEGIES, Proposal, Strategy, StrategyBase, register_strategy
 from nat.search.strategies.evolution import EvolutionStrategy
 from nat.search.strategies.nat import NATStrategy

@@ -18,7 +18,7 @@ import numpy as np
 from nat.registry import Registry
 from nat.search.archive import Record
 from nat.search.config import NSGA3Config, SearchConfig, SurrogateConfig
-from nat.search.objectives import ObjectiveSet
+from nat.search.objective_set import ObjectiveSet
 from nat.search.seeds import SeedTag, iteration_seed
 from nat.space.subnet import Subnet
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from nat.search.archive import Record
 from nat.search.front import EXACT_HV_MAX_OBJECTIVES
-from nat.search.objectives import accuracy_label
+from nat.search.objective_set import accuracy_label
 from nat.search.problem import Evaluate, run_nsga3
 from nat.search.selection import select_by_hypervolume, select_by_task_hypervolume, select_diverse
 from nat.search.strategies.base import Proposal, StrategyBase, register_strategy

@@ -16,7 +16,7 @@ import numpy as np
 
 from nat.search.archive import Record
 from nat.search.config import SurrogateConfig
-from nat.search.objectives import ObjectiveSet, accuracy_label
+from nat.search.objective_set import ObjectiveSet, accuracy_label
 from nat.search.problem import Evaluate
 from nat.search.seeds import SeedTag, iteration_seed
 from nat.surrogates import ModelScore, Surrogate, SwitchReport, adaptive_switching, make_surrogate
