@@ -130,7 +130,8 @@ def test_two_folder_runs_are_byte_identical_with_any_number_of_workers(folder_ta
 
 def test_a_stopped_folder_run_resumes_to_the_uninterrupted_one(folder_task, tmp_path, monkeypatch) -> None:
     folder, supernet = folder_task
-    settings = folder_settings(folder, supernet)
+    # in-process loading: the first test shows that workers change nothing (the SIGKILL test keeps 2)
+    settings = folder_settings(folder, supernet, **{"data.num_workers": 0})
     straight = run_search(tmp_path / "straight", settings)
 
     from nat.search import evaluator as evaluator_module

@@ -270,10 +270,20 @@ def _worker_errors_unwrapped(loader: DataLoader) -> Iterator[Any]:
     try:
         yield from loader
     except DataError as exc:
+        _stop_workers(loader)
         lines = [ln for ln in str(exc).splitlines() if ln.strip()]
         tagged = [ln for ln in lines if "DataError: " in ln]
         message = tagged[-1].split("DataError: ", 1)[1] if tagged else (lines[-1] if lines else str(exc))
         raise DataError(message) from None
+
+
+def _stop_workers(loader: DataLoader) -> None:
+    """End a loader's persistent workers now: after a worker's error they would otherwise linger until
+    garbage collection, whose shutdown then waits out a timeout per worker."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+        loader._iterator = None
 
 
 class FileLoader:
