@@ -69,3 +69,30 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def at_evaluation(monkeypatch):
+    """``at_evaluation(n, action=None)``: run ``action()`` just before the ``n``-th subnet evaluation of
+    the process (``None``: stop there, as Ctrl-C would), then evaluate as usual; returns a function that
+    puts the real evaluation back (what a resumed run then uses)."""
+    from nat.search import evaluator
+
+    original = evaluator.SubnetEvaluator.evaluate
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    def install(n: int, action=None):
+        calls = {"n": 0}
+
+        def evaluate(self, subnet, measure_latency):
+            calls["n"] += 1
+            if calls["n"] == n:
+                (action or interrupt)()
+            return original(self, subnet, measure_latency)
+
+        monkeypatch.setattr(evaluator.SubnetEvaluator, "evaluate", evaluate)
+        return lambda: monkeypatch.setattr(evaluator.SubnetEvaluator, "evaluate", original)
+
+    return install

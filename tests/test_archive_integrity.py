@@ -315,7 +315,7 @@ def _fill(folder: Path) -> None:
         os.close(fd)
 
 
-def test_disk_full_mid_run_then_resume_gives_the_same_archive(straight, tmp_path, monkeypatch) -> None:
+def test_disk_full_mid_run_then_resume_gives_the_same_archive(straight, tmp_path, at_evaluation) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(
@@ -324,18 +324,7 @@ def test_disk_full_mid_run_then_resume_gives_the_same_archive(straight, tmp_path
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        from nat.search import evaluator as evaluator_module
-
-        original = evaluator_module.SubnetEvaluator.evaluate
-        calls = {"n": 0}
-
-        def filling(self, subnet, measure_latency):
-            calls["n"] += 1
-            if calls["n"] == 7:  # the first evaluation of iteration 1: the disk is full from now on
-                _fill(disk)
-            return original(self, subnet, measure_latency)
-
-        monkeypatch.setattr(evaluator_module.SubnetEvaluator, "evaluate", filling)
+        restore = at_evaluation(7, lambda: _fill(disk))  # the first of iteration 1: the disk fills up
         config = load_config(preset="smoke", overrides=FAST)
         with pytest.raises(CheckpointError) as info:
             NATSearch(config, disk / "run").run()
@@ -346,7 +335,7 @@ def test_disk_full_mid_run_then_resume_gives_the_same_archive(straight, tmp_path
         )
         raw = archive.read_bytes()
         assert raw.endswith(b"\n") and 7 <= raw.count(b"\n") < len(Archive(straight / "archive.jsonl"))
-        monkeypatch.setattr(evaluator_module.SubnetEvaluator, "evaluate", original)
+        restore()
         (disk / "filler").unlink()
         with NATSearch(config, disk / "run", resume=True) as resumed:
             resumed.run()

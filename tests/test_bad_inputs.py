@@ -208,6 +208,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("memory-format", [*S, "--set", "memory_format=nhwc"], "memory_format: Input should be 'auto'"),
     ("distributed-timeout", [*S, "--set", "distributed_timeout_minutes=0"], "distributed_timeout_minutes"),
     ("strategy", [*S, "--set", "strategy=grid"], "strategy"),
+    ("strategy-typo", [*S, "--set", "strategy=randon"], "did you mean 'random'"),
+    ("max-evaluations", [*S, "--set", "max_evaluations=0"], "max_evaluations"),
     (
         "task-names",
         [*S, "--set", "data=[{{dataset: digits, name: a}}, {{dataset: mnist5k, name: a}}]"],

@@ -128,27 +128,16 @@ def test_two_folder_runs_are_byte_identical_with_any_number_of_workers(folder_ta
     assert (first / checkpoint).read_bytes() == (second / checkpoint).read_bytes()
 
 
-def test_a_stopped_folder_run_resumes_to_the_uninterrupted_one(folder_task, tmp_path, monkeypatch) -> None:
+def test_a_stopped_folder_run_resumes_to_the_uninterrupted_one(folder_task, tmp_path, at_evaluation) -> None:
     folder, supernet = folder_task
     # in-process loading: the first test shows that workers change nothing (the SIGKILL test keeps 2)
     settings = folder_settings(folder, supernet, **{"data.num_workers": 0})
     straight = run_search(tmp_path / "straight", settings)
 
-    from nat.search import evaluator as evaluator_module
-
-    calls = {"n": 0}
-    original = evaluator_module.SubnetEvaluator.evaluate
-
-    def stopping(self, subnet, measure_latency):
-        calls["n"] += 1
-        if calls["n"] == 8:  # inside iteration 1, after its adaptation
-            raise KeyboardInterrupt
-        return original(self, subnet, measure_latency)
-
-    monkeypatch.setattr(evaluator_module.SubnetEvaluator, "evaluate", stopping)
+    restore = at_evaluation(8)  # inside iteration 1, after its adaptation
     with pytest.raises(KeyboardInterrupt):
         run_search(tmp_path / "stopped", settings)
-    monkeypatch.setattr(evaluator_module.SubnetEvaluator, "evaluate", original)
+    restore()
     config = load_config(preset="smoke", overrides=settings)
     NATSearch(config, tmp_path / "stopped", resume=True).run()
     assert (tmp_path / "stopped" / "archive.jsonl").read_bytes() == (straight / "archive.jsonl").read_bytes()

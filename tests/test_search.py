@@ -97,27 +97,16 @@ def test_existing_run_needs_resume(smoke_run: Path, capsys) -> None:
     assert len(err) == 1 and "--resume" in err[0]
 
 
-def test_resume_after_crash_gives_the_same_archive(tmp_path, monkeypatch) -> None:
+def test_resume_after_crash_gives_the_same_archive(tmp_path, at_evaluation) -> None:
     config = fast_config()
     with NATSearch(config, tmp_path / "straight") as straight:
         straight.run()
     expected = (tmp_path / "straight" / "archive.jsonl").read_text()
 
-    from nat.search import evaluator as evaluator_module
-
-    calls = {"n": 0}
-    original = evaluator_module.SubnetEvaluator.evaluate
-
-    def crashing(self, subnet, measure_latency):
-        calls["n"] += 1
-        if calls["n"] == 9:  # inside iteration 1, after its adaptation
-            raise KeyboardInterrupt
-        return original(self, subnet, measure_latency)
-
-    monkeypatch.setattr(evaluator_module.SubnetEvaluator, "evaluate", crashing)
+    restore = at_evaluation(9)  # inside iteration 1, after its adaptation
     with pytest.raises(KeyboardInterrupt):
         NATSearch(config, tmp_path / "crashed").run()
-    monkeypatch.setattr(evaluator_module.SubnetEvaluator, "evaluate", original)
+    restore()
     # a kill in the middle of a write leaves a partial line: it must be dropped, not duplicated
     with (tmp_path / "crashed" / "archive.jsonl").open("a") as f:
         f.write('{"iteration": 1, "phase": "cand')

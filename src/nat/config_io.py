@@ -6,13 +6,14 @@ the field path and what is wrong, never a pydantic or YAML traceback.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from nat.errors import ConfigError
+from nat.errors import CheckpointError, ConfigError
 
 
 def read_text(path: str | Path, what: str = "config file") -> str:
@@ -62,3 +63,29 @@ def validation_message(exc: ValidationError, docs: str = "the README") -> str:
             msg = f"unknown field (check its spelling; see {docs} for the fields)"
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
+
+
+# ------------------------------------------------------------------- JSON files a run or model folder holds
+
+
+def read_json_file(path: Path, remedy: str = "") -> Any:
+    """The JSON a run or model folder's file holds; one `CheckpointError` naming the file (and saying
+    ``remedy``) when it cannot be read or is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is damaged (not readable JSON: {exc}){_then(remedy)}") from None
+
+
+def check_file_data(model: type[BaseModel], data: Any, path: Path, remedy: str = "", where: str = "") -> None:
+    """Validate what a file read back holds against ``model``, strictly (a count written as ``"3"`` is
+    damage, not a number to guess at); one `CheckpointError` naming the file, ``where`` in it (e.g. an
+    entry) and every bad field."""
+    try:
+        model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        raise CheckpointError(f"{path} is damaged: {where}{validation_message(exc)}{_then(remedy)}") from None
+
+
+def _then(remedy: str) -> str:
+    return f"; {remedy}" if remedy else ""

@@ -116,12 +116,10 @@ def model_metadata(folder: Path) -> dict:
 def _release_resolution(path: Path, key: str) -> int | None:
     """The input resolution a NAT release file states (``key``, or its subnet's ``r``); None if it
     states none; `CheckpointError` naming the file and field when it is not a positive integer."""
+    from nat.config_io import read_json_file
     from nat.errors import CheckpointError
 
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not readable JSON ({exc})") from None
+    data = read_json_file(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not a JSON object")
     field, value = key, data.get(key)

@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nat.config_io import validation_message
+from nat.config_io import check_file_data, read_json_file
 from nat.errors import CheckpointError, ConfigError
 from nat.export.natnet import load_weights
 from nat.export.ofa_config import is_net_config, net_config
@@ -221,22 +221,12 @@ def save_model(
     return folder
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is damaged: {exc}") from None
-
-
 def _checked_description(path: Path) -> dict[str, Any]:
     """A ``model.json`` validated (`ModelDescription`), as the plain dict it holds."""
-    info = _read_json(path)
+    info = read_json_file(path, RECREATE)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a nat model description (format {FORMAT})")
-    try:
-        ModelDescription.model_validate(info, strict=True)
-    except ValidationError as exc:
-        raise CheckpointError(f"{path} is damaged: {validation_message(exc)}; {RECREATE}") from None
+    check_file_data(ModelDescription, info, path, RECREATE)
     return info
 
 
@@ -247,7 +237,7 @@ def read_model_info(folder: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"model folder not found: {folder}")
     if (folder / "model.json").is_file():
         return _checked_description(folder / "model.json")
-    config = _read_json(folder / "net.config") if (folder / "net.config").is_file() else None
+    config = read_json_file(folder / "net.config") if (folder / "net.config").is_file() else None
     older = isinstance(config, dict) and {"space", "subnet", "num_classes"} <= set(config)
     if (folder / "model.safetensors").is_file() and not older:
         raise CheckpointError(

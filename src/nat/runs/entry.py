@@ -12,7 +12,7 @@ from nat.search.archive import Record
 from nat.search.config import SearchConfig
 from nat.search.finalize import MODELS_DIR
 from nat.search.loop import NATSearch
-from nat.search.rundir import ARCHIVE, RunDir
+from nat.search.rundir import ARCHIVE, RunDir, holds_run
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,6 @@ class SearchResult:
     @property
     def models_dir(self) -> Path:
         return self.run_dir / MODELS_DIR
-
-
-def holds_run(folder: str | Path) -> bool:
-    """Whether ``folder`` already holds a run's records (what ``resume=None`` continues)."""
-    archive = Path(folder) / ARCHIVE
-    return archive.is_file() and archive.stat().st_size > 0
 
 
 def run_search(

@@ -27,7 +27,6 @@ class Runtime:
     precision: Precision
     channels_last: bool
     collective: Collective
-    threads: int | None = None
 
     @classmethod
     def resolve(cls, settings: RuntimeSettings, collective: Collective | None = None) -> Runtime:
@@ -41,7 +40,6 @@ class Runtime:
             precision=Precision(settings.precision, device),
             channels_last=supernet_channels_last(settings.memory_format, device),
             collective=collective,
-            threads=settings.threads,
         )
 
 

@@ -9,13 +9,12 @@ as ``"3"`` is damage, not a number to guess at).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nat.config_io import validation_message
+from nat.config_io import check_file_data, read_json_file
 from nat.errors import CheckpointError, ConfigError
 from nat.space.subnet import Subnet
 
@@ -74,13 +73,6 @@ class ModelEntry(BaseModel):
         return value
 
 
-def _load_json(path: Path, remedy: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is damaged (not JSON: {exc}); {remedy}") from None
-
-
 STATE_REMEDY = "restore it from a copy, or delete it (the run then redoes its iterations on --resume)"
 
 
@@ -89,13 +81,10 @@ def read_state(path: Path) -> dict[str, Any]:
     `CheckpointError` naming the file, the history entry and the field when it is damaged."""
     if not path.exists():
         return {}
-    data = _load_json(path, STATE_REMEDY)
+    data = read_json_file(path, STATE_REMEDY)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is damaged (not a JSON object); {STATE_REMEDY}")
-    try:
-        RunState.model_validate(data, strict=True)
-    except ValidationError as exc:
-        raise CheckpointError(f"{path} is damaged: {validation_message(exc)}; {STATE_REMEDY}") from None
+    check_file_data(RunState, data, path, STATE_REMEDY)
     return data
 
 
@@ -111,7 +100,7 @@ def read_models_index(path: Path, run: Path | None = None) -> list[dict[str, Any
     if not path.is_file():
         return []
     remedy = index_remedy(run)
-    data = _load_json(path, remedy)
+    data = read_json_file(path, remedy)
     if not isinstance(data, list):
         raise CheckpointError(f"{path} is damaged (not a list of model entries); {remedy}")
     for i, entry in enumerate(data):
@@ -119,12 +108,7 @@ def read_models_index(path: Path, run: Path | None = None) -> list[dict[str, Any
             raise CheckpointError(
                 f"{path} is damaged: entry {i} is {type(entry).__name__}, not an object; {remedy}"
             )
-        try:
-            ModelEntry.model_validate(entry, strict=True)
-        except ValidationError as exc:
-            name = entry.get("name")
-            which = f"entry {i}" + (f" ({name})" if isinstance(name, str) and name else "")
-            raise CheckpointError(
-                f"{path} is damaged: {which}: {validation_message(exc)}; {remedy}"
-            ) from None
+        name = entry.get("name")
+        which = f"entry {i}" + (f" ({name})" if isinstance(name, str) and name else "")
+        check_file_data(ModelEntry, entry, path, remedy, where=f"{which}: ")
     return data

@@ -139,6 +139,13 @@ def check_run_folder(path: Path) -> None:
             ) from None
 
 
+def holds_run(folder: str | Path) -> bool:
+    """Whether ``folder`` already holds a search's records (`RunDir.create` refuses it; a search
+    started with ``resume=None`` continues it)."""
+    archive = Path(folder) / ARCHIVE
+    return archive.is_file() and archive.stat().st_size > 0
+
+
 def is_run_folder(path: Path) -> bool:
     """Whether ``path`` holds a run of any kind: a search (its archive, or its config beside its
     versions.json) or a pretraining (its config beside its checkpoint or metrics). A ``config.yaml``
@@ -198,8 +205,7 @@ class RunDir:
         """A new run in ``path`` (created if needed); refused if the folder already holds a run."""
         path = Path(path)
         check_run_folder(path)
-        archive = path / ARCHIVE
-        if archive.exists() and archive.stat().st_size > 0:
+        if holds_run(path):
             raise ConfigError(
                 f"{path} already holds a run; continue it with `nat search --resume {path}` or choose "
                 "another --out"
