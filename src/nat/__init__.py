@@ -1,7 +1,8 @@
 """nat: Neural Architecture Transfer (Lu et al., TPAMI 2021) as a library and a command-line tool.
 
-The public API is small: one call to search (`nat.search(config, out=...)`), one to open a run
-(`nat.open_run`), one to load a model (`nat.load_model`); below them the search space (`SearchSpace`,
+The public API is small: one call to search (`nat.search(config, out=...)`), one to retarget a
+finished search (`nat.retarget(run, out=..., overrides=...)`), one to open a run (`nat.open_run`),
+one to load a model (`nat.load_model`); below them the search space (`SearchSpace`,
 `Subnet`, genomes), the elastic `Supernet`, exact complexity (`profile_subnet`), and model files
 (`model_transform`; `load_natnet` for NAT's released networks). Heavier modules (torch) are imported on
 first use.
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "open_run": "nat.api",
+    "retarget": "nat.api",
     "SearchResult": "nat.runs",
     "RunView": "nat.api",
     "Supernet": "nat.supernet",
@@ -55,5 +57,6 @@ __all__ = [
     "model_transform",
     "open_run",
     "profile_subnet",
+    "retarget",
     "search",
 ]

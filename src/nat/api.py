@@ -1,7 +1,9 @@
-"""nat's library API in two calls: `search` runs (or continues) a search, `open_run` reads one.
+"""nat's library API: `search` runs (or continues) a search, `retarget` aims a finished one at a new
+target, `open_run` reads one.
 
     import nat
     result = nat.search("smoke", out="runs/smoke")          # preset, YAML path, dict or SearchConfig
+    small = nat.retarget("runs/smoke", out="runs/small", overrides={"constraints": {"params": 2e5}})
     run = nat.open_run("runs/smoke")                        # read-only: nothing in the folder changes
     run.front, run.models, run.history                      # what the search found and delivered
     model = nat.load_model(run.models_dir / run.models[0]["name"])
@@ -51,6 +53,24 @@ def search(config: ConfigLike, out: str | Path, overrides: dict[str, Any] | None
     from nat.runs import run_search
 
     return run_search(resolve_config(config, overrides), out)
+
+
+def retarget(
+    run: str | Path,
+    out: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    iterations: int | None = None,
+    adapt_epochs: float | None = None,
+) -> SearchResult:
+    """Aim the finished run ``run`` at new objectives or constraints (``overrides``, e.g.
+    ``{"constraints": {"params": 2e6}}``) in the new run folder ``out``, without training again: its
+    measured subnets carry over, complexity is recomputed, a short search (``iterations``) runs on the
+    adapted supernet (adapted further only with ``adapt_epochs`` > 0). ``run`` is only read. A folder
+    that already holds this retarget is continued. docs/transfer_search.md."""
+    from nat.runs import run_retarget
+
+    return run_retarget(run, out, overrides, iterations=iterations, adapt_epochs=adapt_epochs, resume=None)
 
 
 class RunView:

@@ -207,6 +207,27 @@ def make_folder(path: str | Path, option: str = "--out") -> Path:
     return path
 
 
+def lock_holder(path: Path) -> str | None:
+    """The PID recorded in the lock file ``path`` while another process holds it (None: free, or no such
+    file). The file is only opened for reading, so a folder that must not change (a retarget's source)
+    can be checked."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class RunLock:
     """An exclusive, non-blocking ``flock`` on a lock file that records the holder's PID.
 

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nat.cli.profile",
     "nat.cli.data",
     "nat.cli.search",
+    "nat.cli.retarget",
     "nat.cli.export",
     "nat.cli.report",
     "nat.cli.eval",

@@ -114,7 +114,7 @@ def _check_request(args: argparse.Namespace) -> None:
     to: no models (``--models 0`` would empty the run's delivered models), or an ``--out`` inside the
     run folder or any other run folder (it would overwrite that run's own models and index)."""
     from nat.errors import ConfigError
-    from nat.search.rundir import enclosing_run
+    from nat.run_folder import enclosing_run
 
     if args.models == 0:
         raise ConfigError(

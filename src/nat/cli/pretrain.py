@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from nat.cli.args import PRECISIONS, positive_int
@@ -42,7 +41,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nat.files import make_folder
     from nat.runtime.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
     from nat.runtime.threads import torch_threads
     from nat.train.config import load_pretrain_config
@@ -82,20 +80,10 @@ def run(args: argparse.Namespace) -> int:
             stop_after_steps=args.stop_after_steps,
             collective=collective,
         )
-        if not collective.is_main:  # rank 0 writes the folder, its log and the summary
-            with torch_threads(trainer.cfg.threads):
-                trainer.run()
+        with torch_threads(trainer.cfg.threads):
+            summary = trainer.run()  # rank 0 holds the folder's lock (a second writer fails at once) and log
+        if not collective.is_main:
             return 0
-        make_folder(out)
-        handler = logging.FileHandler(out / "pretrain.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger().addHandler(handler)
-        try:
-            with torch_threads(trainer.cfg.threads):
-                summary = trainer.run()  # holds the folder's lock: a second writer fails at once
-        finally:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
     print(json.dumps(summary, indent=2))
     return 0
 

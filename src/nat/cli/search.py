@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.preset, overrides)
         out, resume = args.out, False
     result = run_search(config, out, resume=resume, repair=args.repair)
+    return print_result(config, result)
+
+
+def print_result(config, result) -> int:
+    """What `nat search` and `nat retarget` print at the end: the front, the models, the report."""
     if not result.main:  # rank 0 reports; the others only did their share of the work
         return 0
     front, models = result.front, result.models

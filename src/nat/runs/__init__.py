@@ -1,4 +1,5 @@
-"""The run layer: the one entry point that starts, resumes and finishes a search.
+"""The run layer: the one entry point that starts, resumes and finishes a search (`run_search`), and
+the kinds of run built on it (`run_retarget`: a finished search aimed at a new target).
 
 `nat search`, `nat quickstart` and `nat.search(...)` all run a search through `run_search`, so a run
 folder is opened, resumed, locked and run under torchrun by one piece of code with one rule:
@@ -10,5 +11,6 @@ folder is opened, resumed, locked and run under torchrun by one piece of code wi
 """
 
 from nat.runs.entry import SearchResult, holds_run, run_search
+from nat.runs.retarget import run_retarget
 
-__all__ = ["SearchResult", "holds_run", "run_search"]
+__all__ = ["SearchResult", "holds_run", "run_retarget", "run_search"]

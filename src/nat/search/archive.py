@@ -43,6 +43,7 @@ class Phase(StrEnum):
     INITIAL = "initial"  # the initial archive (iteration 0)
     CANDIDATE = "candidate"  # proposed by the strategy in iteration i
     REEVAL = "reeval"  # an archive member re-measured after iteration i's adaptation
+    CARRIED = "carried"  # a retarget run's iteration 0: measured by its source run (`nat.search.retarget`)
 
 
 @dataclass(frozen=True)

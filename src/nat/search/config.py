@@ -209,6 +209,16 @@ class FinalizeConfig(BaseModel):
         return value
 
 
+class RetargetSource(BaseModel):
+    """The finished run a retarget run starts from (`nat retarget`, docs/transfer_search.md): its
+    measured records and adapted supernets are carried over; the hashes say which state of it."""
+
+    model_config = ConfigDict(extra="forbid")
+    run: str = Field(description="the source run folder (read, never written)")
+    config_sha256: str = Field(description="SHA-256 of the source's config.yaml when the retarget started")
+    archive_sha256: str = Field(description="SHA-256 of the source's archive.jsonl when the retarget started")
+
+
 def _validated_task_names(data: Any) -> list[str] | None:
     """The task names of an already validated ``data`` field (None when it failed validation)."""
     if isinstance(data, DataConfig):
@@ -284,6 +294,12 @@ class SearchConfig(RuntimeSettings):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
+    retarget: RetargetSource | None = Field(
+        None,
+        description="set by `nat retarget`: iteration 0 carries over this finished run's measured "
+        "records (objectives recomputed) and starts from its adapted supernets, instead of sampling, "
+        "adapting and measuring an initial archive",
+    )
 
     @field_validator("data", mode="before")
     @classmethod

@@ -50,10 +50,9 @@ from nat.runtime.distributed import Collective, batch_rows
 from nat.search import phases
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
-from nat.search.distribution import elite
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
-from nat.search.objective_set import ObjectiveSet, task_columns
+from nat.search.objective_set import ObjectiveSet
 from nat.search.parts import RunParts
 from nat.search.phases import RunClock
 from nat.search.rundir import RunDir
@@ -222,14 +221,20 @@ class NATSearch:
         self.collective.on_main(lambda: write_run_report(self.folder, self.models))
 
     def initial_iteration(self, state: dict[str, Any], clock: RunClock) -> None:
-        """Iteration 0: adapt on the initial subnets' distribution, then evaluate them."""
-        timer = phases.PhaseClock()
-        initial = self.initial_subnets()
+        """Iteration 0: adapt on the initial subnets' distribution, then evaluate them. A retarget run
+        carries its source's records over instead and keeps its source's adapted weights (saved here)."""
+        timer, retarget = phases.PhaseClock(), self.config.retarget is not None
+        if retarget:
+            with timer.phase("evaluation"):
+                initial = self.collective.decide(lambda: phases.carry(self.parts, self.archive))
+        else:
+            initial = self.initial_subnets()
         genomes = np.array([encode(s, self.space) for s in initial])
+        epochs = 0.0 if retarget else self.config.adaptation.initial_epochs
         with timer.phase("adaptation"):
-            self.adapt(0, {name: genomes for name in self.parts.tasks}, self.config.adaptation.initial_epochs)
+            self.adapt(0, {name: genomes for name in self.parts.tasks}, epochs)
         with timer.phase("evaluation"):
-            self.evaluate(initial, 0, Phase.INITIAL, timer)
+            self.evaluate([] if retarget else initial, 0, Phase.INITIAL, timer)
         self.collective.on_main(
             lambda: self.record(0, {"strategy": self.config.strategy, **timer.record()}, state, clock)
         )
@@ -263,13 +268,7 @@ class NATSearch:
         """What every process needs of iteration ``iteration``: each task's elite genomes (adaptation's
         distribution), the candidates to measure, and the archive members to re-measure (rank 0)."""
         before = self.archive.current(before_iteration=iteration)
-        genomes, F = np.array([r.genome for r in before]), self.objectives.matrix(before)
-        fraction = self.config.adaptation.elite_fraction
-        elite_genomes = {
-            name: elite(genomes, F[:, task_columns(self.objectives.names, part.objective)], fraction)
-            for name, part in self.parts.tasks.items()
-        }
-        return elite_genomes, proposal.subnets, self.reevaluation_set(before)
+        return phases.elite_genomes(self.parts, before), proposal.subnets, self.reevaluation_set(before)
 
     # ----------------------------------------------------------------- phases (`nat.search.phases`)
     def initial_subnets(self) -> list[Subnet]:

@@ -26,9 +26,10 @@ from nat.runtime.distributed import balanced_shares
 from nat.search.adaptation import adapt_supernet
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
-from nat.search.distribution import GenomeDistribution
-from nat.search.objective_set import ObjectiveSet, check_finite
+from nat.search.distribution import GenomeDistribution, elite
+from nat.search.objective_set import ObjectiveSet, check_finite, task_columns
 from nat.search.parts import RunParts
+from nat.search.retarget import carry_records, feasible_or_all
 from nat.search.rundir import RunDir
 from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
 from nat.space.definition import SearchSpace
@@ -145,6 +146,28 @@ def initial_subnets(space: SearchSpace, widths: Sequence[float], config: SearchC
             seen.add(s)
             subnets.append(s)
     return subnets
+
+
+def carry(parts: RunParts, archive: Archive) -> list[Subnet]:
+    """A retarget run's iteration 0 (rank 0): its source's records, carried into ``archive`` with the
+    new objectives' values (`nat.search.retarget.carry_records`); returns their subnets."""
+    evaluator = parts.first.evaluator
+    records = carry_records(parts.config, parts.objectives, archive, evaluator.latency_ms)
+    return [r.subnet for r in records]
+
+
+def elite_genomes(parts: RunParts, before: Sequence[Record]) -> dict[str, np.ndarray]:
+    """Each task's elite genomes among ``before`` (the archive as it stood): the distribution the
+    iteration's adaptation samples from. A retarget run takes them from the records that meet its
+    constraints (`nat.search.retarget.feasible_or_all`)."""
+    if parts.config.retarget is not None:
+        before = feasible_or_all(before, parts.objectives)
+    genomes, F = np.array([r.genome for r in before]), parts.objectives.matrix(before)
+    fraction, names = parts.config.adaptation.elite_fraction, parts.objectives.names
+    return {
+        name: elite(genomes, F[:, task_columns(names, part.objective)], fraction)
+        for name, part in parts.tasks.items()
+    }
 
 
 def adapt(

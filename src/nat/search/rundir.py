@@ -2,6 +2,7 @@
 
 Layout (all names relative to the folder)::
 
+    run.json             the folder's kind marker (``search``; `nat.run_folder`)
     config.yaml          the resolved SearchConfig the run was started (or last resumed) with
     versions.json        library versions, platform and torch thread count (provenance)
     archive.jsonl        every real evaluation, one JSON object a line (`nat.search.archive`)
@@ -19,7 +20,8 @@ A `RunDir` is opened one of three ways: `create` (a new run; refuses a folder th
 torn last archive line is skipped in memory). Writers hold an exclusive ``flock`` on ``.lock`` from
 opening to `close`; the kernel drops it when the process dies, even by SIGKILL, so a killed run never
 leaves a stale lock behind. All three refuse, before anything is written, a folder that holds a
-pretraining run or a ``config.yaml`` that is not a search config (`check_run_folder`); `repair` cuts a
+run of another kind (`nat.run_folder`) or a ``config.yaml`` that is not a search config
+(`check_run_folder`); `repair` cuts a
 damaged archive back to its intact records (``nat search --resume RUN --repair``). See
 docs/reliability.md for what survives what.
 """
@@ -29,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,25 +38,18 @@ from typing import Any
 
 import yaml
 
-from nat.errors import ConfigError
+from nat.errors import CheckpointError, ConfigError
 from nat.files import RunLock, make_folder, write_json_atomic, write_text_atomic
 from nat.objectives.latency_table import LatencyTable
+from nat.run_folder import CONFIG, LOCK, SEARCH, RunFolder
 from nat.search.archive import Archive, Record, Repair, repair_archive
 from nat.search.config import SearchConfig, load_config
 from nat.search.run_files import read_state
 from nat.supernet import Supernet
 from nat.supernet.checkpoint import load_supernet, read_metadata, save_supernet
-from nat.versions import library_versions
 
-CONFIG, VERSIONS, ARCHIVE, STATE, FRONT, LOG, LOCK = (
-    "config.yaml",
-    "versions.json",
-    "archive.jsonl",
-    "state.json",
-    "front.json",
-    "search.log",
-    ".lock",
-)
+ARCHIVE, STATE, FRONT = "archive.jsonl", "state.json", "front.json"
+LOG = SEARCH.log
 
 
 #: config fields a resumed run may change: they do not change which subnets are evaluated or their values
@@ -96,10 +90,6 @@ def config_differences(a: SearchConfig, b: SearchConfig) -> list[str]:
     return walk(a.model_dump(mode="json"), b.model_dump(mode="json"), "")
 
 
-#: files of a pretraining run folder (`nat pretrain`); a search folder has none of them
-PRETRAIN_FILES = ("checkpoint.pt", "metrics.jsonl", "supernet.safetensors")
-
-
 def _what_config_is(path: Path, error: ConfigError) -> str:
     """A few words on a ``config.yaml`` that is not a search config, for the error message."""
     from nat.config_io import read_yaml_mapping
@@ -117,18 +107,11 @@ def _what_config_is(path: Path, error: ConfigError) -> str:
 
 
 def check_run_folder(path: Path) -> None:
-    """Refuse (one `ConfigError`, nothing written) a folder that holds a pretraining run or a
+    """Refuse (one `ConfigError`, nothing written) a folder that holds a run of another kind or a
     ``config.yaml`` that is not a search config: a search must not write into another kind of run."""
     if not path.is_dir():
         return
-    if not (path / ARCHIVE).exists():
-        found = [name for name in PRETRAIN_FILES if (path / name).exists()]
-        if found:
-            raise ConfigError(
-                f"{path} holds a pretraining run ({', '.join(found)}), so it is not a nat run directory of a "
-                f"search; continue it with `nat pretrain --resume {path}`, and give a search a folder of its "
-                "own (--out)"
-            )
+    RunFolder(path, SEARCH).refuse_other_kind()
     if (path / CONFIG).is_file():
         try:
             load_config(path / CONFIG)
@@ -146,41 +129,15 @@ def holds_run(folder: str | Path) -> bool:
     return archive.is_file() and archive.stat().st_size > 0
 
 
-def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` holds a run of any kind: a search (its archive, or its config beside its
-    versions.json) or a pretraining (its config beside its checkpoint or metrics). A ``config.yaml``
-    alone does not make one: a user's project folder may well hold one."""
-
-    def has(name: str) -> bool:
-        return (path / name).exists()
-
-    search = has(ARCHIVE) or (has(CONFIG) and has(VERSIONS))
-    pretraining = has(CONFIG) and (has("checkpoint.pt") or has("metrics.jsonl"))
-    return path.is_dir() and (search or pretraining)
-
-
-def enclosing_run(path: Path) -> Path | None:
-    """The run folder that is ``path`` or holds it (the nearest), None when there is none. Commands
-    that write outside their run use it to refuse writing into another run's files."""
-    for folder in (path, *path.parents):
-        if is_run_folder(folder):
-            return folder
-    return None
+def checkpoint_file(folder: Path, width: float, task: str | None = None) -> Path:
+    """Where a run folder keeps its adapted supernet of ``width`` (``task``: its task, many-task runs)."""
+    prefix = "supernet" if task is None else f"supernet_{task}"
+    return folder / f"{prefix}_w{width:g}.safetensors"
 
 
 def read_state_file(path: Path) -> dict[str, Any]:
     """``state.json`` ({} when there is none yet), validated; `CheckpointError` when it is damaged."""
     return read_state(path)
-
-
-class _RunLogHandler(logging.FileHandler):
-    """``search.log``: a record that cannot be written (disk full) is dropped, not a traceback on stderr
-    (the write that matters fails with one clear line of its own)."""
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handleError(record)
 
 
 class RunDir:
@@ -190,7 +147,8 @@ class RunDir:
         self.path = Path(path)
         self.config = config
         self.writable = writable
-        self._lock = RunLock(self.path / LOCK)
+        self.folder = RunFolder(self.path, SEARCH)
+        self._lock = self.folder.lock
         if writable:
             self._lock.acquire()
         try:
@@ -232,8 +190,7 @@ class RunDir:
     def _for_writing(cls, path: Path, config: SearchConfig) -> RunDir:
         make_folder(path)
         run = cls(path, config, writable=True)
-        write_json_atomic(path / VERSIONS, library_versions())
-        write_text_atomic(path / CONFIG, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        run.folder.write_start(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return run
 
     @classmethod
@@ -315,8 +272,7 @@ class RunDir:
     # ----------------------------------------------------------------- adapted supernets
     def checkpoint_path(self, width: float, task: str | None = None) -> Path:
         """Where the adapted supernet of ``width`` is kept (``task``: its task, in a many-task run)."""
-        prefix = "supernet" if task is None else f"supernet_{task}"
-        return self.path / f"{prefix}_w{width:g}.safetensors"
+        return checkpoint_file(self.path, width, task)
 
     def adapted_iteration(self, width: float, task: str | None = None) -> int:
         """The iteration the saved adapted supernet of ``width`` (of ``task``) reached (-1: none saved)."""
@@ -355,9 +311,16 @@ class RunDir:
 
     def restore_supernets(self, nets: dict[float, Supernet], task: str | None = None) -> None:
         """Load the run's adapted weights (where saved) into the pretrained ``nets`` (of ``task``, in a
-        many-task run), in place."""
+        many-task run), in place; a retarget run that has saved none yet loads its source's."""
         for width, net in nets.items():
             ckpt = self.checkpoint_path(width, task)
+            if not ckpt.exists() and self.config.retarget is not None:  # a retarget starts from its source's
+                ckpt = checkpoint_file(Path(self.config.retarget.run), width, task)
+                if not ckpt.exists():
+                    raise CheckpointError(
+                        f"{ckpt}, the adapted supernet this retarget run starts from, is gone; restore "
+                        "the source run, or start the retarget again"
+                    )
             if ckpt.exists():
                 net.load_state_dict(load_supernet(ckpt).state_dict())
 
@@ -369,20 +332,8 @@ class RunDir:
         if not self.writable:
             yield
             return
-        logger = logging.getLogger("nat")
-        handler = _RunLogHandler(self.path / LOG)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.setLevel(level)
-        before = logger.level
-        logger.addHandler(handler)
-        if logger.getEffectiveLevel() > level:
-            logger.setLevel(level)
-        try:
+        with self.folder.logging(level):
             yield
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(before)
-            handler.close()
 
     def _check_writable(self) -> None:
         if not self.writable:

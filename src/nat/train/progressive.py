@@ -13,7 +13,8 @@ OFA, where every phase restarts the learning rate). Within a phase every batch t
 subnet on the labels (in-place distillation) and ``subnets_per_batch`` subnets sampled from the phase's
 choices with a KD loss towards the largest's soft predictions (see `nat.train.engine`).
 
-The run folder holds ``config.yaml`` (resolved), ``versions.json``, ``metrics.jsonl`` (one JSON object a
+The run folder (`nat.run_folder.RunFolder`, kind ``pretrain``) holds ``run.json``, ``config.yaml``
+(resolved), ``versions.json``, ``pretrain.log``, ``metrics.jsonl`` (one JSON object a
 line: training rows every ``log_every`` steps, one row per epoch and per phase end), ``checkpoint.pt``
 (supernet weights, optimiser, RNG streams, phase/epoch/step; replaced atomically at every epoch end and
 every ``checkpoint_every`` steps), and at the end ``supernet.safetensors`` (`Supernet.load` reads it) and
@@ -44,7 +45,8 @@ import torch
 
 from nat.data import TaskData, load_from_config, loader_from_config, make_loader
 from nat.errors import CheckpointError, ConfigError
-from nat.files import RunLock, append_line, make_folder, write_atomic, write_text_atomic
+from nat.files import append_line, make_folder, write_atomic, write_text_atomic
+from nat.run_folder import PRETRAIN, RunFolder, kind_of
 from nat.runtime import Runtime
 from nat.runtime.distributed import Collective, batch_rows
 from nat.runtime.precision import Precision
@@ -55,15 +57,11 @@ from nat.supernet.checkpoint import save_supernet, unsafe_reason
 from nat.train.config import PhaseConfig, PretrainConfig, parse_config
 from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
 from nat.train.evaluation import evaluate_top1
-from nat.versions import library_versions
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "nat.pretrain/1"
-LOCK = ".lock"
-#: files only a search run folder has (`nat.search.rundir`): a pretraining run never writes there
-SEARCH_FILES = ("archive.jsonl", "state.json", "supernet_w*.safetensors")
 
 
 # ----------------------------------------------------------------------------------------- phases
@@ -301,6 +299,7 @@ class PretrainingTrainer(TrainCallback):
         collective: Collective | None = None,
     ) -> None:
         self.out = Path(out_dir)
+        self.folder = RunFolder(self.out, PRETRAIN)
         self.resuming = resume
         self.progress = progress
         self.collective = Collective.current() if collective is None else collective
@@ -342,20 +341,10 @@ class PretrainingTrainer(TrainCallback):
         return cfg
 
     def _check_folder(self) -> None:
-        """Refuse (one `ConfigError`, nothing written) a folder that holds a search run, and, for a new
-        run, one that holds a pretraining run already."""
-        if not self.out.is_dir():
-            return
-        found = sorted({p.name for pattern in SEARCH_FILES for p in self.out.glob(pattern)})
-        if found:
-            raise ConfigError(
-                f"{self.out} holds a search run ({', '.join(found)}), not a pretraining run; nothing was "
-                f"changed: give `nat pretrain` a folder of its own (--out), or continue the search with "
-                f"`nat search --resume {self.out}`"
-            )
-        if not self.resuming and (
-            self.checkpoint_path.exists() or (self.out / "supernet.safetensors").exists()
-        ):
+        """Refuse (one `ConfigError`, nothing written) a folder that holds a run of another kind, and,
+        for a new run, one that holds a pretraining run already."""
+        self.folder.refuse_other_kind()
+        if not self.resuming and kind_of(self.out) is PRETRAIN:
             raise ConfigError(
                 f"{self.out} already holds a pretraining run; use --resume {self.out} or another --out"
             )
@@ -366,8 +355,7 @@ class PretrainingTrainer(TrainCallback):
         a new run with its ``config.yaml`` and ``versions.json``."""
         if self.resuming:
             return load_checkpoint(self.checkpoint_path) if self.checkpoint_path.is_file() else None
-        write_text_atomic(self.out / "config.yaml", self.cfg.to_yaml())
-        write_text_atomic(self.out / "versions.json", json.dumps(library_versions(), indent=2) + "\n")
+        self.folder.write_start(self.cfg.to_yaml())
         return None
 
     def _setup(self, state: dict[str, Any] | None) -> None:
@@ -475,13 +463,15 @@ class PretrainingTrainer(TrainCallback):
     def run(self) -> dict[str, Any]:
         """Train the remaining phases and finish; returns the run summary (``finished: False`` and the
         seconds so far when the step budget ran out first). The folder's writer lock is held throughout
-        (a second process writing it fails at once, naming this one's PID)."""
+        (a second process writing it fails at once, naming this one's PID), and nat's log records go to
+        the folder's ``pretrain.log``."""
         if not self.collective.is_main:
             return self._run()
         make_folder(self.out)
-        with RunLock(self.out / LOCK):
+        with self.folder.lock:
             self._check_folder()  # again: the folder may have changed since the trainer was made
-            return self._run()
+            with self.folder.logging():
+                return self._run()
 
     def _run(self) -> dict[str, Any]:
         main = self.collective.is_main
