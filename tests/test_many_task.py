@@ -263,3 +263,24 @@ def test_a_many_task_search_runs_on_task_hypervolume_selection(tmp_path) -> None
     with NATSearch(config, tmp_path / "run") as search:
         search.run()
     assert sum(r.phase == "candidate" for r in search.archive.records) == 3
+
+
+def test_a_many_task_run_retargets_with_every_tasks_top1_carried(many_run: Path, tmp_path) -> None:
+    import nat
+
+    before = {p: p.read_bytes() for p in sorted(many_run.rglob("*")) if p.is_file()}
+    result = nat.retarget(
+        many_run, out=tmp_path / "small", overrides={"constraints": {"params": 2e5}}, iterations=1
+    )
+    after = {p: p.read_bytes() for p in sorted(many_run.rglob("*")) if p.is_file()}
+    assert after == before  # the source is only read
+    source = {r.subnet: r for r in nat.open_run(many_run).current}
+    run = nat.open_run(result.run_dir)
+    carried = [r for r in run.archive if r.phase == "carried"]
+    assert {r.subnet for r in carried} == set(source)
+    for r in carried:
+        for name in NAMES[:2]:
+            assert r.values[name] == source[r.subnet].values[name]
+    for task in ("digits", "mnist5k"):  # each task's copy starts from its own adapted supernet
+        assert (result.run_dir / f"supernet_{task}_w1.safetensors").is_file()
+    assert all(m["params"] <= 2e5 for m in run.models)

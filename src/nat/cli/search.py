@@ -35,6 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="forward passes in fp32, bf16 or fp16 (config field precision; default fp32)",
     )
     parser.add_argument(
+        "--warm-start",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="start from earlier runs on other tasks (config section warm_start; with no other "
+        "warm_start settings: their subnets as half of the initial archive and their accuracies as a "
+        "surrogate prior; docs/transfer_search.md#warm-start)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -69,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set, args.seed)
     if args.precision is not None:
         overrides["precision"] = args.precision
+    if args.warm_start:
+        overrides.setdefault("warm_start", {})["runs"] = [str(p) for p in args.warm_start]
     if args.repair and args.resume is None:
         raise ConfigError("--repair works on a run being resumed: nat search --resume DIR --repair")
     if args.resume is not None:

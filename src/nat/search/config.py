@@ -49,7 +49,7 @@ class SurrogateConfig(BaseModel):
     def _models(cls, value: list[str]) -> list[str]:
         from nat.surrogates import available_surrogates
 
-        known = [m for m in available_surrogates() if m != "adaptive"]
+        known = [m for m in available_surrogates() if m not in ("adaptive", "prior")]
         unknown = [m for m in value if m not in known]
         if unknown:
             raise ValueError(f"unknown surrogate(s) {unknown}; choose from {known}")
@@ -219,6 +219,33 @@ class RetargetSource(BaseModel):
     archive_sha256: str = Field(description="SHA-256 of the source's archive.jsonl when the retarget started")
 
 
+class WarmStartConfig(BaseModel):
+    """Earlier runs a new search starts from (docs/transfer_search.md#warm-start): their measured subnets
+    as part of the initial archive, their accuracies as a surrogate prior, an adapted supernet."""
+
+    model_config = ConfigDict(extra="forbid")
+    runs: list[str] = Field(min_length=1, description="finished search run folders (same space and widths)")
+    archive: int | None = Field(
+        None,
+        ge=0,
+        description="initial subnets taken from the runs' fronts and archives (spread over MAdds) instead "
+        "of as many random samples; measured on the new task (null: half of the initial archive besides "
+        "its smallest and largest subnet)",
+    )
+    surrogate: bool = Field(
+        True,
+        description="offer adaptive switching a model that predicts the new top-1 from the runs' "
+        "measured accuracies (a linear map of their prediction plus a residual model)",
+    )
+    supernet: str | None = Field(
+        None, description="a run folder (single-task) whose adapted supernet replaces the pretrained one"
+    )
+
+    def picks(self, initial_samples: int) -> int:
+        """How many initial subnets come from the earlier runs."""
+        return (initial_samples - 2) // 2 if self.archive is None else self.archive
+
+
 def _validated_task_names(data: Any) -> list[str] | None:
     """The task names of an already validated ``data`` field (None when it failed validation)."""
     if isinstance(data, DataConfig):
@@ -294,6 +321,9 @@ class SearchConfig(RuntimeSettings):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
+    warm_start: WarmStartConfig | None = Field(
+        None, description="start from earlier runs on other tasks (docs/transfer_search.md#warm-start)"
+    )
     retarget: RetargetSource | None = Field(
         None,
         description="set by `nat retarget`: iteration 0 carries over this finished run's measured "
@@ -365,6 +395,19 @@ class SearchConfig(RuntimeSettings):
             return STRATEGIES.key(value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _warm_start(self) -> SearchConfig:
+        warm = self.warm_start
+        if warm is not None and warm.picks(self.initial_samples) > self.initial_samples - 2:
+            raise ValueError(
+                f"warm_start.archive {warm.archive}: the initial archive holds the smallest and the largest "
+                f"subnet and {self.initial_samples - 2} others (initial_samples {self.initial_samples}); "
+                f"take at most {self.initial_samples - 2} from the earlier runs"
+            )
+        if warm is not None and self.retarget is not None:
+            raise ValueError("warm_start and retarget do not mix: a retarget starts from its source alone")
+        return self
 
     @model_validator(mode="after")
     def _strategy(self) -> SearchConfig:

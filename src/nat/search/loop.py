@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from nat.data import TaskData
 from nat.runtime.distributed import Collective, batch_rows
@@ -57,8 +56,8 @@ from nat.search.parts import RunParts
 from nat.search.phases import RunClock
 from nat.search.rundir import RunDir
 from nat.search.strategies import Proposal, make_strategy
-from nat.search.supernets import check_initial_samples, planned_space
 from nat.search.termination import Progress, Termination, termination_from_config
+from nat.search.warm_start import warm_start_for
 from nat.space.definition import SearchSpace
 from nat.space.genome import encode
 from nat.space.subnet import Subnet
@@ -89,7 +88,7 @@ class NATSearch:
         if self.collective.active:  # before anything is written: the batch must split over the processes
             for data in config.tasks:
                 batch_rows(data.train_batch_size, self.collective)
-        check_initial_samples(config, planned_space(config))  # before any data, weights or folder
+        phases.check_before_work(config, self._out, self.collective)  # before any data, weights or folder
         # rank 0 alone opens the folder; a refusal there ends every rank with the same line
         self.run_dir: RunDir | None = self.collective.on_main(
             lambda: (RunDir.resume if resume else RunDir.create)(out_dir, config)
@@ -97,17 +96,15 @@ class NATSearch:
         try:
             self.parts = RunParts.build(config, self.run_dir, self.collective)
             self.parts.check_searchable()  # impossible settings fail here, before any training
+            # earlier runs a warm start takes from (rank 0 reads them; None without warm_start)
+            self.warm = self.collective.on_main(lambda: warm_start_for(config, self.run_dir, self.space))
         except BaseException:
             self.close()
             raise
-        self.strategy = make_strategy(self.parts.objectives, config)
+        self.strategy = make_strategy(self.parts.objectives, config, self.warm.prior if self.warm else None)
         self.models: list[dict[str, Any]] = []  # the front models' index entries, once `run` has finished
 
     # the parts, by name (what the phases and finalisation use)
-    @property
-    def device(self) -> torch.device:
-        return self.parts.device
-
     @property
     def task(self) -> TaskData:
         return self.parts.task
@@ -272,8 +269,10 @@ class NATSearch:
 
     # ----------------------------------------------------------------- phases (`nat.search.phases`)
     def initial_subnets(self) -> list[Subnet]:
-        """The smallest and the largest subnet, then distinct uniform samples (``initial_samples``)."""
-        return phases.initial_subnets(self.space, list(self.supernets), self.config)
+        """The smallest and the largest subnet, a warm start's picks, then distinct uniform samples."""
+        k = self.config.warm_start.picks(self.config.initial_samples) if self.config.warm_start else 0
+        picks = self.collective.decide(lambda: self.warm.initial_picks(k) if self.warm else [])
+        return phases.initial_subnets(self.space, list(self.supernets), self.config, picks)
 
     def adapt(self, iteration: int, genomes: dict[str, np.ndarray], epochs: float) -> None:
         """Online adaptation of every task's supernets (`nat.search.phases.adapt`)."""

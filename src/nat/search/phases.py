@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from nat.runtime.distributed import balanced_shares
+from nat.runtime.distributed import Collective, balanced_shares
 from nat.search.adaptation import adapt_supernet
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
@@ -32,6 +32,8 @@ from nat.search.parts import RunParts
 from nat.search.retarget import carry_records, feasible_or_all
 from nat.search.rundir import RunDir
 from nat.search.seeds import SeedTag, initial_sample_seed, iteration_seed
+from nat.search.supernets import check_initial_samples, planned_space
+from nat.search.warm_start import check_sources
 from nat.space.definition import SearchSpace
 from nat.space.genome import encode
 from nat.space.subnet import Subnet
@@ -134,11 +136,15 @@ def record(
     folder.write_state(state)
 
 
-def initial_subnets(space: SearchSpace, widths: Sequence[float], config: SearchConfig) -> list[Subnet]:
-    """The smallest and the largest subnet, then distinct uniform samples (``initial_samples``)."""
+def initial_subnets(
+    space: SearchSpace, widths: Sequence[float], config: SearchConfig, picks: Sequence[Subnet] = ()
+) -> list[Subnet]:
+    """The smallest and the largest subnet, ``picks`` (a warm start's, from earlier runs), then
+    distinct uniform samples, ``initial_samples`` in all."""
     rng = random.Random(initial_sample_seed(config.seed))
     widths = sorted(widths)
     subnets = [Subnet.smallest(space, w=widths[0]), Subnet.largest(space, w=widths[-1])]
+    subnets += [s for s in dict.fromkeys(picks) if s not in subnets][: config.initial_samples - 2]
     seen = set(subnets)
     while len(subnets) < config.initial_samples:
         s = Subnet.sample(space, rng)
@@ -146,6 +152,14 @@ def initial_subnets(space: SearchSpace, widths: Sequence[float], config: SearchC
             seen.add(s)
             subnets.append(s)
     return subnets
+
+
+def check_before_work(config: SearchConfig, out: Path, collective: Collective) -> None:
+    """What a search checks before it loads any data or weights or opens its folder ``out``: the space
+    holds ``initial_samples`` distinct subnets, and a warm start's earlier runs can be used (rank 0)."""
+    space = planned_space(config)
+    check_initial_samples(config, space)
+    collective.on_main(lambda: check_sources(config, space, out))
 
 
 def carry(parts: RunParts, archive: Archive) -> list[Subnet]:

@@ -135,6 +135,20 @@ def checkpoint_file(folder: Path, width: float, task: str | None = None) -> Path
     return folder / f"{prefix}_w{width:g}.safetensors"
 
 
+def _load_but_new_head(net: Supernet, path: Path) -> None:
+    """``path``'s weights into ``net`` (same space and width required), its classifier too where the
+    class counts agree (as for a pretrained supernet); else ``net`` keeps its own new head."""
+    source = load_supernet(path)
+    if source.space.model_dump(exclude={"name"}) != net.space.model_dump(exclude={"name"}):
+        raise ConfigError(f"warm_start.supernet: {path} is a supernet of another space than this run's")
+    if source.width_mult != net.width_mult:
+        raise ConfigError(f"warm_start.supernet: {path} has width {source.width_mult}, not {net.width_mult}")
+    state = source.state_dict()
+    if source.num_classes != net.num_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    net.load_state_dict(state, strict=False)
+
+
 def read_state_file(path: Path) -> dict[str, Any]:
     """``state.json`` ({} when there is none yet), validated; `CheckpointError` when it is damaged."""
     return read_state(path)
@@ -314,15 +328,26 @@ class RunDir:
         many-task run), in place; a retarget run that has saved none yet loads its source's."""
         for width, net in nets.items():
             ckpt = self.checkpoint_path(width, task)
-            if not ckpt.exists() and self.config.retarget is not None:  # a retarget starts from its source's
-                ckpt = checkpoint_file(Path(self.config.retarget.run), width, task)
-                if not ckpt.exists():
-                    raise CheckpointError(
-                        f"{ckpt}, the adapted supernet this retarget run starts from, is gone; restore "
-                        "the source run, or start the retarget again"
-                    )
             if ckpt.exists():
                 net.load_state_dict(load_supernet(ckpt).state_dict())
+            elif self.config.retarget is not None:  # a retarget starts from its source's weights
+                net.load_state_dict(
+                    load_supernet(self._start_from(self.config.retarget.run, width, task)).state_dict()
+                )
+            elif self.config.warm_start is not None and self.config.warm_start.supernet is not None:
+                _load_but_new_head(net, self._start_from(self.config.warm_start.supernet, width, None))
+
+    @staticmethod
+    def _start_from(run: str, width: float, task: str | None) -> Path:
+        """The adapted supernet of ``width`` in the earlier run ``run`` a retarget or warm start begins
+        with (the run's own file is used once saved: the earlier run is not needed after)."""
+        ckpt = checkpoint_file(Path(run), width, task)
+        if not ckpt.is_file():
+            raise CheckpointError(
+                f"{ckpt} is missing: this run starts from the adapted supernet of width {width:g} of {run}; "
+                "restore that run, or point the run at one that has it"
+            )
+        return ckpt
 
     # ----------------------------------------------------------------- logging
     @contextmanager

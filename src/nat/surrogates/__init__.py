@@ -36,6 +36,7 @@ from nat.surrogates.ensemble import MeanEnsemble
 from nat.surrogates.gp import GaussianProcess
 from nat.surrogates.mlp import MLP
 from nat.surrogates.ofa_mlp import OFAMLP
+from nat.surrogates.prior import PriorResidual
 from nat.surrogates.rbf import RBFEnsemble
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ENCODINGS",
     "MLP",
     "OFAMLP",
+    "PriorResidual",
     "AdaptiveSurrogate",
     "CARTEnsemble",
     "GaussianProcess",

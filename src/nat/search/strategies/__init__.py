@@ -12,11 +12,13 @@ from nat.search.strategies.base import STRATEGIES, Proposal, Strategy, StrategyB
 from nat.search.strategies.evolution import EvolutionStrategy
 from nat.search.strategies.nat import NATStrategy
 from nat.search.strategies.random_search import RandomStrategy
+from nat.surrogates.prior import Prior
 
 
-def make_strategy(problem: ObjectiveSet, config: SearchConfig) -> Strategy:
-    """The strategy ``config.strategy`` names, over the run's problem."""
-    return STRATEGIES.get(config.strategy).from_config(problem, config)
+def make_strategy(problem: ObjectiveSet, config: SearchConfig, prior: Prior | None = None) -> Strategy:
+    """The strategy ``config.strategy`` names, over the run's problem (``prior``: a warm-started run's
+    surrogate prior, offered to adaptive switching)."""
+    return STRATEGIES.get(config.strategy).from_config(problem, config, prior)
 
 
 __all__ = [

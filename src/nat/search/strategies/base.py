@@ -21,6 +21,7 @@ from nat.search.config import NSGA3Config, SearchConfig, SurrogateConfig
 from nat.search.objective_set import ObjectiveSet
 from nat.search.seeds import SeedTag, iteration_seed
 from nat.space.subnet import Subnet
+from nat.surrogates.prior import Prior
 
 
 @dataclass
@@ -72,8 +73,10 @@ class StrategyBase:
         surrogate: SurrogateConfig | None = None,
         nsga3: NSGA3Config | None = None,
         candidate_selection: str = "hypervolume",
+        prior: Prior | None = None,
     ) -> None:
         self.problem = problem
+        self.prior = prior  # a warm-started run's surrogate prior (`nat.search.warm_start`)
         self.space = problem.space
         self.run_seed, self.candidates = seed, candidates
         self.surrogate = surrogate or SurrogateConfig()
@@ -81,10 +84,13 @@ class StrategyBase:
         self.candidate_selection = candidate_selection
 
     @classmethod
-    def from_config(cls, problem: ObjectiveSet, config: SearchConfig) -> StrategyBase:
-        """The strategy with a run config's settings."""
+    def from_config(
+        cls, problem: ObjectiveSet, config: SearchConfig, prior: Prior | None = None
+    ) -> StrategyBase:
+        """The strategy with a run config's settings (and a warm-started run's surrogate prior)."""
         return cls(
             problem,
+            prior=prior,
             seed=config.seed,
             candidates=config.candidates_per_iteration,
             surrogate=config.surrogate,

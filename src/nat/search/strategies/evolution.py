@@ -24,7 +24,9 @@ class EvolutionStrategy(StrategyBase):
 
     def ask(self, archive: Sequence[Record], iteration: int) -> Proposal:
         seed = self.seed(iteration)
-        evaluate, report = surrogate_problem(archive, self.problem, self.surrogate, self.run_seed, iteration)
+        evaluate, report = surrogate_problem(
+            archive, self.problem, self.surrogate, self.run_seed, iteration, self.prior
+        )
         genomes = np.array([r.genome for r in archive])
         X, F = run_single_objective_ga(
             self.space,

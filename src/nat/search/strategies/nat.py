@@ -55,7 +55,7 @@ class NATStrategy(StrategyBase):
     def surrogate_search(self, archive: Sequence[Record], iteration: int) -> SurrogateSearch:
         """Fit the surrogates on the archive and run NSGA-III on them, seeded with the archive."""
         evaluate, reports = surrogate_problem_reports(
-            archive, self.problem, self.surrogate, self.run_seed, iteration
+            archive, self.problem, self.surrogate, self.run_seed, iteration, self.prior
         )
         X, F = run_nsga3(
             self.space,

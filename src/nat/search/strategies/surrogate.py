@@ -20,16 +20,34 @@ from nat.search.objective_set import ObjectiveSet, accuracy_label
 from nat.search.problem import Evaluate
 from nat.search.seeds import SeedTag, iteration_seed
 from nat.surrogates import ModelScore, Surrogate, SwitchReport, adaptive_switching, make_surrogate
+from nat.surrogates.prior import Prior
 
 
 def fit_surrogate(
-    genomes: np.ndarray, y: np.ndarray, problem: ObjectiveSet, cfg: SurrogateConfig, seed: int
+    genomes: np.ndarray,
+    y: np.ndarray,
+    problem: ObjectiveSet,
+    cfg: SurrogateConfig,
+    seed: int,
+    prior: Prior | None = None,
 ) -> tuple[Surrogate, SwitchReport]:
-    """Adaptive switching; with too few points for cross-validation, the first model alone."""
+    """Adaptive switching; with too few points for cross-validation, the first model alone. With a
+    ``prior`` (a warm-started run's), the prior model is one more candidate (`nat.surrogates.prior`)."""
     folds = min(cfg.folds, len(y) // 3)
-    if folds >= 2 and len(cfg.models) > 1:
+    models, kwargs = list(cfg.models), {}
+    if prior is not None:
+        base = next((m for m in models if m != "ensemble"), "rbf")
+        models, kwargs = [*models, "prior"], {"prior": {"prior": prior, "base": base}}
+    if folds >= 2 and len(models) > 1:
         return adaptive_switching(
-            genomes, y, problem.space, models=cfg.models, folds=folds, seed=seed, repeats=cfg.repeats
+            genomes,
+            y,
+            problem.space,
+            models=models,
+            folds=folds,
+            seed=seed,
+            repeats=cfg.repeats,
+            model_kwargs=kwargs,
         )
     model = make_surrogate(cfg.models[0], problem.space, seed=seed).fit(genomes, y)
     return model, SwitchReport(
@@ -42,16 +60,26 @@ def fit_surrogate(
 
 
 def surrogate_problem(
-    records: Sequence[Record], problem: ObjectiveSet, cfg: SurrogateConfig, run_seed: int, iteration: int
+    records: Sequence[Record],
+    problem: ObjectiveSet,
+    cfg: SurrogateConfig,
+    run_seed: int,
+    iteration: int,
+    prior: Prior | None = None,
 ) -> tuple[Evaluate, SwitchReport]:
     """Fit the accuracy (and latency) surrogates on ``records``; return pymoo's batch evaluator and the
     accuracy surrogate's switching report (`surrogate_problem_reports` gives every accuracy's)."""
-    evaluate, reports = surrogate_problem_reports(records, problem, cfg, run_seed, iteration)
+    evaluate, reports = surrogate_problem_reports(records, problem, cfg, run_seed, iteration, prior)
     return evaluate, reports[problem.accuracies[0]]
 
 
 def surrogate_problem_reports(
-    records: Sequence[Record], problem: ObjectiveSet, cfg: SurrogateConfig, run_seed: int, iteration: int
+    records: Sequence[Record],
+    problem: ObjectiveSet,
+    cfg: SurrogateConfig,
+    run_seed: int,
+    iteration: int,
+    prior: Prior | None = None,
 ) -> tuple[Evaluate, dict[str, SwitchReport]]:
     """`surrogate_problem` with one accuracy surrogate per accuracy objective (one per task of a
     many-task run, each chosen by its own adaptive switching); returns the evaluator and each accuracy
@@ -62,7 +90,7 @@ def surrogate_problem_reports(
     for task, name in enumerate(problem.accuracies):
         seed = iteration_seed(run_seed, iteration, SeedTag.SURROGATE_TOP1, task=task)
         y = np.array([r.values[name] for r in records])
-        models[name], reports[name] = fit_surrogate(genomes, y, problem, cfg, seed)
+        models[name], reports[name] = fit_surrogate(genomes, y, problem, cfg, seed, prior)
     latency_model = None
     if problem.measured_latency:
         latency = np.array([r.values["latency"] for r in records])
