@@ -180,3 +180,20 @@ def test_transfer_fine_tunes_baselines_at_the_learning_rate_of_nat_models(tmp_pa
     assert {b["name"] for b in result["baseline"]} == {"largest", "similar_madds"}
     assert all(b["lr"] == result["budget"]["finetune_lr"] for b in result["baseline"])
     assert 1 <= len(result["nat"]) <= 2 and (tmp_path / "transfer.png").is_file()
+
+
+def test_retarget_quick_compares_retarget_and_fresh_search(tmp_path: Path) -> None:
+    out = tmp_path / "retarget.json"
+    run_bench("retarget", "--quick", "--seeds", "0", "--out", str(out))
+    result = json.loads(out.read_text())
+    for target in ("params", "latency"):
+        for key in ("time_ratio", "hypervolume_ratio"):
+            assert set(result[target][key]) == {"per_seed", "mean"}
+
+
+def test_warm_start_quick_runs_every_arm_against_a_cold_start(tmp_path: Path) -> None:
+    out = tmp_path / "warm_start.json"
+    run_bench("warm_start", "--quick", "--seeds", "0", "--out", str(out))
+    arms = json.loads(out.read_text())["targets"]["digits"]
+    assert set(arms) == {"default", "archive", "surrogate", "supernet", "all"}
+    assert {"evaluations_ratio", "final_hypervolume_ratio"} <= set(arms["default"])

@@ -92,6 +92,10 @@ def test_retarget_to_a_tighter_budget_carries_the_measurements(source: Path, tmp
     assert main(["search", "--resume", str(new), "--set", "iterations=3"]) == 0
     assert [h["iteration"] for h in nat.open_run(new).history] == [0, 1, 2, 3]
     assert main(["report", str(new)]) == 0
+    assert (
+        "retargeted from" in (new / "report.html").read_text()
+        and str(source.resolve()) in (new / "summary.md").read_text()
+    )
     assert digest(source) == before
 
 

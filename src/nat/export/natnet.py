@@ -1,8 +1,9 @@
 """NAT's released networks (``net.config`` + ``net.weights``) as plain PyTorch modules.
 
 `build_natnet` turns a static-network JSON in OFA/NAT's format (NAT's 14 released NATNets, OFA's own
-``MobileNetV3.config`` output, or the ``net.config`` nat writes) into a `NATNet` made of ``torch.nn``
-parts with OFA's module names, so OFA/NAT state dicts load key for key. Activations include NAT's
+``MobileNetV3.config`` output, or the ``net.config`` nat writes) into a `NATNet` made of nat's static
+layers (`nat.supernet.layers`, each built by its ``from_config``: the classes nat's own models are made
+of), with OFA's module names, so OFA/NAT state dicts load key for key. Activations include NAT's
 ``mish`` and ``swish`` besides OFA's ``relu``/``relu6``/``h_swish``/``h_sigmoid``/``sigmoid``/``tanh``.
 
 `load_natnet` adds weights: a ``torch.save`` file as NAT releases them (``{"state_dict": ...}`` or a bare
@@ -17,8 +18,7 @@ import copy
 import json
 import pickle
 import zipfile
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,186 +26,11 @@ import torch
 from torch import nn
 
 from nat.errors import CheckpointError, ConfigError
-from nat.export.ofa_config import block_conv, is_net_config
-from nat.space.definition import make_divisible
+from nat.export.ofa_config import is_net_config
 from nat.supernet.checkpoint import fit_problems
-from nat.supernet.layers import ResidualBlock, SqueezeExcite
+from nat.supernet.layers import Classifier, ConvLayer, ResidualBlock, block_conv
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "relu6": lambda: nn.ReLU6(inplace=True),
-    "h_swish": lambda: nn.Hardswish(inplace=True),
-    "h_sigmoid": lambda: nn.Hardsigmoid(inplace=True),
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "mish": nn.Mish,  # x * tanh(softplus(x)), as timm's Mish that NAT's code uses
-    "swish": nn.SiLU,  # x * sigmoid(x)
-}
-
-_CONV_KEYS = {
-    "name", "in_channels", "out_channels", "kernel_size", "stride", "dilation", "groups", "bias",
-    "has_shuffle", "use_se", "use_bn", "act_func", "dropout_rate", "ops_order",
-}  # fmt: skip
-_MBCONV_KEYS = {
-    "name", "in_channels", "out_channels", "kernel_size", "stride", "expand_ratio", "mid_channels",
-    "act_func", "use_se", "groups", "se_mid_channels",
-}  # fmt: skip
-_IDENTITY_KEYS = {"name", "in_channels", "out_channels", "use_bn", "act_func", "dropout_rate", "ops_order"}
-_LINEAR_KEYS = {
-    "name",
-    "in_features",
-    "out_features",
-    "bias",
-    "use_bn",
-    "act_func",
-    "dropout_rate",
-    "ops_order",
-}
 _LEGACY = ".mobile_inverted_conv."
-
-
-def _check(layer: Any, where: str, names: set[str], keys: set[str]) -> Mapping[str, Any]:
-    if not isinstance(layer, Mapping):
-        raise ConfigError(f"net.config {where} must be an object, got {layer!r}")
-    if layer.get("name") not in names:
-        raise ConfigError(
-            f"net.config {where}: layer type {layer.get('name')!r} not supported ({sorted(names)})"
-        )
-    unknown = sorted(set(layer) - keys)
-    if unknown:
-        raise ConfigError(f"net.config {where} ({layer['name']}): unknown field(s) {unknown}")
-    if layer.get("ops_order", "weight_bn_act") != "weight_bn_act":
-        raise ConfigError(f"net.config {where}: only ops_order 'weight_bn_act' is supported")
-    return layer
-
-
-def _int(layer: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
-    value = layer.get(key, default)
-    if isinstance(value, list | tuple) and len(value) == 1:  # NAT's IdentityLayer stores [channels]
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"net.config {where}: '{key}' must be a positive integer, got {value!r}")
-    return value
-
-
-def activation(name: Any, where: str) -> nn.Module | None:
-    if name is None or name == "none":
-        return None
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"net.config {where}: unknown act_func {name!r} (known: {sorted(ACTIVATIONS)})")
-    return ACTIVATIONS[name]()
-
-
-def _bn(channels: int, bn: Mapping[str, float]) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=bn["eps"], momentum=bn["momentum"])
-
-
-def conv_layer(layer: Any, where: str, bn: Mapping[str, float]) -> nn.Sequential:
-    """OFA's ``ConvLayer``: (dropout) conv (bn) (act), modules named as OFA's."""
-    layer = _check(layer, where, {"ConvLayer"}, _CONV_KEYS)
-    groups = _int(layer, "groups", where, 1)
-    if layer.get("has_shuffle") and groups > 1:
-        raise ConfigError(f"net.config {where}: channel shuffle is not supported")
-    if layer.get("use_se"):
-        raise ConfigError(f"net.config {where}: SE inside a ConvLayer is not supported")
-    c_in, c_out = _int(layer, "in_channels", where), _int(layer, "out_channels", where)
-    k, dilation = _int(layer, "kernel_size", where), _int(layer, "dilation", where, 1)
-    modules: OrderedDict[str, nn.Module] = OrderedDict()
-    if layer.get("dropout_rate", 0):
-        modules["dropout"] = nn.Dropout2d(layer["dropout_rate"])
-    modules["conv"] = nn.Conv2d(
-        c_in,
-        c_out,
-        k,
-        _int(layer, "stride", where, 1),
-        k // 2 * dilation,
-        dilation=dilation,
-        groups=groups,
-        bias=bool(layer.get("bias", False)),
-    )
-    if layer.get("use_bn", True):
-        modules["bn"] = _bn(c_out, bn)
-    act = activation(layer.get("act_func", "relu"), where)
-    if act is not None:
-        modules["act"] = act
-    return nn.Sequential(modules)
-
-
-class MBConv(nn.Module):
-    """OFA's ``MBConvLayer``: 1x1 expand (unless ratio 1), depthwise kxk (+SE), 1x1 linear projection."""
-
-    def __init__(self, layer: Any, where: str, bn: Mapping[str, float]) -> None:
-        super().__init__()
-        layer = _check(layer, where, {"MBInvertedConvLayer", "MBConvLayer"}, _MBCONV_KEYS)
-        if layer.get("groups") is not None:
-            raise ConfigError(f"net.config {where}: grouped MBConv ('groups') is not supported")
-        c_in, c_out = _int(layer, "in_channels", where), _int(layer, "out_channels", where)
-        k, stride = _int(layer, "kernel_size", where), _int(layer, "stride", where, 1)
-        ratio = layer.get("expand_ratio", 6)
-        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio <= 0:
-            raise ConfigError(f"net.config {where}: 'expand_ratio' must be a positive number, got {ratio!r}")
-        mid = layer.get("mid_channels")
-        mid = round(c_in * ratio) if mid is None else _int(layer, "mid_channels", where)
-        act = layer.get("act_func", "relu6")
-        self.inverted_bottleneck = None
-        if ratio != 1:
-            self.inverted_bottleneck = nn.Sequential(
-                OrderedDict(
-                    conv=nn.Conv2d(c_in, mid, 1, bias=False), bn=_bn(mid, bn), act=activation(act, where)
-                )
-            )
-        depth: OrderedDict[str, nn.Module] = OrderedDict()
-        depth["conv"] = nn.Conv2d(mid, mid, k, stride, k // 2, groups=mid, bias=False)
-        depth["bn"] = _bn(mid, bn)
-        depth["act"] = activation(act, where)
-        if layer.get("use_se", False):
-            se_mid = layer.get("se_mid_channels") or make_divisible(mid // 4, 8)
-            depth["se"] = SqueezeExcite(mid, se_mid)
-        self.depth_conv = nn.Sequential(OrderedDict((n, m) for n, m in depth.items() if m is not None))
-        self.point_linear = nn.Sequential(
-            OrderedDict(conv=nn.Conv2d(mid, c_out, 1, bias=False), bn=_bn(c_out, bn))
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.inverted_bottleneck is not None:
-            x = self.inverted_bottleneck(x)
-        return self.point_linear(self.depth_conv(x))
-
-
-def linear_layer(layer: Any, where: str) -> nn.Sequential:
-    """OFA's ``LinearLayer``: (dropout) linear (bn) (act)."""
-    layer = _check(layer, where, {"LinearLayer"}, _LINEAR_KEYS)
-    c_in, c_out = _int(layer, "in_features", where), _int(layer, "out_features", where)
-    modules: OrderedDict[str, nn.Module] = OrderedDict()
-    if layer.get("dropout_rate", 0):
-        modules["dropout"] = nn.Dropout(layer["dropout_rate"])
-    modules["linear"] = nn.Linear(c_in, c_out, bias=bool(layer.get("bias", True)))
-    if layer.get("use_bn", False):
-        modules["bn"] = nn.BatchNorm1d(c_out)
-    act = activation(layer.get("act_func"), where)
-    if act is not None:
-        modules["act"] = act
-    return nn.Sequential(modules)
-
-
-def _block(block: Any, i: int, bn: Mapping[str, float]) -> ResidualBlock:
-    where = f"blocks[{i}]"
-    if not isinstance(block, Mapping) or block.get("name") not in (
-        "MobileInvertedResidualBlock",
-        "ResidualBlock",
-    ):
-        raise ConfigError(f"net.config {where}: expected a MobileInvertedResidualBlock")
-    conv_config = block_conv(block)
-    conv = MBConv(conv_config, f"{where}.mobile_inverted_conv", bn)
-    shortcut = block.get("shortcut")
-    if shortcut is not None:
-        shortcut = _check(shortcut, f"{where}.shortcut", {"IdentityLayer"}, _IDENTITY_KEYS)
-        if shortcut.get("use_bn") or shortcut.get("act_func") is not None:
-            raise ConfigError(f"net.config {where}.shortcut: only a plain identity shortcut is supported")
-        shapes = (conv_config.get("stride", 1), conv_config["in_channels"], conv_config["out_channels"])
-        if shapes[0] != 1 or shapes[1] != shapes[2]:
-            raise ConfigError(f"net.config {where}: an identity shortcut needs stride 1 and equal widths")
-    return ResidualBlock(conv, residual=shortcut is not None)
 
 
 def _check_channel_chain(config: Mapping[str, Any]) -> None:
@@ -243,11 +68,15 @@ class NATNet(nn.Module):
             raise ConfigError("net.config 'bn': weight standardisation ('ws_eps') is not supported")
         if not isinstance(config["blocks"], list) or not config["blocks"]:
             raise ConfigError("net.config 'blocks' must be a non-empty list")
-        self.first_conv = conv_layer(config["first_conv"], "first_conv", bn)
-        self.blocks = nn.ModuleList(_block(b, i, bn) for i, b in enumerate(config["blocks"]))
-        self.final_expand_layer = conv_layer(config["final_expand_layer"], "final_expand_layer", bn)
-        self.feature_mix_layer = conv_layer(config["feature_mix_layer"], "feature_mix_layer", bn)
-        self.classifier = linear_layer(config["classifier"], "classifier")
+        self.first_conv = ConvLayer.from_config(config["first_conv"], "first_conv", bn)
+        self.blocks = nn.ModuleList(
+            ResidualBlock.from_config(b, i, bn) for i, b in enumerate(config["blocks"])
+        )
+        self.final_expand_layer = ConvLayer.from_config(
+            config["final_expand_layer"], "final_expand_layer", bn
+        )
+        self.feature_mix_layer = ConvLayer.from_config(config["feature_mix_layer"], "feature_mix_layer", bn)
+        self.classifier = Classifier.from_config(config["classifier"], "classifier")
         _check_channel_chain(config)
         img_size = config.get("img_size")
         self.resolution: int | None = int(img_size) if isinstance(img_size, int) else None

@@ -24,136 +24,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
-
 from nat.errors import ConfigError
-from nat.space.definition import NUM_STAGES, SearchSpace, get_space, make_divisible
+from nat.space.definition import NUM_STAGES, SearchSpace, get_space
 from nat.space.subnet import Subnet
+from nat.supernet.layers import block_conv
 from nat.supernet.static import StaticMobileNetV3
-
-BLOCK_NAME = "MobileInvertedResidualBlock"
-MBCONV_NAME = "MBInvertedConvLayer"
-
-_ACT_NAMES: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu",
-    nn.ReLU6: "relu6",
-    nn.Hardswish: "h_swish",
-    nn.Hardsigmoid: "h_sigmoid",
-    nn.Mish: "mish",
-    nn.SiLU: "swish",
-    nn.Sigmoid: "sigmoid",
-    nn.Tanh: "tanh",
-}
-
-
-def act_name(module: nn.Module | None) -> str | None:
-    """OFA's ``act_func`` string for an activation module (``None`` for none)."""
-    if module is None:
-        return None
-    try:
-        return _ACT_NAMES[type(module)]
-    except KeyError:
-        raise ValueError(f"no net.config name for activation {type(module).__name__}") from None
-
-
-def _conv_layer(layer: nn.Module) -> dict[str, Any]:
-    """A nat `ConvLayer` (``conv`` [+ ``bn``] [+ ``act``]) as OFA's ``ConvLayer`` config."""
-    conv: nn.Conv2d = layer.conv
-    return {
-        "name": "ConvLayer",
-        "kernel_size": conv.kernel_size[0],
-        "stride": conv.stride[0],
-        "dilation": conv.dilation[0],
-        "groups": conv.groups,
-        "bias": conv.bias is not None,
-        "has_shuffle": False,
-        "in_channels": conv.in_channels,
-        "out_channels": conv.out_channels,
-        "use_bn": hasattr(layer, "bn"),
-        "act_func": act_name(getattr(layer, "act", None)),
-        "dropout_rate": 0,
-        "ops_order": "weight_bn_act",
-    }
-
-
-def _identity(channels: int) -> dict[str, Any]:
-    return {
-        "name": "IdentityLayer",
-        "in_channels": channels,
-        "out_channels": channels,
-        "use_bn": False,
-        "act_func": None,
-        "dropout_rate": 0,
-        "ops_order": "weight_bn_act",
-    }
-
-
-def _mbconv(conv: nn.Module, expand_ratio: int) -> dict[str, Any]:
-    """A nat `MBConv` as OFA's ``MBConvLayer`` config (NAT's ``MBInvertedConvLayer`` name)."""
-    depth = conv.depth_conv
-    mid = depth.conv.in_channels
-    has_bottleneck = conv.inverted_bottleneck is not None
-    in_channels = conv.inverted_bottleneck.conv.in_channels if has_bottleneck else mid
-    out = {
-        "name": MBCONV_NAME,
-        "in_channels": in_channels,
-        "out_channels": conv.point_linear.conv.out_channels,
-        "kernel_size": depth.conv.kernel_size[0],
-        "stride": depth.conv.stride[0],
-        "expand_ratio": expand_ratio if has_bottleneck else 1,
-        "mid_channels": mid if has_bottleneck else None,
-        "act_func": act_name(depth.act),
-        "use_se": hasattr(depth, "se"),
-    }
-    if hasattr(depth, "se"):
-        se_mid = depth.se.fc.reduce.out_channels
-        if se_mid != make_divisible(mid // 4, 8):
-            out["se_mid_channels"] = se_mid
-    return out
 
 
 def net_config(model: StaticMobileNetV3) -> dict[str, Any]:
-    """The OFA/NAT static-network JSON (``net.config``) describing ``model`` exactly."""
-    space, subnet = model.space, model.subnet
-    expand_ratios = [1] + list(subnet.e)  # the fixed first block has no expansion
-    blocks = []
-    for block, e in zip(model.blocks, expand_ratios, strict=True):
-        conv = _mbconv(block.conv, e)
-        shortcut = _identity(conv["in_channels"]) if block.residual else None
-        blocks.append({"name": BLOCK_NAME, "mobile_inverted_conv": conv, "shortcut": shortcut})
-    linear: nn.Linear = model.classifier.linear
+    """The OFA/NAT static-network JSON (``net.config``) describing ``model`` exactly: each layer writes
+    its own entry (`nat.supernet.layers`), so the reader (`nat.export.natnet`) builds the same classes."""
+    space = model.space
     return {
         "name": "MobileNetV3",
         "bn": {"momentum": space.bn_momentum, "eps": space.bn_eps},
-        "first_conv": _conv_layer(model.first_conv),
-        "blocks": blocks,
-        "final_expand_layer": _conv_layer(model.final_expand_layer),
-        "feature_mix_layer": _conv_layer(model.feature_mix_layer),
-        "classifier": {
-            "name": "LinearLayer",
-            "in_features": linear.in_features,
-            "out_features": linear.out_features,
-            "bias": linear.bias is not None,
-            "use_bn": False,
-            "act_func": None,
-            "dropout_rate": model.classifier.dropout_rate,
-            "ops_order": "weight_bn_act",
-        },
-        "img_size": subnet.r,
+        "first_conv": model.first_conv.to_config(),
+        "blocks": [block.to_config() for block in model.blocks],
+        "final_expand_layer": model.final_expand_layer.to_config(),
+        "feature_mix_layer": model.feature_mix_layer.to_config(),
+        "classifier": model.classifier.to_config(),
+        "img_size": model.subnet.r,
     }
 
 
 def is_net_config(data: Any) -> bool:
     """Whether ``data`` looks like an OFA/NAT static-network config (not a subnet, not nat's old format)."""
     return isinstance(data, Mapping) and "blocks" in data and "first_conv" in data
-
-
-def block_conv(block: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The conv config of a block in either spelling (NAT's ``mobile_inverted_conv``, OFA's ``conv``)."""
-    conv = block.get("mobile_inverted_conv", block.get("conv"))
-    if not isinstance(conv, Mapping):
-        raise ConfigError("a block of net.config has no 'mobile_inverted_conv' (or 'conv') layer")
-    return conv
 
 
 def _stages(convs: list[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:

@@ -473,6 +473,11 @@ def report_facts(config: Any, task_name: str, archive_size: int, front_size: int
         "evaluations": archive_size,
         "front size": front_size,
     }
+    retarget, warm = getattr(config, "retarget", None), getattr(config, "warm_start", None)
+    if retarget is not None:  # where its carried measurements and starting weights came from
+        facts["retargeted from"] = retarget.run
+    if warm is not None:
+        facts["warm-started from"] = ", ".join(warm.runs)
     tested = [m for m in models if "test_top1" in m]
     for task in dict.fromkeys(m.get("task") for m in tested):  # None: a single-task run
         best = max((m for m in tested if m.get("task") == task), key=lambda m: m["test_top1"])

@@ -115,6 +115,7 @@ class StaticMobileNetV3(nn.Module):
                     space.se_channels(mid) if space.stage_se[stage] else None,
                     bn_momentum=space.bn_momentum,
                     bn_eps=space.bn_eps,
+                    expand_ratio=e,
                 )
                 blocks.append(ResidualBlock(conv, residual=stride == 1 and in_channels == out_channels))
                 in_channels = out_channels
