@@ -202,6 +202,7 @@ def main() -> int:
     if args.combine:
         return combine(args.combine, args.out or RESULTS / "warm_start.json")
     out = args.out or RESULTS / ("warm_start_quick.json" if args.quick else "warm_start.json")
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -215,7 +216,7 @@ def main() -> int:
             "processor": platform.processor(),
         },
         "threads": args.threads,
-        "commit": code_version(),
+        "commit": commit,
         "targets": summarise(per_seed),
         "per_seed": per_seed,
     }

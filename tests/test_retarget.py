@@ -70,6 +70,7 @@ def test_retarget_to_a_tighter_budget_carries_the_measurements(source: Path, tmp
 
     run = nat.open_run(new)
     assert run.config.constraints == {"params": bound} and run.config.iterations == 2
+    assert run.config.candidates_per_iteration == 2 * nat.open_run(source).config.candidates_per_iteration
     assert run.config.adaptation.epochs == 0
     recorded = run.config.retarget
     assert recorded is not None and Path(recorded.run) == source.resolve()

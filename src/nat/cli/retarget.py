@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--iterations",
         type=non_negative_int,
         metavar="N",
-        help="iterations of the search on the carried archive (default 2; 0: the carried front only)",
+        help="iterations of the search on the carried archive (default 2, each of twice the source's "
+        "candidates; 0: the carried front only)",
     )
     parser.add_argument(
         "--adapt-epochs",
