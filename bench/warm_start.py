@@ -62,13 +62,15 @@ QUICK = {
 
 def arms(source: str) -> dict[str, dict[str, Any] | None]:
     """The warm-start settings of each arm (None: cold)."""
+    runs = [source]
     return {
         "cold": None,
-        "default": {"runs": [source]},
-        "archive": {"runs": [source], "surrogate": False},
-        "surrogate": {"runs": [source], "archive": 0, "surrogate": True},
-        "supernet": {"runs": [source], "archive": 0, "surrogate": False, "supernet": source},
-        "all": {"runs": [source], "surrogate": True, "supernet": source},
+        "default": {"runs": runs},  # nat's defaults: archive (half) and supernet (the source's)
+        "archive": {"runs": runs, "surrogate": False, "supernet": None},
+        "surrogate": {"runs": runs, "archive": 0, "surrogate": True, "supernet": None},
+        "supernet": {"runs": runs, "archive": 0, "surrogate": False, "supernet": source},
+        "archive+surrogate": {"runs": runs, "surrogate": True, "supernet": None},
+        "all": {"runs": runs, "surrogate": True, "supernet": source},
     }
 
 

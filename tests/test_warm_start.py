@@ -106,6 +106,19 @@ def test_resume_rebuilds_the_same_start_from_its_own_copy(
     assert (stopped / "archive.jsonl").read_bytes() == (straight / "archive.jsonl").read_bytes()
 
 
+def test_supernet_auto_is_the_first_runs_unless_it_is_a_many_task_run(source: Path, tmp_path: Path) -> None:
+    from nat.search.rundir import warm_start_supernet
+
+    assert warm_start_supernet(config(warm_start={"runs": [str(source)]})) == str(source)
+    assert warm_start_supernet(config(warm_start={"runs": [str(source)], "supernet": None})) is None
+    assert warm_start_supernet(config()) is None
+    many = tmp_path / "many"
+    many.mkdir()
+    tasks = [{"dataset": "digits"}, {"dataset": "digits", "name": "again"}]
+    (many / "config.yaml").write_text(json.dumps(config(data=tasks).model_dump(mode="json")))
+    assert warm_start_supernet(config(warm_start={"runs": [str(many), str(source)]})) is None
+
+
 def test_the_prior_model_is_offered_to_switching_and_learns_from_a_good_prior() -> None:
     space = get_space("micro")
     genomes = sample_genomes(space, 120, np.random.default_rng(0))

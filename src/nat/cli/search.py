@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="DIR",
         help="start from earlier runs on other tasks (config section warm_start; with no other "
-        "warm_start settings: their subnets as half of the initial archive and their accuracies as a "
-        "surrogate prior; docs/transfer_search.md#warm-start)",
+        "warm_start settings: their subnets as half of the initial archive and the first run's adapted "
+        "supernet; docs/transfer_search.md#warm-start)",
     )
     parser.add_argument(
         "--set",

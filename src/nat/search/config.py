@@ -233,13 +233,22 @@ class WarmStartConfig(BaseModel):
         "its smallest and largest subnet)",
     )
     surrogate: bool = Field(
-        True,
+        False,
         description="offer adaptive switching a model that predicts the new top-1 from the runs' "
-        "measured accuracies (a linear map of their prediction plus a residual model)",
+        "measured accuracies (a linear map of their prediction plus a residual model); off by default: "
+        "it saved no evaluations in bench/warm_start.py",
     )
     supernet: str | None = Field(
-        None, description="a run folder (single-task) whose adapted supernet replaces the pretrained one"
+        "auto",
+        description="a run folder (single-task) whose adapted supernet replaces the pretrained one; "
+        "auto: the first run's, if it is a single-task run (else the pretrained); null: the pretrained",
     )
+
+    def supernet_run(self, first_is_many_task: bool) -> str | None:
+        """The run whose adapted supernet this run starts from (None: the pretrained one)."""
+        if self.supernet == "auto":
+            return None if first_is_many_task else self.runs[0]
+        return self.supernet
 
     def picks(self, initial_samples: int) -> int:
         """How many initial subnets come from the earlier runs."""

@@ -135,6 +135,16 @@ def checkpoint_file(folder: Path, width: float, task: str | None = None) -> Path
     return folder / f"{prefix}_w{width:g}.safetensors"
 
 
+def warm_start_supernet(config: SearchConfig) -> str | None:
+    """The earlier run whose adapted supernet a warm-started run starts from (``warm_start.supernet``,
+    ``auto`` resolved: the first run's unless it is a many-task run); None: the pretrained one."""
+    warm = config.warm_start
+    if warm is None or warm.supernet != "auto":
+        return None if warm is None else warm.supernet
+    first = Path(warm.runs[0]) / CONFIG
+    return warm.supernet_run(load_config(first).many_task if first.is_file() else False)
+
+
 def _load_but_new_head(net: Supernet, path: Path) -> None:
     """``path``'s weights into ``net`` (same space and width required), its classifier too where the
     class counts agree (as for a pretrained supernet); else ``net`` keeps its own new head."""
@@ -334,8 +344,8 @@ class RunDir:
                 net.load_state_dict(
                     load_supernet(self._start_from(self.config.retarget.run, width, task)).state_dict()
                 )
-            elif self.config.warm_start is not None and self.config.warm_start.supernet is not None:
-                _load_but_new_head(net, self._start_from(self.config.warm_start.supernet, width, None))
+            elif (warm := warm_start_supernet(self.config)) is not None:
+                _load_but_new_head(net, self._start_from(warm, width, None))
 
     @staticmethod
     def _start_from(run: str, width: float, task: str | None) -> Path:

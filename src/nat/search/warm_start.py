@@ -6,11 +6,12 @@ task can start from that in three ways, each on its own switch (docs/transfer_se
 * ``archive: K``: K of the initial subnets come from the earlier runs (their fronts first, then their
   archives, spread over MAdds) instead of random samples; they are measured on the new task like any
   initial subnet, so only the choice of subnets transfers, never an accuracy;
-* ``surrogate: true``: adaptive switching is offered one more model, `nat.surrogates.prior.PriorResidual`,
+* ``surrogate: true`` (off by default: it saved no evaluations in bench/warm_start.py): adaptive
+  switching is offered one more model, `nat.surrogates.prior.PriorResidual`,
   which predicts the new top-1 from the earlier runs' measured accuracies (a surrogate fitted on each
   earlier archive is the prior); switching picks it only where it ranks the new archive better;
-* ``supernet: DIR``: the search starts from DIR's adapted supernet instead of the pretrained one
-  (`nat.search.rundir.RunDir.restore_supernets`).
+* ``supernet: DIR`` (default ``auto``: the first run's): the search starts from that run's adapted
+  supernet instead of the pretrained one (`nat.search.rundir.RunDir.restore_supernets`).
 
 What the earlier runs hold is copied into the new run folder when it starts (``warm_start.json``: each
 run's path, archive checksum and measured records), so a resumed run rebuilds the same initial archive
@@ -34,7 +35,7 @@ from nat.files import write_json_atomic
 from nat.search.config import SearchConfig
 from nat.search.objective_set import pareto_front
 from nat.search.retarget import sha256_file, source_space
-from nat.search.rundir import ARCHIVE, RunDir, checkpoint_file
+from nat.search.rundir import ARCHIVE, RunDir, checkpoint_file, warm_start_supernet
 from nat.search.seeds import SeedTag, iteration_seed
 from nat.space.definition import SearchSpace
 from nat.space.genome import encode
@@ -106,9 +107,10 @@ def check_sources(config: SearchConfig, space: SearchSpace | None, out: Path) ->
         for path in warm.runs:
             with RunDir.open(Path(path)) as run:
                 _check_space(run, space)
-    if warm.supernet is None or any(out.glob("supernet*_w*.safetensors")):
+    supernet = warm_start_supernet(config)
+    if supernet is None or any(out.glob("supernet*_w*.safetensors")):
         return
-    with RunDir.open(Path(warm.supernet)) as run:
+    with RunDir.open(Path(supernet)) as run:
         if run.config.many_task:
             raise ConfigError(
                 f"warm_start.supernet: {run.path} is a many-task run (one adapted supernet per task); "
