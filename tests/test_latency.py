@@ -45,10 +45,15 @@ def threads():
 def test_heavier_models_and_larger_inputs_measure_slower() -> None:
     torch.manual_seed(0)
     tiny, heavy = conv_net(4, layers=1), conv_net(48, layers=3)
-    fast = measure_latency_ms(tiny, 16, warmup=1, repeats=5)
-    slow = measure_latency_ms(heavy, 48, warmup=1, repeats=5)
+
+    def least(model, resolution: int) -> float:
+        # the least of three medians: on a shared machine one median can land in another job's time
+        # slice (a 48 px pass once measured slower than the same network at 16 px beside benchmarks)
+        return min(measure_latency_ms(model, resolution, warmup=1, repeats=5) for _ in range(3))
+
+    fast, slow = least(tiny, 16), least(heavy, 48)
     assert 0 < fast < slow
-    assert measure_latency_ms(heavy, 16, warmup=1, repeats=5) < slow  # 9x fewer pixels, same network
+    assert least(heavy, 16) < slow  # 9x fewer pixels, same network
 
 
 def test_runs_the_requested_batch_in_eval_mode_without_grad() -> None:
