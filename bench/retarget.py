@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from many_task import code_version  # noqa: E402
 from nat.objectives.latency_table import LatencyPredictor, LatencyTable  # noqa: E402
 from nat.runs import run_retarget, run_search  # noqa: E402
 from nat.search import load_config  # noqa: E402
@@ -58,19 +58,6 @@ QUICK = {
     "data": {"val_size": 100},
     "finalize": {"models": 2, "finetune_epochs": 0.05},
 }
-
-
-def code_version() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def base_overrides(seed: int, threads: int, quick: bool) -> tuple[str, dict[str, Any]]:

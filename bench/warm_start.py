@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from many_task import code_version  # noqa: E402
 from nat.runs import run_search  # noqa: E402
 from nat.search import load_config  # noqa: E402
 from nat.search.run_files import read_state  # noqa: E402
@@ -72,19 +72,6 @@ def arms(source: str) -> dict[str, dict[str, Any] | None]:
         "archive+surrogate": {"runs": runs, "surrogate": True, "supernet": None},
         "all": {"runs": runs, "surrogate": True, "supernet": source},
     }
-
-
-def code_version() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def settings(task: str, seed: int, threads: int, quick: bool, models: int) -> dict[str, Any]:

@@ -394,19 +394,19 @@ def test_cli_pretrain_end_to_end_and_exact_resume(tmp_path, capsys, pretrain_cli
 
 def test_init_from_copies_weights_and_checks_the_space(tmp_path) -> None:
     from nat.errors import CheckpointError
-    from nat.train.progressive import _load_initial_weights
+    from nat.supernet.checkpoint import load_weights_from
 
     source = make_net(seed=5)
     source.save(tmp_path / "a.safetensors")
     target = make_net(seed=6)
-    _load_initial_weights(target, tmp_path / "a.safetensors")
+    load_weights_from(target, tmp_path / "a.safetensors", "init_from")
     assert same(weights(source), weights(target))
     other_classes = make_net(num_classes=3, seed=7)
     head = other_classes.classifier.linear.weight.clone()
-    _load_initial_weights(other_classes, tmp_path / "a.safetensors")  # body copied, head kept
+    load_weights_from(other_classes, tmp_path / "a.safetensors", "init_from")  # body copied, head kept
     assert torch.equal(other_classes.classifier.linear.weight, head)
     assert torch.equal(other_classes.first_conv.conv.weight, source.first_conv.conv.weight)
     with torch.random.fork_rng(devices=[]):
         Supernet("small", 1.0, 10).save(tmp_path / "small.safetensors")
     with pytest.raises(CheckpointError, match="space 'small'"):
-        _load_initial_weights(target, tmp_path / "small.safetensors")
+        load_weights_from(target, tmp_path / "small.safetensors", "init_from")

@@ -168,9 +168,11 @@ def test_warm_start_refuses_another_space_and_missing_runs(source: Path, tmp_pat
         (["--warm-start", str(tmp_path / "nowhere")], "not a nat run directory"),
         (["--warm-start", str(source), "--set", f"warm_start.supernet={bare}"], "is missing"),
     ]
+    before = {p: p.read_bytes() for p in sorted(source.rglob("*")) if p.is_file()}
     for i, (extra, message) in enumerate(cases):
         out = tmp_path / f"new{i}"
         assert main([*base, "--out", str(out), *extra]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
         assert not out.exists()  # refused before the run folder was made
+    assert {p: p.read_bytes() for p in sorted(source.rglob("*")) if p.is_file()} == before

@@ -31,7 +31,6 @@ from nat.run_folder import LOCK, enclosing_run
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig, _merge, validate_config
 from nat.search.objective_set import ObjectiveSet, is_accuracy
-from nat.search.run_files import read_state
 from nat.search.rundir import ARCHIVE, RunDir, config_differences, resumable
 from nat.space.definition import SearchSpace, space_over
 from nat.space.genome import encode
@@ -123,7 +122,7 @@ def _check_source(run: RunDir) -> None:
             f"{run.path} is being written by another nat process (PID {holder}); a retarget starts from "
             "what a run has measured: wait for it to finish or stop it first"
         )
-    if not read_state(run.path / "state.json").get("history"):
+    if not run.read_state().get("history"):
         raise ConfigError(
             f"{run.path} has no finished iteration yet, so there is nothing measured to carry over; "
             f"let it run (`nat search --resume {run.path}`) at least through its initial archive"

@@ -46,7 +46,7 @@ from nat.search.archive import Archive, Record, Repair, repair_archive
 from nat.search.config import SearchConfig, load_config
 from nat.search.run_files import read_state
 from nat.supernet import Supernet
-from nat.supernet.checkpoint import load_supernet, read_metadata, save_supernet
+from nat.supernet.checkpoint import load_supernet, load_weights_from, read_metadata, save_supernet
 
 ARCHIVE, STATE, FRONT = "archive.jsonl", "state.json", "front.json"
 LOG = SEARCH.log
@@ -143,20 +143,6 @@ def warm_start_supernet(config: SearchConfig) -> str | None:
         return None if warm is None else warm.supernet
     first = Path(warm.runs[0]) / CONFIG
     return warm.supernet_run(load_config(first).many_task if first.is_file() else False)
-
-
-def _load_but_new_head(net: Supernet, path: Path) -> None:
-    """``path``'s weights into ``net`` (same space and width required), its classifier too where the
-    class counts agree (as for a pretrained supernet); else ``net`` keeps its own new head."""
-    source = load_supernet(path)
-    if source.space.model_dump(exclude={"name"}) != net.space.model_dump(exclude={"name"}):
-        raise ConfigError(f"warm_start.supernet: {path} is a supernet of another space than this run's")
-    if source.width_mult != net.width_mult:
-        raise ConfigError(f"warm_start.supernet: {path} has width {source.width_mult}, not {net.width_mult}")
-    state = source.state_dict()
-    if source.num_classes != net.num_classes:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    net.load_state_dict(state, strict=False)
 
 
 def read_state_file(path: Path) -> dict[str, Any]:
@@ -345,7 +331,7 @@ class RunDir:
                     load_supernet(self._start_from(self.config.retarget.run, width, task)).state_dict()
                 )
             elif (warm := warm_start_supernet(self.config)) is not None:
-                _load_but_new_head(net, self._start_from(warm, width, None))
+                load_weights_from(net, self._start_from(warm, width, None), "warm_start.supernet")
 
     @staticmethod
     def _start_from(run: str, width: float, task: str | None) -> Path:

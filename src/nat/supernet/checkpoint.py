@@ -258,3 +258,20 @@ def load_supernet(path: str | Path, num_classes: int | None = None, *, classifie
     if not math.isfinite(width):
         raise CheckpointError(f"{path}: invalid width multiplier {width}")
     return net
+
+
+def load_weights_from(net: Supernet, path: str | Path, what: str) -> None:
+    """Copy the saved supernet ``path``'s weights into ``net`` (same space and width, else one
+    `CheckpointError` naming ``what`` asked for it); its classifier too where the class counts agree
+    (as for a pretrained supernet), else ``net`` keeps its own new head. Used by pretraining's
+    ``init_from`` and a warm start's ``supernet``."""
+    source = load_supernet(path)
+    if source.space != net.space or source.width_mult != net.width_mult:
+        raise CheckpointError(
+            f"{what} {path} is a supernet of space '{source.space.name}' width {source.width_mult}; "
+            f"this run trains space '{net.space.name}' width {net.width_mult}"
+        )
+    state = source.state_dict()
+    if source.num_classes != net.num_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    net.load_state_dict(state, strict=False)

@@ -53,7 +53,7 @@ from nat.runtime.precision import Precision
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
 from nat.supernet import BNCalibrator, Supernet, kept_bn_statistics
-from nat.supernet.checkpoint import save_supernet, unsafe_reason
+from nat.supernet.checkpoint import load_weights_from, save_supernet, unsafe_reason
 from nat.train.config import PhaseConfig, PretrainConfig, parse_config
 from nat.train.engine import SupernetTrainer, TrainCallback, train_supernet
 from nat.train.evaluation import evaluate_top1
@@ -181,24 +181,6 @@ class _NoMetrics(MetricsLog):
 
     def write(self, row: dict[str, Any]) -> None:
         pass
-
-
-def _load_initial_weights(net: Supernet, path: Path) -> None:
-    """Copy a saved supernet's weights into ``net`` (same space and width; the classifier too if the
-    class counts agree, else it stays freshly initialised)."""
-    from nat.supernet import load_supernet
-
-    source = load_supernet(path)
-    if source.space != net.space or source.width_mult != net.width_mult:
-        raise CheckpointError(
-            f"init_from {path} is a supernet of space '{source.space.name}' width {source.width_mult}; "
-            f"this run trains space '{net.space.name}' width {net.width_mult}"
-        )
-    state = source.state_dict()
-    if source.num_classes != net.num_classes:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    net.load_state_dict(state, strict=False)
-    logger.info("initial weights from %s", path)
 
 
 def load_saved_config(out: Path) -> PretrainConfig:
@@ -370,7 +352,8 @@ class PretrainingTrainer(TrainCallback):
             torch.manual_seed(cfg.seed)
             self.net = Supernet(space, width, self.task.num_classes, channels_last).to(self.device)
         if cfg.init_from is not None and state is None:
-            _load_initial_weights(self.net, Path(cfg.init_from))
+            load_weights_from(self.net, Path(cfg.init_from), "init_from")
+            logger.info("initial weights from %s", cfg.init_from)
         if state is not None:
             self._restore(state)
         self.collective.sync_module(self.net)  # rank 0's weights everywhere (init_from, checkpoint)
