@@ -192,7 +192,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("config-binary", ["search", "--config", "{binary}", "--out", "{tmp}/x"], "not UTF-8 text"),
     ("config-list", ["search", "--config", "{not_mapping}", "--out", "{tmp}/x"], "must be a mapping"),
     ("config-yaml", ["search", "--config", "{broken_yaml}", "--out", "{tmp}/x"], "not valid YAML at line"),
-    ("config-typo", ["search", "--config", "{typo_yaml}", "--out", "{tmp}/x"], "iteratons: unknown field"),
+    (
+        "config-typo",
+        ["search", "--config", "{typo_yaml}", "--out", "{tmp}/x"],
+        "iteratons: unknown field (did you mean 'iterations'?",
+    ),
     ("config-dir", ["search", "--config", "{a_dir}", "--out", "{tmp}/x"], "is a folder"),
     ("set-no-equals", [*S, "--set", "nsga3"], "KEY=VALUE"),
     ("set-negative", [*S, "--set", "iterations=-1"], "iterations"),

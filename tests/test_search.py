@@ -258,7 +258,7 @@ def test_cli_config_file_errors(tmp_path, capsys) -> None:
     typo.write_text("data: {dataset: digits}\niteratons: 3\n")
     assert main(["search", "--config", str(typo), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "iteratons: unknown field" in err[0]
+    assert len(err) == 1 and "iteratons: unknown field (did you mean 'iterations'?" in err[0]
 
 
 def test_select_by_hypervolume_prefers_the_gain() -> None:

@@ -322,7 +322,7 @@ def test_config_errors_name_the_field(tmp_path) -> None:
     assert parse_config(_config_dict()).phases[1].uses_distillation()
     bad = {
         "lr": ({"phases": [{"name": "full", "epochs": 1, "lr": -1}]}, r"phases\.0\.lr"),
-        "typo": ({"seeed": 1}, r"seeed: unknown field"),
+        "typo": ({"seeed": 1}, r"seeed: unknown field \(did you mean 'seed'\?"),
         "choice": ({"phases": [{"name": "k", "kernel_sizes": [3, 9], "epochs": 1, "lr": 0.1}]}, "subset"),
         "largest": ({"phases": [{"name": "k", "kernel_sizes": [3, 5], "epochs": 1, "lr": 0.1}]}, "largest"),
         "space": ({"space": "huge"}, "unknown search space preset"),

@@ -6,7 +6,10 @@ the field path and what is wrong, never a pydantic or YAML traceback.
 
 from __future__ import annotations
 
+import difflib
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +55,51 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def validation_message(exc: ValidationError, docs: str = "the README") -> str:
-    """``field.path: problem; ...`` for every error of a pydantic validation."""
+def validation_message(
+    exc: ValidationError, docs: str = "the README", model: type[BaseModel] | None = None
+) -> str:
+    """``field.path: problem; ...`` for every error of a pydantic validation. With the ``model`` that was
+    validated, an unknown field is answered with the closest known one (``did you mean 'iterations'?``)."""
     parts = []
     for err in exc.errors():
         # union tags (``~task``) say which form of a field was validated; they are not part of its path
-        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("~")) or "(top level)"
+        loc = [p for p in err["loc"] if not str(p).startswith("~")]
+        where = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown field (check its spelling; see {docs} for the fields)"
+            close = _closest_field(model, loc)
+            hint = f"did you mean {close!r}? " if close else "check its spelling; "
+            msg = f"unknown field ({hint}see {docs} for the fields)"
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
+
+
+def _closest_field(model: type[BaseModel] | None, loc: list[int | str]) -> str | None:
+    """The known field of the section holding ``loc``'s last key that is spelled most like it."""
+    if model is None or not loc or not isinstance(loc[-1], str):
+        return None
+    for key in loc[:-1]:
+        if isinstance(key, int):  # an entry of a list: the same model as the list's
+            continue
+        field = model.model_fields.get(str(key))
+        model = _model_in(field.annotation) if field is not None else None
+        if model is None:
+            return None
+    names = [alias or name for name, f in model.model_fields.items() for alias in [f.alias]]
+    close = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field's annotation holds (``X | None``, ``list[X]``, ``Annotated[X, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
 
 
 # ------------------------------------------------------------------- JSON files a run or model folder holds

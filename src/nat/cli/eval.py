@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         data_config = DataConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"--data {args.data}: {validation_message(exc)}") from None
+        raise ConfigError(f"--data {args.data}: {validation_message(exc, model=DataConfig)}") from None
     seed = (provenance.get("seed") or 0) if same_task else 0
     with torch_threads(args.threads):
         model = load_any_model(args.model_dir).to(device)

@@ -168,7 +168,7 @@ def _plan(args: argparse.Namespace, run_dir):
     try:
         settings = FinalizeConfig.model_validate(updated)
     except ValidationError as exc:
-        raise ConfigError(validation_message(exc)) from None
+        raise ConfigError(validation_message(exc, model=FinalizeConfig)) from None
     front = pareto_front(run_dir.archive.current(), config.objective_names, config.constraints)
     if not front:
         raise ConfigError(

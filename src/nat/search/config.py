@@ -617,7 +617,7 @@ def _override_error(data: dict[str, Any], overrides: dict[str, Any]) -> str:
     try:
         SearchConfig.model_validate(_merge(data, overrides))
     except ValidationError as exc:
-        return f"--set: {validation_message(exc)}"
+        return f"--set: {validation_message(exc, model=SearchConfig)}"
     return "--set: invalid override"
 
 
@@ -625,7 +625,7 @@ def validate_config(data: dict[str, Any], source: str = "config") -> SearchConfi
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {validation_message(exc)}") from None
+        raise ConfigError(f"{source}: {validation_message(exc, model=SearchConfig)}") from None
 
 
 def set_by_path(data: dict[str, Any], dotted: str, value: Any) -> None:
