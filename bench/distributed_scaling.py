@@ -48,7 +48,7 @@ TARGET = 1.6
 REGIMES = {
     "shipped": {"supernet": "builtin:fashion_mnist_tiny", "space": None, "steps": 40, "subnets": 8,
                 "calibration_images": 256, "val_size": 500},
-    "small": {"supernet": None, "space": "small", "steps": 8, "subnets": 4,
+    "small": {"supernet": "random", "space": "small", "steps": 8, "subnets": 4,
               "calibration_images": 128, "val_size": 250},
 }  # fmt: skip
 

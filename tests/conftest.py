@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ REFERENCE = Path(__file__).resolve().parents[1] / "../shared/reference/nat_publi
 LOCAL_REFERENCE = Path(__file__).resolve().parent / "data" / "nat_published_subnets.json"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# a search without `supernet:` looks for downloaded supernets: never in the user's own cache during tests
+os.environ["NAT_SUPERNET_DIR"] = tempfile.mkdtemp(prefix="nat-test-supernets-")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

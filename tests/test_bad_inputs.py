@@ -263,7 +263,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("out-file", ["search", "--preset", "smoke", "--out", "{a_file}"], "not a folder"),
     ("out-proc", ["search", "--preset", "smoke", "--out", "/proc/nat-run"], "/proc/nat-run"),
     ("no-out", ["search", "--preset", "smoke"], "--out DIR is required"),
-    ("no-config", ["search", "--out", "{tmp}/x"], "give --config FILE or --preset NAME"),
+    ("no-config", ["search", "--out", "{tmp}/x"], "give --data NAME (and --root DIR)"),
     ("resume-nowhere", ["search", "--resume", "{tmp}/nowhere"], "not a nat run directory"),
     (
         "resume-and-config",

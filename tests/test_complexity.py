@@ -87,13 +87,17 @@ def test_cli_profile_json(tmp_path, capsys, published) -> None:
     arch = next(a for a in published if a["name"] == "NAT-M1")
     path = tmp_path / "m1.json"
     path.write_text(json.dumps(arch["subnet"]))
-    assert main(["profile", str(path), "--json"]) == 0
+    assert main(["profile", str(path), "--json"]) == 1  # a bare net.subnet says neither space nor classes
+    assert "give --space" in capsys.readouterr().err
+    assert main(["profile", str(path), "--space", "ofa_mbv3", "--json"]) == 1
+    assert "give --num-classes" in capsys.readouterr().err
+    assert main(["profile", str(path), "--space", "ofa_mbv3", "--num-classes", "1000", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["resolution"] == 224 and out["width"] == 1.0
     sub = Subnet.from_dict(arch["subnet"])
     assert out["madds"] == ComplexityTable(get_space(), 1000).subnet(sub).madds
     assert 5.9e6 < out["params"] < 6.2e6
-    assert main(["profile", str(path), "--num-classes", "10", "--json"]) == 0
+    assert main(["profile", str(path), "--space", "ofa_mbv3", "--num-classes", "10", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["params"] < out["params"]
 
 
@@ -109,7 +113,7 @@ def test_cli_profile_errors(tmp_path, capsys, content, message: str) -> None:
     path = tmp_path / "net.subnet"
     if content is not None:
         path.write_text(content)
-    assert main(["profile", str(path)]) == 1
+    assert main(["profile", str(path), "--space", "ofa_mbv3", "--num-classes", "1000"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
 

@@ -487,8 +487,16 @@ def test_cli_build_predict_measure(tmp_path: Path, capsys) -> None:
     ("args", "message"),
     [
         (["predict", "{missing}", "{subnet}", "--space", "micro"], "latency table not found"),
-        (["predict", "{table}", "{subnet}", "--space", "micro"], "no entry for 1 layer.*Logits.*output:1000"),
-        (["predict", "{table}", "{subnet}", "--space", "tiny"], "outside the search space"),
+        (
+            ["predict", "{table}", "{subnet}", "--space", "micro", "--num-classes", "1000"],
+            "no entry for 1 layer.*Logits.*output:1000",
+        ),
+        (
+            ["predict", "{table}", "{subnet}", "--space", "tiny", "--num-classes", "10"],
+            "outside the search space",
+        ),
+        (["predict", "{table}", "{subnet}", "--space", "micro"], "give --num-classes"),
+        (["predict", "{table}", "{subnet}"], "give --space"),
         (["build", "--space", "nope", "--out", "{out}"], "unknown search space preset"),
         (["build", "--space", "micro", "--resolutions", "17", "--out", "{out}"], r"\[17\] not in the space"),
         (["build", "--space", "micro", "--device", "auto", "--out", "{out}"], "one device"),
@@ -563,11 +571,12 @@ def test_cli_predicts_model_folders_and_net_configs_like_subnets(micro_table, tm
     for args in (
         [str(tmp_path / "net.subnet"), "--space", "micro", "--num-classes", "10"],
         [str(folder)],
+        [str(folder / "net.subnet")],  # a model folder's subnet: space and classes from its model.json
         [str(config)],
     ):
         assert main(["latency", "predict", str(table), *args, "--json"]) == 0
         predictions.append(json.loads(capsys.readouterr().out)["latency_ms"])
-    assert predictions[0] == pytest.approx(predictions[1]) == pytest.approx(predictions[2])
+    assert all(p == pytest.approx(predictions[0]) for p in predictions)
     fast = ["--threads", "1", "--warmup", "0", "--repeats", "1", "--rounds", "1", "--min-block-ms", "0.1"]
     assert main(["latency", "measure", str(folder), *fast, "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)

@@ -346,6 +346,7 @@ def test_search_memory_format_reaches_supernets_and_calibration(
     from nat.search import NATSearch, load_config
 
     overrides = {"data": {"dataset": "digits", "val_size": 60}, "space": "micro", "threads": 1}
+    overrides |= {"supernet": "random"}
     overrides |= {"evaluation": {"calibration_images": 32}, "memory_format": memory_format}
     with NATSearch(load_config(overrides=overrides), tmp_path / "run") as search:
         assert all(net.channels_last is expected for net in search.supernets.values())

@@ -63,6 +63,8 @@ def test_search_ends_with_models_and_a_report(run: Path) -> None:
     assert all(m["name"] in html for m in models) and "data:image/png;base64" in html
     summary = (run / "summary.md").read_text()
     assert all(m["name"] in summary for m in models)
+    front = json.loads((run / "front.json").read_text())
+    assert f"{len(models)} of the {len(front)} front members (finalize.models: 2)" in summary
 
 
 def test_a_finished_run_resumed_redoes_nothing(run: Path) -> None:
@@ -119,6 +121,30 @@ def test_export_elsewhere_leaves_the_run_unchanged(run: Path, tmp_path, capsys) 
     stamp = (out / entry["name"] / "model.safetensors").stat().st_mtime_ns
     assert main(["export", str(run), "--models", "1", "--finetune-epochs", "0", "--out", str(out)]) == 0
     assert (out / entry["name"] / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_export_delivers_the_runs_models_as_they_are(run: Path, tmp_path, capsys) -> None:
+    """Without settings that make new models, `nat export` converts the delivered ones: the same names,
+    weights and figures, copied to --out and/or given an ONNX file; the run's own files stay as they were."""
+    before = digest(run, skip=(".lock",))
+    delivered = json.loads((run / "models.json").read_text())
+    out = tmp_path / "as_delivered"
+    assert main(["export", str(run), "--out", str(out), "--onnx"]) == 0
+    assert "as the run delivered them" in capsys.readouterr().out
+    assert digest(run, skip=(".lock",)) == before
+    assert json.loads((out / "models.json").read_text()) == delivered
+    for m in delivered:
+        same = digest(run / "models" / m["name"])
+        assert {k: v for k, v in digest(out / m["name"]).items() if k != "model.onnx"} == same
+        assert (out / m["name"] / "model.onnx").stat().st_size > 1000
+    # into the run itself: only the ONNX files are added, nothing else of the run changes
+    assert main(["export", str(run), "--onnx"]) == 0
+    after = digest(run, skip=(".lock",))
+    added = {k for k in after if k not in before}
+    assert added == {f"models/{m['name']}/model.onnx" for m in delivered}
+    assert {k: v for k, v in after.items() if k in before} == before
+    for m in delivered:
+        (run / "models" / m["name"] / "model.onnx").unlink()  # the module's run as the other tests know it
 
 
 def test_command_errors_are_one_line(run: Path, tmp_path, capsys) -> None:

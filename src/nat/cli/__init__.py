@@ -20,11 +20,13 @@ from nat.errors import DistributedError, NATError
 COMMAND_MODULES: tuple[str, ...] = (
     "nat.cli.profile",
     "nat.cli.data",
+    "nat.cli.supernet",
     "nat.cli.search",
     "nat.cli.retarget",
     "nat.cli.export",
     "nat.cli.report",
     "nat.cli.eval",
+    "nat.cli.predict",
     "nat.cli.pretrain",
     "nat.cli.latency",
     "nat.cli.quickstart",
@@ -58,11 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     helper = _torchrun_helper()  # under torchrun, rank 0 speaks for the job: the others log warnings only
+    # nat's own progress lines at INFO; other libraries' (torch.onnx, onnxscript...) only when they warn,
+    # unless -v asks for everything
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if helper else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:
+        logging.getLogger("nat").setLevel(logging.WARNING if helper else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -83,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnicodeDecodeError as exc:
         return _fail(args.command, f"a file is not UTF-8 text (binary?): {exc.reason} at byte {exc.start}")
     except KeyboardInterrupt:
-        print(f"nat {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args, "continue_with", None)  # a command that can pick up where it stopped says how
+        again = hint(args) if hint is not None else None
+        print(
+            f"nat {args.command}: interrupted{f'; continue with: {again}' if again else ''}", file=sys.stderr
+        )
         return 130
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shlex
+from pathlib import Path
 
 #: choices of ``--precision`` (`nat.runtime.precision.PRECISIONS`, spelled out so that the CLI starts
 #: without importing torch; a test keeps the two equal)
@@ -52,3 +55,10 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {value:g}")
     return value
+
+
+def continue_search(folder: str | os.PathLike[str] | None) -> str | None:
+    """How to continue an interrupted search in ``folder`` (None before it held a run)."""
+    if folder is None or not (Path(folder) / "config.yaml").is_file():
+        return None
+    return f"nat search --resume {shlex.quote(str(folder))}"

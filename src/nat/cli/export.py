@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from nat.search.rundir import RunDir
 
     _check_request(args)
+    if _refits(args) is False:  # nothing asked that changes the models: the delivered ones, as they are
+        delivered = _delivered_models(args)
+        if delivered is not None:
+            return delivered
     # under torchrun every process fine-tunes (DDP); rank 0 alone reads the run folder and writes
     try:
         saved = RunDir.saved_config(args.run_dir)
@@ -107,6 +111,69 @@ def run(args: argparse.Namespace) -> int:
         test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
         print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
     return 0
+
+
+#: the flags that make new models (another selection, fine-tuning or precision) instead of converting
+#: the delivered ones
+REFIT_FLAGS = ("models", "finetune_epochs", "lr", "distill", "compile", "precision")
+
+
+def _refits(args: argparse.Namespace) -> bool:
+    return any(getattr(args, flag) is not None for flag in REFIT_FLAGS)
+
+
+def _delivered_models(args: argparse.Namespace) -> int | None:
+    """Export the models the run delivered as they are (same names, weights and figures): copied to
+    ``--out`` and/or given an ONNX file. None when the run delivered none yet (then they are made)."""
+    import os
+    import shutil
+
+    from nat.export.model_files import export_onnx, load_model
+    from nat.files import write_json_atomic
+    from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index
+    from nat.search.rundir import RunDir
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone copies; nothing to share
+        return 0
+    run_dir = RunDir.open(args.run_dir, lock=args.out is None)
+    try:
+        run_dir.read_state()
+        entries = read_index(run_dir.path / MODELS_INDEX, run_dir.path)
+        if not entries:
+            return None
+        source = run_dir.path / MODELS_DIR
+        folder = source if args.out is None else args.out
+        for entry in entries:
+            if args.out is not None:
+                _copy_folder(source / entry["name"], folder / entry["name"], shutil)
+            if args.onnx and not (folder / entry["name"] / "model.onnx").is_file():
+                export_onnx(load_model(folder / entry["name"]), folder / entry["name"] / "model.onnx")
+        if args.out is not None:
+            write_json_atomic(folder / MODELS_INDEX, entries)
+    finally:
+        run_dir.close()
+    where = "copied to" if args.out is not None else "in"
+    print(
+        f"{len(entries)} model(s) as the run delivered them, {where} {folder} (index {folder / MODELS_INDEX})"
+    )
+    for m in entries:
+        test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
+        onnx = "  + model.onnx" if (folder / m["name"] / "model.onnx").is_file() else ""
+        print(
+            f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}{onnx}"
+        )
+    print("(new models from the front: --models, --finetune-epochs, --lr, --distill, --precision, --compile)")
+    return 0
+
+
+def _copy_folder(source, target, shutil) -> None:
+    """``source`` copied to ``target`` whole: into a temporary sibling first, then moved into place."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
 
 
 def _check_request(args: argparse.Namespace) -> None:

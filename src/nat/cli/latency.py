@@ -140,12 +140,18 @@ def _device_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _network_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", default="ofa_mbv3", help="the space of a net.subnet (as for build)")
+    parser.add_argument(
+        "--space",
+        default=None,
+        help="the space of a net.subnet (as for build; default: the model.json beside it, required for a "
+        "bare one)",
+    )
     parser.add_argument(
         "--num-classes",
         type=positive_int,
         default=None,
-        help=f"classifier outputs (default: the network's own, else {DEFAULT_CLASSES})",
+        help="classifier outputs (default: the network's own, or the model.json beside a net.subnet; "
+        "required for a bare one)",
     )
     parser.add_argument(
         "--resolution", type=positive_int, default=None, help="input side for a net.config without img_size"
@@ -211,9 +217,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_network(path_text: str, space_text: str, num_classes: int | None, resolution: int | None):
+def load_network(path_text: str, space_text: str | None, num_classes: int | None, resolution: int | None):
     """(network, resolution, description) for a model folder, a net.config or a net.subnet."""
     from nat.export import build_natnet, load_model
+    from nat.export.model_files import subnet_file_context
     from nat.export.ofa_config import is_net_config
     from nat.space import Subnet
     from nat.supernet.static import StaticMobileNetV3
@@ -240,9 +247,10 @@ def load_network(path_text: str, space_text: str, num_classes: int | None, resol
         if r is None:
             raise ConfigError(f"{file} has no img_size: give --resolution")
         return net.eval(), r, {"net_config": str(file)}
-    space = resolve_space(space_text)
+    given = resolve_space(space_text) if space_text else None
+    space, classes = subnet_file_context(file, given, num_classes)
     subnet = Subnet.from_file(file, space)
-    net = StaticMobileNetV3(space, subnet, num_classes or DEFAULT_CLASSES).eval()
+    net = StaticMobileNetV3(space, subnet, classes).eval()
     return net, subnet.r, {"subnet": subnet.to_dict(), "space": space.name}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 from nat.cli.args import PRECISIONS, positive_int
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint and exit after N optimiser steps of this process (resume later with --resume)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, continue_with=_continue)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,3 +99,11 @@ def _saved_config_or_none(out: Path):
         return load_saved_config(out)
     except (NATError, OSError):
         return None
+
+
+def _continue(args: argparse.Namespace) -> str | None:
+    """How to continue an interrupted pretraining (None before its folder held a run)."""
+    folder = args.resume or args.out
+    if folder is None or not (Path(folder) / "config.yaml").is_file():
+        return None
+    return f"nat pretrain --resume {shlex.quote(str(folder))}"

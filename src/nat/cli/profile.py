@@ -14,7 +14,6 @@ from typing import Any
 
 from nat.errors import ConfigError
 
-DEFAULT_CLASSES = 1000
 DEFAULT_RESOLUTION = 224  # NAT's evaluator uses 224 when a net.config has no img_size
 
 
@@ -36,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--num-classes",
         type=int,
         default=None,
-        help=f"classifier outputs (default: a net.config's own, else {DEFAULT_CLASSES})",
+        help="classifier outputs (default: a net.config's own, or the model.json beside a net.subnet; "
+        "required for a bare net.subnet)",
     )
     parser.add_argument(
         "--resolution",
@@ -46,9 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--space",
-        default="ofa_mbv3",
-        help="search-space preset the subnet belongs to (default: ofa_mbv3, the paper's); for a net.config, "
-        "the space its width is looked up in",
+        default=None,
+        help="search-space preset the subnet belongs to (ofa_mbv3: the paper's); default: the model.json "
+        "beside a net.subnet (required for a bare one); for a net.config, the space its width is looked "
+        "up in (default ofa_mbv3)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -106,6 +107,7 @@ def profile_net_config(
 
 
 def run(args: argparse.Namespace) -> int:
+    from nat.export.model_files import subnet_file_context
     from nat.export.ofa_config import is_net_config
     from nat.objectives.complexity import profile_subnet
     from nat.space import SearchSpace, Subnet, get_space
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     path, data = _read(Path(args.subnet_file))
     num_classes = args.num_classes
     if is_net_config(data):
-        result = profile_net_config(path, data, args.space, num_classes, args.resolution)
+        result = profile_net_config(path, data, args.space or "ofa_mbv3", num_classes, args.resolution)
     elif isinstance(data, dict) and {"space", "subnet", "num_classes"} <= set(data):  # nat's older net.config
         try:
             space = SearchSpace.model_validate(data["space"])
@@ -129,9 +131,12 @@ def run(args: argparse.Namespace) -> int:
         subnet = Subnet.from_dict(data["subnet"], space)
         result = profile_subnet(subnet, space, num_classes or int(data["num_classes"]))
     else:
-        space = get_space(args.space)
+        if data is None:
+            Subnet.from_file(path)  # says what is wrong with a missing, unreadable or non-JSON file
+        given = get_space(args.space) if args.space else None
+        space, classes = subnet_file_context(path, given, num_classes)
         subnet = Subnet.from_file(path, space)
-        result = profile_subnet(subnet, space, num_classes or DEFAULT_CLASSES)
+        result = profile_subnet(subnet, space, classes)
     if args.json:
         print(json.dumps(result))
     else:

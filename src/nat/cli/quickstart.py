@@ -9,6 +9,7 @@ is missing).
 from __future__ import annotations
 
 import argparse
+import shlex
 from importlib.resources import files
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"front models to extract (preset: {finalize['models']})",
     )
-    parser.set_defaults(func=run)
+    # running the quickstart again continues the run its folder holds
+    parser.set_defaults(
+        func=run, continue_with=lambda args: f"nat quickstart --out {shlex.quote(str(args.out))}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

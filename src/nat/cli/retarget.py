@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nat.cli.args import non_negative_float, non_negative_int
+from nat.cli.args import continue_search, non_negative_float, non_negative_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="E",
         help="adapt the supernet E epochs per iteration on subnets that meet the new target (default 0)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, continue_with=lambda args: continue_search(args.out))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import yaml
 
-from nat.cli.args import PRECISIONS
+from nat.cli.args import PRECISIONS, continue_search
 from nat.errors import ConfigError
 
 
@@ -18,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run Neural Architecture Transfer. Configuration: a preset, then --config, then "
         "--seed/--set overrides (any field, e.g. --set nsga3.pop_size=40).",
     )
+    parser.add_argument(
+        "--data",
+        metavar="NAME",
+        help="the dataset (`nat data list`; `folder` for your own images): alone with --out, every other "
+        "setting is chosen from the data and printed; with --config/--preset it replaces data.dataset",
+    )
+    parser.add_argument("--root", type=Path, help="the folder the dataset is in (data.root)")
     parser.add_argument("--config", type=Path, help="YAML run configuration")
     parser.add_argument("--preset", help="named preset (e.g. smoke)")
     parser.add_argument("--out", type=Path, help="run directory (created)")
@@ -50,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config field; VALUE is parsed as YAML",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, continue_with=lambda args: continue_search(args.resume or args.out))
 
 
 def parse_overrides(items: list[str], seed: int | None) -> dict:
@@ -92,12 +100,41 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.out is None:
             raise ConfigError("--out DIR is required (where the run is written)")
+        if args.config is None and args.preset is None and args.data is None:
+            raise ConfigError(
+                "give --data NAME (and --root DIR) to search with settings chosen from the data, or "
+                "--config FILE / --preset NAME (e.g. --preset smoke)"
+            )
         if args.config is None and args.preset is None:
-            raise ConfigError("give --config FILE or --preset NAME (e.g. --preset smoke)")
-        config = load_config(args.config, args.preset, overrides)
+            config = config_for_data(args, overrides)
+        else:
+            if args.data is not None or args.root is not None:
+                data = overrides.setdefault("data", {})
+                data.update({"dataset": args.data} if args.data else {}, **_root(args))
+            config = load_config(args.config, args.preset, overrides)
         out, resume = args.out, False
     result = run_search(config, out, resume=resume, repair=args.repair)
     return print_result(config, result)
+
+
+def _root(args: argparse.Namespace) -> dict[str, str]:
+    return {"root": str(args.root)} if args.root is not None else {}
+
+
+def config_for_data(args: argparse.Namespace, overrides: dict):
+    """The run's config from the data alone (`nat.search.data_defaults.settings_for_data`), then the
+    --set/--seed/--precision overrides; what was chosen is printed (rank 0) before anything runs."""
+    from nat.search.config import _merge, validate_config
+    from nat.search.data_defaults import settings_for_data
+
+    data = {"dataset": args.data, **_root(args), **overrides.get("data", {})}
+    settings, lines = settings_for_data(data, overrides.get("supernet"))
+    if os.environ.get("RANK", "0") == "0":
+        saved = Path(args.out) / "config.yaml"
+        print(f"settings chosen from the data (change any with --set KEY=VALUE; saved in {saved}):")
+        for line in lines:
+            print(f"  {line}")
+    return validate_config(_merge(settings, overrides), "settings chosen from the data")
 
 
 def print_result(config, result) -> int:

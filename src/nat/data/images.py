@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from nat.data.source import FileSplit, TensorSplit
 from nat.errors import DataError
+from nat.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def list_images(directory: Path, *, verify: bool) -> tuple[list[str], list[str]]
             else:
                 skipped.append(full)
     if verify and images:
-        bar = tqdm(
-            images, desc=f"checking {directory.name}", unit="img", disable=len(images) < _PROGRESS_MIN_FILES
+        bar = progress_bar(
+            images, desc=f"checking {directory.name}", unit="img", show=len(images) >= _PROGRESS_MIN_FILES
         )
         ok = [_is_readable_image(p) for p in bar]
         skipped.extend(p for p, good in zip(images, ok, strict=True) if not good)
@@ -158,7 +158,7 @@ def scan_class_folders(
     many = len(found) > 50
     listed = [
         (cls, *list_images(directory / cls, verify=verify))
-        for cls in tqdm(found, desc=f"scanning {directory.name}", unit="class", disable=not many)
+        for cls in progress_bar(found, desc=f"scanning {directory.name}", unit="class", show=many)
     ]
     broken = undecodable([p for _, imgs, _ in listed for p in imgs]) if verify else set()
     for cls, found_imgs, skipped in listed:
@@ -236,12 +236,12 @@ def materialize(
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         arrays = list(
-            tqdm(
+            progress_bar(
                 pool.map(load, split.paths, chunksize=64),
                 total=n,
                 desc=desc,
                 unit="img",
-                disable=n < _PROGRESS_MIN_FILES // 4,
+                show=n >= _PROGRESS_MIN_FILES // 4,
             )
         )
     good = [i for i, a in enumerate(arrays) if a is not None]

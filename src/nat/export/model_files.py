@@ -265,6 +265,32 @@ def read_model_info(folder: str | Path) -> dict[str, Any]:
     }
 
 
+def subnet_file_context(
+    file: Path, space: SearchSpace | None, num_classes: int | None
+) -> tuple[SearchSpace, int]:
+    """The search space and class count a ``net.subnet`` file is read in: those given (``--space``,
+    ``--num-classes``), else the ``model.json`` beside it (a nat model folder describes itself). A bare
+    file says neither, so both must be given: a guess (OFA's space, 1,000 classes) would count another
+    network without a word."""
+    info = read_model_info(file.parent) if (file.parent / "model.json").is_file() else None
+    if space is None:
+        if info is None:
+            raise ConfigError(
+                f"{file} has no model.json beside it, so its search space is unknown: give --space (ofa_mbv3 "
+                "for NAT's and OFA's subnets; the preset or supernet file of the run that made it) and "
+                "--num-classes"
+            )
+        space = SearchSpace.model_validate(info["space"])
+    if num_classes is None:
+        if info is None:
+            raise ConfigError(
+                f"{file} has no model.json beside it, so its class count is unknown: give --num-classes "
+                "(1000 for ImageNet's subnets)"
+            )
+        num_classes = int(info["num_classes"])
+    return space, num_classes
+
+
 def load_model(folder: str | Path) -> StaticMobileNetV3:
     """The model a folder written by `save_model` holds, in eval mode.
 

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from nat.errors import ConfigError
 from nat.files import write_text_atomic
@@ -55,6 +54,7 @@ from nat.objectives.latency_table import (
     space_layers,
     subnet_layers,
 )
+from nat.progress import progress_bar
 from nat.runtime.device import resolve_device
 from nat.space.definition import SearchSpace
 from nat.space.subnet import Subnet
@@ -426,7 +426,7 @@ def build_table(
         s for k, s in space_layers(space, num_classes, resolutions, widths).items() if k not in table.entries
     ]
     saver = _Saver(out, table, backend)
-    bar = tqdm(total=len(todo), desc="latency layers", unit="layer", disable=_no_bar(progress))
+    bar = progress_bar(total=len(todo), desc="latency layers", unit="layer", show=progress is not False)
     try:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
@@ -481,7 +481,7 @@ def _calibrate(
         chunk = todo[start : start + CALIBRATION_CHUNK]
         calls = [
             backend.prepare(StaticMobileNetV3(space, s, n_classes), _images(backend, s.r))
-            for s in tqdm(chunk, desc="latency calibration", unit="net", disable=_no_bar(progress))
+            for s in progress_bar(chunk, desc="latency calibration", unit="net", show=progress is not False)
         ]
         for subnet, measured in zip(chunk, time_rounds(backend, calls), strict=True):
             layer_sum = table.layer_sum(subnet_layers(space, subnet, n_classes))
@@ -497,11 +497,6 @@ def _calibrate(
         table.calibration = fit_calibration(samples)
         saver.maybe_save()
     table.calibration = fit_calibration(samples)
-
-
-def _no_bar(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None shows a bar only on a terminal."""
-    return None if progress is None else not progress
 
 
 class _Saver:

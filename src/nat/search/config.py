@@ -284,7 +284,9 @@ class SearchConfig(RuntimeSettings):
     supernet: str | list[str] | None = Field(
         None,
         description="supernet file(s) (nat safetensors or OFA .pth), one per width multiplier; "
-        "'builtin:NAME' for a supernet shipped with nat; null: fresh weights (testing only)",
+        "'builtin:NAME' for a supernet shipped with nat; 'random': fresh weights (tests, experiments); "
+        "absent: chosen when the run starts (OFA's downloaded supernets, else the built-in one where it "
+        "fits the images) and recorded in config.yaml",
     )
     space: str | dict[str, Any] | None = Field(
         None,
@@ -592,7 +594,22 @@ def load_config(
         data = read_yaml_mapping(preset_path)
     if path is not None:
         data = _merge(data, read_yaml_mapping(path))
-    source = str(path or preset or "config")
+    return _validated(data, str(path or preset or "config"), overrides)
+
+
+def load_saved_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """The config.yaml of a run folder (with ``overrides``). A run always records the supernet it started
+    from; one saved before that was so (no ``supernet:``, or null) started from fresh weights, which is
+    what ``random`` now says."""
+    data = read_yaml_mapping(path)
+    if data.get("supernet") is None:
+        data["supernet"] = "random"
+    return _validated(data, str(path), overrides)
+
+
+def _validated(data: dict[str, Any], source: str, overrides: dict[str, Any] | None) -> SearchConfig:
+    """``data`` with ``overrides`` merged, validated; an error blames the overrides when ``data`` alone
+    is fine."""
     if not overrides:
         return validate_config(data, source=source)
     merged = _merge(data, overrides)  # a mapping set on a list of tasks is its own error, raised here

@@ -478,6 +478,14 @@ def report_facts(config: Any, task_name: str, archive_size: int, front_size: int
         facts["retargeted from"] = retarget.run
     if warm is not None:
         facts["warm-started from"] = ", ".join(warm.runs)
+    if models:  # why the front's points and the delivered models differ in number
+        key = spread_key(getattr(config, "objective_names", config.objectives))
+        many = any("task" in m for m in models)
+        chosen = f"up to {config.finalize.models} per task" if many else f"{len(models)} of the {front_size}"
+        facts["models"] = (
+            f"{chosen} front members (finalize.models: {config.finalize.models}), spread evenly along "
+            f"{key}; every member is in front.json, and nat export RUN --models N makes more"
+        )
     tested = [m for m in models if "test_top1" in m]
     for task in dict.fromkeys(m.get("task") for m in tested):  # None: a single-task run
         best = max((m for m in tested if m.get("task") == task), key=lambda m: m["test_top1"])

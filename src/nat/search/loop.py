@@ -45,10 +45,12 @@ from typing import Any
 import numpy as np
 
 from nat.data import TaskData
+from nat.run_folder import CONFIG
 from nat.runtime.distributed import Collective, batch_rows
 from nat.search import phases
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
+from nat.search.data_defaults import settle_supernet
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
 from nat.search.objective_set import ObjectiveSet
@@ -82,9 +84,11 @@ class NATSearch:
         resume: bool = False,
         collective: Collective | None = None,
     ) -> None:
-        self.config = config
         self.collective = Collective.current() if collective is None else collective
         self._out = Path(out_dir)
+        if config.supernet is None:  # never random weights unless asked: a pretrained one, said and saved
+            config = self.collective.decide(lambda: _settled(config, self._out if resume else None))
+        self.config = config
         if self.collective.active:  # before anything is written: the batch must split over the processes
             for data in config.tasks:
                 batch_rows(data.train_batch_size, self.collective)
@@ -296,3 +300,12 @@ class NATSearch:
     def record(self, iteration: int, info: dict[str, Any], state: dict[str, Any], clock: RunClock) -> None:
         """Log the iteration and write its front and history (`nat.search.phases.record`)."""
         phases.record(self.folder, self.objectives, iteration, info, state, clock.seconds())
+
+
+def _settled(config: SearchConfig, resumed: Path | None) -> SearchConfig:
+    """``config`` with the supernet it did not name decided (`nat.search.data_defaults`), logged once."""
+    saved = RunDir.saved_config(resumed) if resumed is not None and (resumed / CONFIG).is_file() else None
+    config, line = settle_supernet(config, saved)
+    if line:
+        log.info("%s", line)
+    return config

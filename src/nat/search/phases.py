@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from nat.progress import progress_bar
 from nat.runtime.distributed import Collective, balanced_shares
 from nat.search.adaptation import adapt_supernet
 from nat.search.archive import Archive, Phase, Record
@@ -242,11 +242,8 @@ def evaluate(
     if clock is not None and todo:
         clock.measured[str(phase)] = clock.measured.get(str(phase), 0) + len(todo)
     latency = objectives.measured_latency
-    bar = tqdm(
-        total=len(todo),
-        desc=f"iter {iteration} evaluate {phase}",
-        leave=False,
-        disable=None if c.is_main else True,
+    bar = progress_bar(
+        total=len(todo), desc=f"iter {iteration} evaluate {phase}", leave=False, show=c.is_main
     )
     for batch in evaluation_rounds(todo, c.world_size):
         exact = [objectives.exact_values(s) for s in batch]  # madds and params always

@@ -23,8 +23,8 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
 from pymoo.util.ref_dirs import get_reference_directions
 from pymoo.util.ref_dirs.energy import RieszEnergyReferenceDirectionFactory
-from tqdm import tqdm
 
+from nat.progress import progress_bar
 from nat.space.definition import SearchSpace
 from nat.space.genome import canonical_batch, genome_bounds
 
@@ -37,7 +37,7 @@ class _ProgressBar(Callback):
 
     def __init__(self, total: int, desc: str) -> None:
         super().__init__()
-        self.bar = tqdm(total=total, desc=desc, leave=False, disable=None)
+        self.bar = progress_bar(total=total, desc=desc, leave=False)
 
     def notify(self, algorithm) -> None:  # pymoo's signature
         self.bar.update(1)

@@ -43,7 +43,7 @@ from nat.files import RunLock, make_folder, write_json_atomic, write_text_atomic
 from nat.objectives.latency_table import LatencyTable
 from nat.run_folder import CONFIG, LOCK, SEARCH, RunFolder
 from nat.search.archive import Archive, Record, Repair, repair_archive
-from nat.search.config import SearchConfig, load_config
+from nat.search.config import SearchConfig, load_saved_config
 from nat.search.run_files import read_state
 from nat.supernet import Supernet
 from nat.supernet.checkpoint import load_supernet, load_weights_from, read_metadata, save_supernet
@@ -114,7 +114,7 @@ def check_run_folder(path: Path) -> None:
     RunFolder(path, SEARCH).refuse_other_kind()
     if (path / CONFIG).is_file():
         try:
-            load_config(path / CONFIG)
+            load_saved_config(path / CONFIG)
         except ConfigError as exc:
             raise ConfigError(
                 f"{path / CONFIG} is {_what_config_is(path / CONFIG, exc)}, so {path} is not a nat run "
@@ -142,7 +142,7 @@ def warm_start_supernet(config: SearchConfig) -> str | None:
     if warm is None or warm.supernet != "auto":
         return None if warm is None else warm.supernet
     first = Path(warm.runs[0]) / CONFIG
-    return warm.supernet_run(load_config(first).many_task if first.is_file() else False)
+    return warm.supernet_run(load_saved_config(first).many_task if first.is_file() else False)
 
 
 def read_state_file(path: Path) -> dict[str, Any]:
@@ -187,7 +187,8 @@ class RunDir:
         path = Path(path)
         check_run_folder(path)
         if (path / CONFIG).is_file():
-            changed = [f for f in config_differences(load_config(path / CONFIG), config) if not resumable(f)]
+            saved = load_saved_config(path / CONFIG)
+            changed = [f for f in config_differences(saved, config) if not resumable(f)]
             if changed:
                 raise ConfigError(
                     f"{path} was run with another {', '.join(changed)}; a resumed run keeps every setting "
@@ -212,7 +213,7 @@ class RunDir:
         check_run_folder(path)
         if not (path / CONFIG).is_file():
             raise ConfigError(f"{path} is not a nat run directory (no {CONFIG})")
-        run = cls(path, load_config(path / CONFIG), writable=False)
+        run = cls(path, load_saved_config(path / CONFIG), writable=False)
         if lock:
             run._lock.acquire()
         return run
@@ -224,7 +225,7 @@ class RunDir:
         config_path = Path(path) / CONFIG
         if not config_path.is_file():
             raise ConfigError(f"{path} is not a nat run directory (no {CONFIG})")
-        return load_config(config_path, overrides=overrides)
+        return load_saved_config(config_path, overrides=overrides)
 
     @classmethod
     def repair(cls, path: str | Path) -> str | None:

@@ -24,6 +24,8 @@ from nat.supernet import Supernet
 from nat.supernet.checkpoint import load_supernet, read_metadata
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "assets"
+#: ``supernet: random``: fresh weights, only when asked
+RANDOM = "random"
 #: space fields a run may change on a loaded supernet's own space (they do not change its weights)
 FREE_FIELDS = {"name", "resolutions", "width_mults"}
 
@@ -79,8 +81,10 @@ def load_supernets(
     starts from the same weights."""
     sources = config.supernet if isinstance(config.supernet, list) else [config.supernet]
     nets: dict[float, Supernet] = {}
+    if sources == [None]:
+        raise ConfigError("no supernet decided for this run: name one (supernet: FILE, builtin:NAME, random)")
     for source in sources:
-        if source is None:
+        if source == RANDOM:
             nets.update(_fresh(config, num_classes))
             continue
         net = _loaded(source, config, num_classes, task)
@@ -104,11 +108,11 @@ def planned_space(config: SearchConfig) -> SearchSpace | None:
     file's metadata, or the fresh supernet's space), so that settings the space cannot satisfy fail
     before any work; None where only loading the weights can tell (OFA's ``.pth`` files)."""
     sources = config.supernet if isinstance(config.supernet, list) else [config.supernet]
-    if sources == [None]:
+    if sources == [RANDOM]:
         return space_over(get_space("tiny"), config.space)
     spaces, widths = [], set()
     for source in sources:
-        path = supernet_path(source) if source is not None else None
+        path = supernet_path(source) if source not in (None, RANDOM) else None
         if path is None or not path.is_file() or path.suffix != ".safetensors":
             return None
         try:

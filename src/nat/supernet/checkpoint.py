@@ -49,6 +49,13 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the file inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with path.open("rb") as f:
+        head = f.read(2)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # neither torch.save's zip nor a legacy pickle
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (neither torch.save's zip format nor a pickle; "
+            "an HTML page or another kind of file?)"
+        )
     try:
         with (
             warnings.catch_warnings()

@@ -174,7 +174,8 @@ def parse_config(data: Any, source: str = "config") -> PretrainConfig:
     try:
         return PretrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {validation_message(exc, 'docs/pretraining.md', PretrainConfig)}") from None
+        message = validation_message(exc, "docs/pretraining.md", PretrainConfig)
+        raise ConfigError(f"{source}: {message}") from None
 
 
 def load_pretrain_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:

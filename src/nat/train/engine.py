@@ -68,6 +68,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nat.errors import ConfigError
+from nat.progress import progress_bar
 from nat.runtime.distributed import Collective
 from nat.runtime.precision import Precision, as_precision
 from nat.space.subnet import Subnet
@@ -508,7 +509,7 @@ def train_supernet(
     was_training = supernet.training
     start, t0 = trainer.step, time.perf_counter()
     show = progress and trainer.collective.is_main  # under torchrun, rank 0's bar speaks for all
-    bar = tqdm(total=steps, initial=trainer.step, desc=desc, disable=not show, dynamic_ncols=True)
+    bar = progress_bar(total=steps, initial=trainer.step, desc=desc, show=show)
     try:
         _fit(trainer, loader, n_batches, hooks, bar)
     finally:
