@@ -15,8 +15,8 @@ Per warm arm and seed, against the cold run of the same seed:
 * ``matched_madds_test_top1``: mean, over the cold run's models, of (best warm test top-1 within the
   model's MAdds) - (the model's test top-1).
 
-    python bench/warm_start.py [--targets digits] [--seeds 0 1 2] [--threads 1] [--keep DIR]
-                               [--out FILE] [--quick] [--combine FILE ...]
+    python bench/warm_start.py [--targets digits] [--seeds 0 1 2] [--arms default ...] [--threads 1]
+                               [--keep DIR] [--out FILE] [--quick] [--combine FILE ...]
 
 Writes bench/results/warm_start.json (``--quick``: a smoke check cut to seconds, written to
 bench/results/warm_start_quick.json); ``--combine`` merges per-process results (one per seed).
@@ -111,6 +111,8 @@ def one(task: str, seed: int, args: argparse.Namespace, work: Path) -> dict[str,
     run_search(source_config, source)  # reused when --keep holds it finished
     rows: dict[str, Any] = {}
     for arm, warm in arms(str(source)).items():
+        if args.arms and arm != "cold" and arm not in args.arms:
+            continue
         overrides = settings(task, seed, args.threads, args.quick, preset_models)
         if warm is not None:
             overrides["warm_start"] = warm
@@ -167,7 +169,10 @@ def summarise(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def combine(files: list[Path], out: Path) -> int:
     parts = [json.loads(f.read_text()) for f in files]
-    per_seed = {seed: row for part in parts for seed, row in part["per_seed"].items()}
+    per_seed: dict[str, dict[str, Any]] = {}  # files may hold other targets of the same seed: merged
+    for part in parts:
+        for seed, targets in part["per_seed"].items():
+            per_seed.setdefault(seed, {}).update(targets)
     result = {k: v for k, v in parts[0].items() if k not in ("per_seed", "targets")}
     result["commit"] = sorted({str(p["commit"]) for p in parts})
     result.update(
@@ -186,6 +191,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--arms", nargs="+", help="run only these arms (cold is always run: the others compare with it)"
+    )
     parser.add_argument("--combine", type=Path, nargs="+", metavar="FILE")
     args = parser.parse_args()
     if args.combine:

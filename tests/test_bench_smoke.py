@@ -197,3 +197,12 @@ def test_warm_start_quick_runs_every_arm_against_a_cold_start(tmp_path: Path) ->
     arms = json.loads(out.read_text())["targets"]["digits"]
     assert set(arms) == {"default", "archive", "surrogate", "supernet", "all"}
     assert {"evaluations_ratio", "final_hypervolume_ratio"} <= set(arms["default"])
+
+
+def test_folder_defaults_quick_runs_a_folder_and_its_native_twin(tmp_path: Path) -> None:
+    out = tmp_path / "folder_defaults.json"
+    run_bench("folder_defaults", "--quick", "--out", str(out))
+    tasks = json.loads(out.read_text())["tasks"]
+    assert set(tasks) == {"digits", "shapes"} and set(tasks["digits"]) >= {"folder", "native"}
+    assert "best_test_top1_difference" in tasks["digits"]
+    assert tasks["digits"]["folder"]["chosen"][1].startswith("supernet: builtin:fashion_mnist_tiny")

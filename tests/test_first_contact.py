@@ -172,3 +172,67 @@ def test_a_model_folders_subnet_file_describes_itself(tmp_path, capsys) -> None:
     from_folder = json.loads(capsys.readouterr().out)
     assert from_subnet["num_classes"] == 7 and from_subnet["space"] == "tiny"
     assert (from_subnet["madds"], from_subnet["params"]) == (from_folder["madds"], from_folder["params"])
+
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "own_images.md"
+#: the guide's search cut to seconds (its settings otherwise as chosen from the data)
+SMOKE_SIZE = {
+    "initial_samples": 4,
+    "iterations": 1,
+    "candidates_per_iteration": 1,
+    "adaptation.max_steps": 2,
+    "nsga3.pop_size": 8,
+    "nsga3.generations": 2,
+    "evaluation.calibration_images": 16,
+    "finalize.models": 1,
+    "finalize.finetune_epochs": 0.05,
+    "threads": 1,
+}
+
+
+def test_the_own_images_guide_runs_at_smoke_size(tmp_path, capsys) -> None:
+    """docs/own_images.md from a folder to a classified file: its commands, at smoke size."""
+    guide = GUIDE.read_text()
+    for command in (
+        "nat data info folder --root photos",
+        "nat search --data folder --root photos --out",
+        "nat predict runs/photos/models/",
+        "nat supernet download ofa_mbv3_w1.0",
+    ):
+        assert command in guide, command
+    photos = _images(tmp_path / "photos", side=30, classes=3, per_class=10)
+    assert main(["data", "info", "folder", "--root", str(photos)]) == 0
+    out = tmp_path / "runs" / "photos"
+    sets = [arg for k, v in SMOKE_SIZE.items() for arg in ("--set", f"{k}={v}")]
+    assert main(["search", "--data", "folder", "--root", str(photos), "--out", str(out), *sets]) == 0
+    printed = capsys.readouterr().out
+    assert "settings chosen from the data" in printed and f"supernet: {BUILTIN}" in printed
+    (model,) = json.loads((out / "models.json").read_text())
+    assert (
+        main(["predict", str(out / "models" / model["name"]), str(photos / "c1" / "0.png"), "--top", "2"])
+        == 0
+    )
+    answer = capsys.readouterr().out.strip()
+    assert answer.startswith(str(photos / "c1" / "0.png")) and answer.count("%") == 2
+    assert any(f"{c} (" in answer for c in ("c0", "c1", "c2"))
+
+
+def test_predict_refuses_what_it_cannot_read_in_one_line(tmp_path, capsys) -> None:
+    import random
+
+    from nat.export import save_model
+    from nat.space import Subnet, get_space
+    from nat.supernet.static import StaticMobileNetV3
+
+    space = get_space("micro")
+    folder = save_model(StaticMobileNetV3(space, Subnet.sample(space, random.Random(0)), 3), tmp_path / "m")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    for argv, message in [
+        (["predict", str(folder), str(tmp_path / "none.png")], "image not found"),
+        (["predict", str(folder), str(text)], "is not an image nat can read"),
+        (["predict", str(tmp_path / "nowhere"), str(text)], "model folder not found"),
+    ]:
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
