@@ -6,7 +6,9 @@ PY     := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 STAMP     := $(VENV)/.installed
 
-.PHONY: install run test test-slow bench lint clean
+DOCS_STAMP := $(VENV)/.installed-docs
+
+.PHONY: install run test test-slow bench lint docs clean
 
 $(RUN_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +28,16 @@ run: $(RUN_STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-test-slow: $(STAMP)
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+test-slow: $(STAMP) $(DOCS_STAMP)
 	$(PY) -m pytest -m slow
+
+# the documentation site (mkdocs, Material), built strictly: a broken link or a missing page fails
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # every benchmark (bench/make_*.py only remake committed data sets and are run by hand)
 bench: $(STAMP)
@@ -38,4 +48,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests bench
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist site src/*.egg-info

@@ -38,7 +38,7 @@ from nat.space import Subnet  # noqa: E402
 from nat.supernet import Supernet  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "transfer.json"
-#: the benchmark's NAT settings (command-line defaults), shared with bench/transfer_probe.py
+#: the benchmark's NAT settings (command-line defaults)
 ITERATIONS, FINETUNE_EPOCHS, MODELS, VAL_SIZE = 6, 5.0, 5, 300
 
 

@@ -43,14 +43,17 @@ class DataConfig(BaseModel):
         description="seed of the train / search-val hold-out (None: the run seed); fix it to keep the "
         "same split across runs, e.g. the split a supernet was pretrained with",
     )
-    train_batch_size: int = Field(128, ge=1)
-    eval_batch_size: int = Field(256, ge=1)
+    train_batch_size: int = Field(128, ge=1, description="images per training step")
+    eval_batch_size: int = Field(256, ge=1, description="images per evaluation batch")
     num_workers: int = Field(2, ge=0, description="DataLoader workers (file-based sets only)")
     pin_memory: bool | None = Field(None, description="None: pin when the device is CUDA")
     in_memory: bool | Literal["auto"] = Field("auto", description="decode file-based sets into uint8 tensors")
     memory_budget_gb: float = Field(4.0, gt=0, description="upper bound for in_memory='auto'")
     cache_size: int = Field(256, ge=8, description="square side for caching variable-size images in memory")
-    normalization: Literal["dataset", "imagenet"] = "dataset"
+    normalization: Literal["dataset", "imagenet"] = Field(
+        "dataset",
+        description="per-channel mean/std: the dataset reader's (ImageNet's for photos), or ImageNet's",
+    )
     rrc_scale: tuple[float, float] = Field((0.08, 1.0), description="random-resized-crop area range")
     hflip: bool | None = Field(None, description="None: the dataset's default (off for digits)")
 

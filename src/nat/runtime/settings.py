@@ -28,7 +28,7 @@ class RuntimeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = 0
+    seed: int = Field(0, description="the run seed: every random draw of the run derives from it")
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1' ...")
     precision: PrecisionName = Field(
         "fp32",

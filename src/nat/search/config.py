@@ -39,7 +39,7 @@ class SurrogateConfig(BaseModel):
         description="candidates for adaptive switching (a single name fixes the model); 'ensemble' is "
         "the mean of the other candidates",
     )
-    folds: int = Field(5, ge=2)
+    folds: int = Field(5, ge=2, description="cross-validation folds that score each surrogate model")
     repeats: int = Field(
         1, ge=1, description="repeated k-fold rounds (1: NAT's exact rule; more: steadier choice)"
     )
@@ -65,9 +65,9 @@ class SurrogateConfig(BaseModel):
 
 class NSGA3Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    pop_size: int = Field(100, ge=4)
-    generations: int = Field(50, ge=1)
-    crossover_prob: float = Field(0.9, ge=0, le=1)
+    pop_size: int = Field(100, ge=4, description="NSGA-III population on the surrogates")
+    generations: int = Field(50, ge=1, description="NSGA-III generations per iteration")
+    crossover_prob: float = Field(0.9, ge=0, le=1, description="two-point crossover probability")
     mutation_eta: float = Field(1.0, gt=0, description="polynomial mutation distribution index")
     n_partitions: int | None = Field(None, ge=1, description="Das-Dennis partitions; default from pop size")
 
@@ -78,10 +78,10 @@ class AdaptationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     initial_epochs: float = Field(1.0, ge=0, description="epochs before the first evaluation")
     epochs: float = Field(1.0, ge=0, description="epochs per iteration")
-    lr: float = Field(0.01, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(4e-5, ge=0)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    lr: float = Field(0.01, gt=0, description="SGD learning rate (cosine schedule over each adaptation)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (Nesterov)")
+    weight_decay: float = Field(4e-5, ge=0, description="SGD weight decay")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of the training loss")
     elite_fraction: float = Field(
         0.5,
         gt=0,
@@ -297,7 +297,13 @@ class SearchConfig(RuntimeSettings):
         description="the task: one data config, or a list of them for a many-task run (one supernet "
         "copy, adaptation and top-1 objective per task; docs/many_task.md)"
     )
-    objectives: list[str] = Field(default_factory=lambda: ["top1", "madds"], min_length=2, max_length=12)
+    objectives: list[str] = Field(
+        default_factory=lambda: ["top1", "madds"],
+        min_length=2,
+        max_length=12,
+        description="2-12 objectives, all minimised (top-1 as error): top1, madds, params, latency, "
+        "latency:<name> (a named latency table), or 'package.module:function' (function(subnet) -> float)",
+    )
     constraints: dict[str, float] = Field(
         default_factory=dict,
         description="upper bounds, e.g. madds: 3e8; on madds or params (objectives or not), or on a listed "
@@ -308,9 +314,13 @@ class SearchConfig(RuntimeSettings):
         description="nat (the paper), or a baseline: random search, OFA-style single-objective "
         "evolution under the constraints",
     )
-    initial_samples: int = Field(100, ge=3)
-    iterations: int = Field(30, ge=0)
-    candidates_per_iteration: int = Field(8, ge=1)
+    initial_samples: int = Field(
+        100, ge=3, description="the initial archive: the smallest and the largest subnet, the rest sampled"
+    )
+    iterations: int = Field(30, ge=0, description="NAT iterations after the initial archive")
+    candidates_per_iteration: int = Field(
+        8, ge=1, description="subnets evaluated (and added to the archive) per iteration"
+    )
     candidate_selection: Literal["hypervolume", "reference_directions", "task_hypervolume"] = Field(
         "hypervolume",
         description="how the candidates are picked from the surrogate search's result: the most "
