@@ -23,8 +23,8 @@ from nat.search.data_defaults import (
     ITERATION_STEPS,
     settings_for_data,
     settle_supernet,
+    settled,
 )
-from nat.search.loop import _settled
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,7 +69,7 @@ def test_without_a_supernet_small_images_get_the_builtin_one_said_and_saved(tmp_
     assert len(lines) == 1 and BUILTIN in lines[0] and "nat supernet download" in lines[0]
     # a resumed run keeps its choice even when OFA's supernet was downloaded since
     _fake_download(Path(__import__("os").environ["NAT_SUPERNET_DIR"]) / "later", 1.0)
-    assert _settled(config, tmp_path / "run").supernet == BUILTIN
+    assert settled(config, tmp_path / "run").supernet == BUILTIN
 
 
 def test_downloaded_ofa_supernets_come_first(tmp_path, monkeypatch) -> None:

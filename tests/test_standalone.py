@@ -99,6 +99,7 @@ def _tested_models(folder, index) -> list[dict]:
     return models
 
 
+@pytest.mark.slow  # torch.compile's first compile takes about 20 s on CPU, where compile is not the default
 def test_compiled_finalize_matches_the_supernet_path_and_writes_loadable_models(tmp_path) -> None:
     config = load_config(
         preset="smoke",

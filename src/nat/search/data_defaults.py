@@ -28,7 +28,7 @@ from nat.errors import ConfigError
 from nat.search.config import PRESET_DIR
 from nat.supernet.zoo import DIR_VARIABLE, downloaded, supernet_dir
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("nat.search")
 
 BUILTIN = "builtin:fashion_mnist_tiny"
 #: the built-in supernet was trained at 24-32 px; images up to this side lose little when shrunk to it
@@ -133,6 +133,19 @@ def settle_supernet(config: Any, saved: Any | None = None) -> tuple[Any, str | N
     value, why = choose_supernet([data_facts(d) for d in config.tasks])
     shown = value if isinstance(value, str) else ", ".join(value)
     return config.model_copy(update={"supernet": value}), f"supernet: {shown} ({why})"
+
+
+def settled(config: Any, resumed: Path | None) -> Any:
+    """``config`` with the supernet it did not name decided, the choice logged once; ``resumed``: the
+    folder of the run being continued, whose saved choice stands."""
+    from nat.run_folder import CONFIG
+    from nat.search.rundir import RunDir
+
+    saved = RunDir.saved_config(resumed) if resumed is not None and (resumed / CONFIG).is_file() else None
+    config, line = settle_supernet(config, saved)
+    if line:
+        logger.info("%s", line)
+    return config
 
 
 # ------------------------------------------------------------------- a whole run from the data alone

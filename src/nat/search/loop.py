@@ -21,12 +21,11 @@ Under torchrun (`nat.runtime.distributed`) every process runs this loop. Rank 0 
 folder, asks the strategy and records; what the others need of it (done iterations, the plan of each
 iteration: elite genomes, candidates, re-evaluation set) it decides and broadcasts (`Collective.decide`,
 `Collective.on_main`), so the loop reads as single-process code. Adaptation trains with
-DistributedDataParallel on all ranks; evaluations are dealt out in rounds
-(`nat.search.phases.evaluation_rounds`), each rank measures its share, and rank 0 appends the gathered
-records in the order one process would have. Evaluation of a subnet does not depend on which process
-runs it or what it ran before, so with adaptation off a run writes the same archive on any number of
-processes; resuming works as on one process (only rank 0 reads the folder; the others receive its
-weights).
+DistributedDataParallel on all ranks; evaluations are dealt out in rounds (`phases.evaluation_rounds`),
+and rank 0 appends the gathered records in the order one process would have. Evaluation of a subnet
+does not depend on which process runs it or what it ran before, so with adaptation off a run writes
+the same archive on any number of processes; resuming works as on one process (only rank 0 reads the
+folder; the others receive its weights).
 
 Each iteration's history entry in ``state.json`` records where its time went (`PhaseClock`: seconds of
 proposal, adaptation, evaluation, re-evaluation, and the subnets measured), and ``finalize_seconds``
@@ -45,12 +44,11 @@ from typing import Any
 import numpy as np
 
 from nat.data import TaskData
-from nat.run_folder import CONFIG
 from nat.runtime.distributed import Collective, batch_rows
 from nat.search import phases
 from nat.search.archive import Archive, Phase, Record
 from nat.search.config import SearchConfig
-from nat.search.data_defaults import settle_supernet
+from nat.search.data_defaults import settled
 from nat.search.evaluator import SubnetEvaluator
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, export_run_models, write_run_report
 from nat.search.objective_set import ObjectiveSet
@@ -87,7 +85,7 @@ class NATSearch:
         self.collective = Collective.current() if collective is None else collective
         self._out = Path(out_dir)
         if config.supernet is None:  # never random weights unless asked: a pretrained one, said and saved
-            config = self.collective.decide(lambda: _settled(config, self._out if resume else None))
+            config = self.collective.decide(lambda: settled(config, self._out if resume else None))
         self.config = config
         if self.collective.active:  # before anything is written: the batch must split over the processes
             for data in config.tasks:
@@ -300,12 +298,3 @@ class NATSearch:
     def record(self, iteration: int, info: dict[str, Any], state: dict[str, Any], clock: RunClock) -> None:
         """Log the iteration and write its front and history (`nat.search.phases.record`)."""
         phases.record(self.folder, self.objectives, iteration, info, state, clock.seconds())
-
-
-def _settled(config: SearchConfig, resumed: Path | None) -> SearchConfig:
-    """``config`` with the supernet it did not name decided (`nat.search.data_defaults`), logged once."""
-    saved = RunDir.saved_config(resumed) if resumed is not None and (resumed / CONFIG).is_file() else None
-    config, line = settle_supernet(config, saved)
-    if line:
-        log.info("%s", line)
-    return config
