@@ -80,7 +80,7 @@ def write_shapes(root: Path, per_class: int = 80, seed: int = 0) -> Path:
 
     rng = np.random.default_rng(seed)
     for shape in ("disc", "square", "triangle", "cross"):
-        (root / shape).mkdir(parents=True)
+        (root / shape).mkdir(parents=True, exist_ok=True)
         for k in range(per_class):
             side = int(rng.integers(40, 57))
             img = Image.fromarray(rng.integers(0, 90, (side, side, 3), dtype=np.uint8))
@@ -109,7 +109,7 @@ def run_arm(data: dict[str, Any], out: Path, seed: int, threads: int, quick: boo
     overrides = {"seed": seed, "threads": threads, "device": "cpu", **(QUICK if quick else {})}
     config = load_config(overrides={**settings, **overrides, "data": settings["data"]})
     start = time.perf_counter()
-    result = run_search(config, out, resume=False)
+    result = run_search(config, out)  # a folder holding this run (--keep) continues it
     seconds = time.perf_counter() - start
     tests = [m["test_top1"] for m in result.models]
     return {

@@ -114,6 +114,7 @@ def test_settings_for_data_scale_with_the_set(tmp_path, per_class, val) -> None:
     settings, lines = settings_for_data({"dataset": "folder", "root": str(root)})
     assert settings["supernet"] == BUILTIN and settings["space"] == {"resolutions": [24, 28, 32]}
     assert settings["data"]["val_size"] == val and settings["data"]["root"] == str(root)
+    assert settings["data"]["eval_crop_pct"] == 1.0  # small images are evaluated whole (the folder: 0.875)
     train_images = int(per_class * 2 * 0.8)  # a folder without a test folder gives a fifth to test
     assert lines[0].startswith(f"folder: {train_images:,} training images, 2 classes, about 28 px")
     # epochs make the same number of optimiser steps whatever the set's size
@@ -208,6 +209,8 @@ def test_the_own_images_guide_runs_at_smoke_size(tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "settings chosen from the data" in printed and f"supernet: {BUILTIN}" in printed
     (model,) = json.loads((out / "models.json").read_text())
+    described = json.loads((out / "models" / model["name"] / "model.json").read_text())
+    assert described["preprocessing"]["crop_pct"] == 1.0  # as chosen from the data, and as evaluated
     assert (
         main(["predict", str(out / "models" / model["name"]), str(photos / "c1" / "0.png"), "--top", "2"])
         == 0
@@ -236,3 +239,29 @@ def test_predict_refuses_what_it_cannot_read_in_one_line(tmp_path, capsys) -> No
         assert main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_data_flags_replace_the_task_of_a_preset_or_config(tmp_path, capsys, monkeypatch) -> None:
+    """`--data`/`--root` beside `--preset`/`--config` replace `data.dataset`/`data.root` (the rest stays)."""
+    import nat.runs
+
+    seen = {}
+    monkeypatch.setattr(nat.runs, "run_search", lambda config, out, **kw: seen.setdefault("config", config))
+    monkeypatch.setattr("nat.cli.search.print_result", lambda config, result: 0)
+    root = _images(tmp_path / "imgs", side=20)
+    argv = [
+        "search",
+        "--preset",
+        "smoke",
+        "--data",
+        "folder",
+        "--root",
+        str(root),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    assert main(argv) == 0
+    data = seen["config"].data
+    assert (data.dataset, str(data.root), data.val_size) == ("folder", str(root), 300)  # smoke's val_size
+    assert main(["search", "--preset", "smoke", "--data", "nope", "--out", str(tmp_path / "r2")]) == 1
+    assert "nope" in capsys.readouterr().err

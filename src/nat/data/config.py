@@ -56,6 +56,13 @@ class DataConfig(BaseModel):
     )
     rrc_scale: tuple[float, float] = Field((0.08, 1.0), description="random-resized-crop area range")
     hflip: bool | None = Field(None, description="None: the dataset's default (off for digits)")
+    eval_crop_pct: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="centre crop (share of the shorter side) at evaluation and in the models' "
+        "preprocessing; None: the dataset's default (1.0 for small-image sets, 0.875 for photo sets)",
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -93,7 +100,7 @@ class DataConfig(BaseModel):
 
 def load_from_config(cfg: DataConfig, seed: int) -> TaskData:
     """`load_dataset` with the config's settings; the split comes from ``split_seed`` or the run seed."""
-    return load_dataset(
+    task = load_dataset(
         cfg.dataset,
         cfg.root,
         val_size=cfg.val_size,
@@ -103,6 +110,9 @@ def load_from_config(cfg: DataConfig, seed: int) -> TaskData:
         cache_size=cfg.cache_size,
         normalization=cfg.normalization,
     )
+    if cfg.eval_crop_pct is not None:  # every evaluation and the models' preprocessing read it from here
+        task.source.eval_crop_pct = cfg.eval_crop_pct
+    return task
 
 
 def loader_from_config(

@@ -51,6 +51,7 @@ class DataFacts:
     num_classes: int
     side: int
     official_val: bool
+    eval_crop_pct: float = 1.0
 
     def line(self) -> str:
         return (
@@ -70,6 +71,7 @@ def data_facts(cfg: DataConfig) -> DataFacts:
         source.num_classes,
         typical_side(source),
         "val" in source.splits,
+        source.eval_crop_pct,
     )
 
 
@@ -183,6 +185,11 @@ def settings_for_data(
         "eval_batch_size": 256,
         "rrc_scale": [0.8, 1.0] if small else [0.25, 1.0],
     }
+    # a small image is evaluated whole (as nat's small-image readers do); a folder reader cannot know
+    # its images' size and keeps the ImageNet habit of a 0.875 centre crop
+    crop = 1.0 if small else facts.eval_crop_pct
+    if crop != facts.eval_crop_pct:
+        settings["data"]["eval_crop_pct"] = crop
     settings["adaptation"].update(initial_epochs=initial, epochs=per_iteration)
     settings["evaluation"]["calibration_images"] = min(256, train)
     settings["finalize"]["finetune_epochs"] = finetune
@@ -199,7 +206,8 @@ def settings_for_data(
         f"supernet: {shown} ({why})",
         f"space.resolutions: {BUILTIN_RESOLUTIONS if builtin else 'the supernet own (OFA: 192-256)'}",
         f"data.val_size: {val} ({held})",
-        f"data.train_batch_size: {batch}; data.rrc_scale: {settings['data']['rrc_scale']}",
+        f"data.train_batch_size: {batch}; data.rrc_scale: {settings['data']['rrc_scale']}; "
+        f"evaluation centre crop {crop:g} of the shorter side",
         f"adaptation: initial_epochs {initial}, epochs {per_iteration} per iteration (about "
         f"{INITIAL_STEPS} and {ITERATION_STEPS} steps of {batch} images)",
         f"finalize: {settings['finalize']['models']} models, finetune_epochs {finetune} (about "
