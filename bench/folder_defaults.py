@@ -133,6 +133,7 @@ def main() -> int:
     args = parser.parse_args()
     tasks = [t for t in args.tasks if t != "mnist5k"] if args.quick else args.tasks
     out = args.out or RESULTS / ("folder_defaults_quick.json" if args.quick else "folder_defaults.json")
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
@@ -170,7 +171,7 @@ def main() -> int:
         "seed": args.seed,
         "threads": args.threads,
         "quick": args.quick,
-        "commit": code_version(),
+        "commit": commit,
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),

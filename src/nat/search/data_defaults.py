@@ -206,8 +206,8 @@ def settings_for_data(
         f"supernet: {shown} ({why})",
         f"space.resolutions: {BUILTIN_RESOLUTIONS if builtin else 'the supernet own (OFA: 192-256)'}",
         f"data.val_size: {val} ({held})",
-        f"data.train_batch_size: {batch}; data.rrc_scale: {settings['data']['rrc_scale']}; "
-        f"evaluation centre crop {crop:g} of the shorter side",
+        f"data.train_batch_size: {batch}; data.rrc_scale: {settings['data']['rrc_scale']}",
+        f"data.eval_crop_pct: {crop:g} ({'whole images' if crop == 1 else 'a centre crop'} at evaluation)",
         f"adaptation: initial_epochs {initial}, epochs {per_iteration} per iteration (about "
         f"{INITIAL_STEPS} and {ITERATION_STEPS} steps of {batch} images)",
         f"finalize: {settings['finalize']['models']} models, finetune_epochs {finetune} (about "
