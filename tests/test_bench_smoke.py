@@ -206,3 +206,13 @@ def test_folder_defaults_quick_runs_a_folder_and_its_native_twin(tmp_path: Path)
     assert set(tasks) == {"digits", "shapes"} and set(tasks["digits"]) >= {"folder", "native"}
     assert "best_test_top1_difference" in tasks["digits"]
     assert tasks["digits"]["folder"]["chosen"][1].startswith("supernet: builtin:fashion_mnist_tiny")
+
+
+def test_evaluation_speed_quick_times_phases_against_pure_forward(tmp_path: Path) -> None:
+    out = tmp_path / "evaluation_speed.json"
+    run_bench("evaluation_speed", "--quick", "--out", str(out))
+    settings = json.loads(out.read_text())["settings"]
+    assert set(settings) == {"quickstart", "ofa_jpeg"}
+    for row in settings.values():
+        assert row["efficiency"] > 0
+        assert set(row["seconds_per_subnet"]) == {"calibration", "validation", "other"}

@@ -1,0 +1,220 @@
+"""Where a subnet evaluation's time goes, against the cost of its forward passes alone (issue 43).
+
+A search spends most of its time evaluating subnets: activate the subnet on its supernet, recalibrate
+BN on a fixed set of training images, measure top-1 on the search-validation split. This benchmark
+measures that, exactly as a run does it (`nat.search.evaluator.SubnetEvaluator.top1` on the run's own
+parts), against pure forward passes of the same subnet extracted as a standalone network, over the same
+validation images already resized and on the device: the least an evaluation could cost.
+
+Two settings:
+
+* ``quickstart``: the quickstart preset (the built-in supernet, mnist5k held in memory, 24-32 px, 500
+  validation and 256 calibration images);
+* ``ofa_jpeg``: the paper-scale path: OFA's w1.0 space (random weights in OFA's checkpoint format),
+  an ImageFolder of generated ~300 px JPEGs read through the file loader, 192-256 px (200 validation
+  and 500 calibration images, a CPU-sized share of the paper's).
+
+Per subnet (random, the same for every contender; caches warmed by one evaluation first), in
+interleaved order: the evaluation end to end, its BN calibration and validation pass timed apart, and
+the pure forward passes.
+
+    python bench/evaluation_speed.py [--settings quickstart ofa_jpeg] [--subnets 6] [--threads 1] [--quick]
+
+Writes bench/results/evaluation_speed.json: per setting ``efficiency`` (pure forward time / end-to-end
+time: 1.0 would be an evaluation at the cost of its forward passes), images per second both ways, and
+the per-phase seconds (``calibration``, ``validation``, ``other``) per subnet.
+``--quick``: a smoke check (two subnets, tiny sets), bench/results/evaluation_speed_quick.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from many_task import code_version  # noqa: E402
+from nat.search import load_config  # noqa: E402
+from nat.search.parts import RunParts  # noqa: E402
+from nat.search.supernets import supernet_for  # noqa: E402
+from nat.space.subnet import Subnet  # noqa: E402
+from nat.supernet import kept_bn_statistics  # noqa: E402
+from nat.train import evaluate_top1  # noqa: E402
+from paper_scale import make_jpegs, make_ofa_checkpoints  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def configs(work: Path, quick: bool, threads: int) -> dict[str, Any]:
+    """The search config of each setting (what a run of it would use)."""
+    common = {"seed": 0, "device": "cpu", "threads": threads}
+    quickstart = load_config(
+        preset="quickstart",
+        overrides={
+            **common,
+            **({"data": {"val_size": 100}, "evaluation": {"calibration_images": 64}} if quick else {}),
+        },
+    )
+    images = work / "jpegs"
+    if not images.exists():
+        make_jpegs(images, per_class_train=8 if quick else 80)
+    checkpoint = make_ofa_checkpoints(work)[0]  # w1.0
+    ofa = load_config(
+        overrides={
+            **common,
+            "supernet": str(checkpoint),
+            "data": {
+                "dataset": "folder",
+                "root": str(images),
+                "val_size": 40 if quick else 200,
+                "in_memory": False,
+                "num_workers": 2,
+                "train_batch_size": 32,
+                "eval_batch_size": 50,
+            },
+            "space": {"resolutions": [192, 224, 256]},
+            "evaluation": {"calibration_images": 64 if quick else 500},
+        }
+    )
+    return {"quickstart": quickstart, "ofa_jpeg": ofa}
+
+
+def timed(fn) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def measure(config, subnets: int, seed: int) -> dict[str, Any]:
+    """End to end, per phase, and pure forward, per subnet, interleaved."""
+    parts = RunParts.build(config)
+    evaluator, space = parts.evaluator, parts.space
+    rng = random.Random(seed)
+    chosen = []
+    while len(chosen) < subnets:
+        s = Subnet.sample(space, rng)
+        if s not in chosen:
+            chosen.append(s)
+    run_kw = {"device": evaluator.device, "precision": evaluator.precision}
+    evaluator.top1(chosen[0])  # warm the caches (calibration images per resolution, validation batches)
+    rows = []
+    for subnet in chosen:
+        net = supernet_for(parts.supernets, subnet)
+        _, end_to_end = timed(lambda subnet=subnet: evaluator.top1(subnet))
+        with kept_bn_statistics(net):  # the same two phases, timed apart
+            _, calibration = timed(lambda net=net, subnet=subnet: evaluator.calibrator(net, subnet))
+            batches = evaluator._val_batches(subnet.r)
+            _, validation = timed(lambda net=net, batches=batches: evaluate_top1(net, batches, **run_kw))
+            # the forward passes alone: the validation images already resized and on the device, through
+            # the subnet in its supernet (as evaluated: BN folded, the run's layout) and extracted as a
+            # standalone channels-last network; the faster of the two is the floor
+            ready = [(x.to(evaluator.device), y) for x, y in batches]
+            evaluate_top1(net, ready, **run_kw)  # first call at this shape out of the timing
+            _, in_supernet = timed(lambda net=net, ready=ready: evaluate_top1(net, ready, **run_kw))
+            model = net.extract(subnet).eval().to(memory_format=torch.channels_last)
+        images = sum(len(y) for _, y in ready)
+        last = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in ready]
+
+        def forward(model=model, ready=last) -> None:
+            with torch.no_grad():
+                for x, _ in ready:
+                    model(x)
+
+        forward()  # first call of a new network: allocator and kernel choice out of the timing
+        _, extracted = timed(forward)
+        pure = min(in_supernet, extracted)
+        rows.append(
+            {
+                "subnet": subnet.to_dict(),
+                "images": images,
+                "end_to_end_s": end_to_end,
+                "calibration_s": calibration,
+                "validation_s": validation,
+                "pure_forward_s": pure,
+                "forward_in_supernet_s": in_supernet,
+                "forward_extracted_s": extracted,
+            }
+        )
+        print(
+            f"  r={subnet.r}: end to end {end_to_end:.3f} s (calibration {calibration:.3f}, validation "
+            f"{validation:.3f}), forward alone {in_supernet:.3f} in the supernet, {extracted:.3f} extracted, "
+            f"over {images} images",
+            flush=True,
+        )
+    end = float(np.sum([r["end_to_end_s"] for r in rows]))
+    pure = float(np.sum([r["pure_forward_s"] for r in rows]))
+    images = int(np.sum([r["images"] for r in rows]))
+    per_phase = {
+        "calibration": float(np.mean([r["calibration_s"] for r in rows])),
+        "validation": float(np.mean([r["validation_s"] for r in rows])),
+    }
+    per_phase["other"] = max(0.0, end / len(rows) - per_phase["calibration"] - per_phase["validation"])
+    return {
+        "efficiency": pure / end,
+        "end_to_end_images_per_s": images / end,
+        "pure_forward_images_per_s": images / pure,
+        "seconds_per_subnet": per_phase,
+        "validation_images": rows[0]["images"],
+        "calibration_images": len(evaluator.calibrator.images),
+        "subnets": rows,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--settings", nargs="+", default=["quickstart", "ofa_jpeg"])
+    parser.add_argument("--subnets", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    out = args.out or RESULTS / ("evaluation_speed_quick.json" if args.quick else "evaluation_speed.json")
+    commit = code_version()
+    torch.set_num_threads(args.threads)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        built = configs(Path(tmp), args.quick, args.threads)
+        for name in args.settings:
+            print(f"{name}:", flush=True)
+            results[name] = measure(built[name], 2 if args.quick else args.subnets, args.seed)
+            r = results[name]
+            print(
+                f"{name}: efficiency {r['efficiency']:.2f} ({r['end_to_end_images_per_s']:.0f} vs "
+                f"{r['pure_forward_images_per_s']:.0f} img/s); per subnet {r['seconds_per_subnet']}",
+                flush=True,
+            )
+    record = {
+        "question": "evaluated images per second end to end against pure forward passes (issue 43)",
+        "threads": args.threads,
+        "quick": args.quick,
+        "commit": commit,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+        },
+        "settings": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
