@@ -115,6 +115,7 @@ def test_settings_for_data_scale_with_the_set(tmp_path, per_class, val) -> None:
     assert settings["supernet"] == BUILTIN and settings["space"] == {"resolutions": [24, 28, 32]}
     assert settings["data"]["val_size"] == val and settings["data"]["root"] == str(root)
     assert settings["data"]["eval_crop_pct"] == 1.0  # small images are evaluated whole (the folder: 0.875)
+    assert settings["data"]["normalization"] == "measured"  # not the folder reader's ImageNet statistics
     train_images = int(per_class * 2 * 0.8)  # a folder without a test folder gives a fifth to test
     assert lines[0].startswith(f"folder: {train_images:,} training images, 2 classes, about 28 px")
     # epochs make the same number of optimiser steps whatever the set's size
@@ -265,3 +266,21 @@ def test_data_flags_replace_the_task_of_a_preset_or_config(tmp_path, capsys, mon
     assert (data.dataset, str(data.root), data.val_size) == ("folder", str(root), 300)  # smoke's val_size
     assert main(["search", "--preset", "smoke", "--data", "nope", "--out", str(tmp_path / "r2")]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_measured_normalization_is_the_training_pixels_statistics(tmp_path) -> None:
+    from nat.data import load_dataset
+
+    root = _images(tmp_path / "imgs", side=12, classes=2, per_class=6)
+    task = load_dataset("folder", root, normalization="measured", in_memory=False)
+    pixels = (
+        np.concatenate(
+            [
+                np.asarray(Image.open(p).convert("RGB"), dtype=np.float64).reshape(-1, 3)
+                for p in task.source.splits["train"].paths
+            ]
+        )
+        / 255.0
+    )
+    assert task.source.mean == pytest.approx(tuple(pixels.mean(axis=0)), abs=1e-4)
+    assert task.source.std == pytest.approx(tuple(pixels.std(axis=0)), abs=1e-4)

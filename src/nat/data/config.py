@@ -50,9 +50,10 @@ class DataConfig(BaseModel):
     in_memory: bool | Literal["auto"] = Field("auto", description="decode file-based sets into uint8 tensors")
     memory_budget_gb: float = Field(4.0, gt=0, description="upper bound for in_memory='auto'")
     cache_size: int = Field(256, ge=8, description="square side for caching variable-size images in memory")
-    normalization: Literal["dataset", "imagenet"] = Field(
+    normalization: Literal["dataset", "imagenet", "measured"] = Field(
         "dataset",
-        description="per-channel mean/std: the dataset reader's (ImageNet's for photos), or ImageNet's",
+        description="per-channel mean/std: the dataset reader's (ImageNet's for photos and folders), "
+        "ImageNet's, or measured on up to 1,000 training images",
     )
     rrc_scale: tuple[float, float] = Field((0.08, 1.0), description="random-resized-crop area range")
     hflip: bool | None = Field(None, description="None: the dataset's default (off for digits)")

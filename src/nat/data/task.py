@@ -72,14 +72,47 @@ def wants_memory(
     return bool(in_memory)
 
 
+#: training images whose pixels give ``normalization: measured`` its statistics (a spread sample)
+MEASURE_IMAGES = 1_000
+
+
 def _apply_normalization(source: DatasetSource, normalization: str) -> None:
     if normalization == "imagenet":
         if source.channels == 3:
             source.mean, source.std = IMAGENET_MEAN, IMAGENET_STD
         else:
             source.mean, source.std = (0.449,), (0.226,)
+    elif normalization == "measured":
+        source.mean, source.std = measured_statistics(source.splits["train"], source.channels)
+        source.notes.append(f"mean/std measured on up to {MEASURE_IMAGES:,} training images")
     elif normalization != "dataset":
-        raise ValueError(f"normalization must be 'dataset' or 'imagenet', got {normalization!r}")
+        raise ValueError(f"normalization must be 'dataset', 'imagenet' or 'measured', got {normalization!r}")
+
+
+def measured_statistics(split: Split, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std, in [0, 1] units, of the pixels of a spread sample of ``split`` (every
+    image up to `MEASURE_IMAGES`; the same sample every time)."""
+    import numpy as np
+
+    from nat.data.images import decode_image
+
+    def pixels_of(i: int) -> np.ndarray:
+        if isinstance(split, FileSplit):
+            return np.asarray(decode_image(split.paths[i], channels), dtype=np.float64).reshape(-1, channels)
+        return split.images[i].double().reshape(channels, -1).T.numpy()
+
+    step = max(1, len(split) // MEASURE_IMAGES)
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    count = 0
+    for i in range(0, len(split), step)[:MEASURE_IMAGES]:
+        pixels = pixels_of(i) / 255.0
+        total += pixels.sum(axis=0)
+        squares += (pixels**2).sum(axis=0)
+        count += len(pixels)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 1e-6))
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(max(v, 1e-3)), 4) for v in std)
 
 
 def load_dataset(
@@ -91,7 +124,7 @@ def load_dataset(
     in_memory: InMemory = "auto",
     memory_budget_gb: float = 4.0,
     cache_size: int = 256,
-    normalization: Literal["dataset", "imagenet"] = "dataset",
+    normalization: Literal["dataset", "imagenet", "measured"] = "dataset",
 ) -> TaskData:
     """Read dataset ``name`` and return its ``train`` / ``val`` (search-validation) / ``test`` splits.
 

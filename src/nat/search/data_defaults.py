@@ -23,7 +23,7 @@ from typing import Any
 
 from nat.config_io import read_yaml_mapping
 from nat.data.config import DataConfig
-from nat.data.source import DatasetSource, FileSplit
+from nat.data.source import IMAGENET_MEAN, DatasetSource, FileSplit
 from nat.errors import ConfigError
 from nat.search.config import PRESET_DIR
 from nat.supernet.zoo import DIR_VARIABLE, downloaded, supernet_dir
@@ -52,6 +52,7 @@ class DataFacts:
     side: int
     official_val: bool
     eval_crop_pct: float = 1.0
+    imagenet_statistics: bool = False
 
     def line(self) -> str:
         return (
@@ -72,6 +73,7 @@ def data_facts(cfg: DataConfig) -> DataFacts:
         typical_side(source),
         "val" in source.splits,
         source.eval_crop_pct,
+        tuple(source.mean) == tuple(IMAGENET_MEAN),
     )
 
 
@@ -190,12 +192,18 @@ def settings_for_data(
     crop = 1.0 if small else facts.eval_crop_pct
     if crop != facts.eval_crop_pct:
         settings["data"]["eval_crop_pct"] = crop
+    # small images are standardised by their own statistics, as nat's small-image readers do and as the
+    # built-in supernet was pretrained; a folder reader otherwise assumes ImageNet's (right for photos)
+    measured = small and facts.imagenet_statistics
+    if measured:
+        settings["data"]["normalization"] = "measured"
     settings["adaptation"].update(initial_epochs=initial, epochs=per_iteration)
     settings["evaluation"]["calibration_images"] = min(256, train)
     settings["finalize"]["finetune_epochs"] = finetune
     if builtin:
         settings["space"] = {"resolutions": BUILTIN_RESOLUTIONS}
     shown = supernet if isinstance(supernet, str) else ", ".join(supernet)
+    norm = "measured (mean/std of the training images)" if measured else "the dataset reader's"
     held = (
         "the set's own validation split"
         if facts.official_val
@@ -207,7 +215,8 @@ def settings_for_data(
         f"space.resolutions: {BUILTIN_RESOLUTIONS if builtin else 'the supernet own (OFA: 192-256)'}",
         f"data.val_size: {val} ({held})",
         f"data.train_batch_size: {batch}; data.rrc_scale: {settings['data']['rrc_scale']}",
-        f"data.eval_crop_pct: {crop:g} ({'whole images' if crop == 1 else 'a centre crop'} at evaluation)",
+        f"data.eval_crop_pct: {crop:g} ({'whole images' if crop == 1 else 'a centre crop'} at evaluation); "
+        f"data.normalization: {norm}",
         f"adaptation: initial_epochs {initial}, epochs {per_iteration} per iteration (about "
         f"{INITIAL_STEPS} and {ITERATION_STEPS} steps of {batch} images)",
         f"finalize: {settings['finalize']['models']} models, finetune_epochs {finetune} (about "
