@@ -174,7 +174,10 @@ def combine(files: list[Path], out: Path) -> int:
         for seed, targets in part["per_seed"].items():
             per_seed.setdefault(seed, {}).update(targets)
     result = {k: v for k, v in parts[0].items() if k not in ("per_seed", "targets")}
-    result["commit"] = sorted({str(p["commit"]) for p in parts})
+    commits: set[str] = set()  # a file combined before holds a list already
+    for part in parts:
+        commits.update(part["commit"] if isinstance(part["commit"], list) else [str(part["commit"])])
+    result["commit"] = sorted(commits)
     result.update(
         {"targets": summarise(per_seed), "per_seed": per_seed, "combined_from": [f.name for f in files]}
     )
