@@ -23,7 +23,7 @@ def _all_at_smallest_resolution(space) -> np.ndarray:
 def test_archive_distribution_never_samples_a_choice_the_elite_lacks(space) -> None:
     dist = GenomeDistribution.from_genomes(_all_at_smallest_resolution(space), space)
     samples = dist.sample(500, np.random.default_rng(0))
-    assert set(samples[:, 0].tolist()) == {0}  # resolution 24 px only: the lock-in of docs/transfer.md
+    assert set(samples[:, 0].tolist()) == {0}  # 24 px only: the lock-in of docs/results/transfer.md
 
 
 def test_uniform_mixing_reopens_every_choice_with_the_expected_probabilities(space) -> None:

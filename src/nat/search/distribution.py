@@ -57,7 +57,7 @@ class GenomeDistribution:
 
         A departure from the paper, off by default: without it, a choice absent from the archive's elite
         (say a resolution) is never trained again, so early noisy rankings can lock the search out of it
-        for good (docs/transfer.md).
+        for good (docs/results/transfer.md).
         """
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"uniform mixing weight must be in [0, 1], got {weight}")

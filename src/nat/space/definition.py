@@ -242,7 +242,7 @@ def space_over(base: SearchSpace, spec: str | SearchSpace | dict | None) -> Sear
     ``None`` keeps ``base``; a preset name or a ready space replaces it; a mapping changes only the
     fields it names, so ``{"resolutions": [28, 32]}`` narrows a loaded supernet's resolutions without
     restating its widths, strides and the rest (useful when the task's images have a known native
-    size: docs/transfer.md).
+    size: docs/results/transfer.md).
     """
     if spec is None:
         return base
