@@ -181,6 +181,17 @@ def bad_files(root: Path) -> dict[str, Path]:
     made["a_file"].write_text("not a folder")
     (out / "a_dir").mkdir()
     made["a_dir"] = out / "a_dir"
+    photos = out / "photos"  # images too large for the built-in supernet, and nothing downloaded
+    for cls in ("cat", "dog"):
+        (photos / cls).mkdir(parents=True)
+        for k in range(3):
+            Image.new("RGB", (120, 100), (30 * k, 90, 160)).save(photos / cls / f"{k}.png")
+    made["photos"] = photos
+    (out / "bare").mkdir()
+    made["bare_subnet"] = out / "bare" / "net.subnet"  # no model.json beside it
+    made["bare_subnet"].write_text(
+        json.dumps({"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 224, "w": 1.0})
+    )
     return made
 
 
@@ -264,6 +275,29 @@ CASES: list[tuple[str, list[str], str]] = [
     ("out-proc", ["search", "--preset", "smoke", "--out", "/proc/nat-run"], "/proc/nat-run"),
     ("no-out", ["search", "--preset", "smoke"], "--out DIR is required"),
     ("no-config", ["search", "--out", "{tmp}/x"], "give --data NAME (and --root DIR)"),
+    (
+        "search-data-unknown",
+        ["search", "--data", "nope", "--out", "{tmp}/x"],
+        "data: dataset: unknown dataset 'nope'",
+    ),
+    ("data-no-root", ["search", "--data", "folder", "--out", "{tmp}/x"], "--root PATH on the command line"),
+    (
+        "data-root-missing",
+        ["search", "--data", "folder", "--root", "{tmp}/none", "--out", "{tmp}/x"],
+        "does not exist",
+    ),
+    (
+        "data-big-images",
+        ["search", "--data", "folder", "--root", "{photos}", "--out", "{tmp}/x"],
+        "nat supernet download",
+    ),
+    (
+        "supernet-unknown",
+        ["supernet", "download", "ofa_mbv3_w2", "--to", "{tmp}/sn"],
+        "unknown supernet 'ofa_mbv3_w2'",
+    ),
+    ("predict-no-image", ["predict", "{model}", "{tmp}/none.png"], "image not found"),
+    ("profile-bare-subnet", ["profile", "{bare_subnet}"], "give --space"),
     ("resume-nowhere", ["search", "--resume", "{tmp}/nowhere"], "not a nat run directory"),
     (
         "resume-and-config",

@@ -92,7 +92,7 @@ def resolve_root(entry: DatasetEntry, root: str | Path | None) -> Path | None:
                 return cand
         raise DataError(
             f"dataset {entry.name!r} needs the folder it is in: data.root in a run config, --root PATH on "
-            f"`nat data` and `nat eval`; expected layout: {entry.layout}"
+            f"the command line; expected layout: {entry.layout}"
         )
     path = Path(root).expanduser()
     if not path.exists():

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nat.config_io import read_yaml_mapping
+from pydantic import ValidationError
+
+from nat.config_io import read_yaml_mapping, validation_message
 from nat.data.config import DataConfig
 from nat.data.source import IMAGENET_MEAN, DatasetSource, FileSplit
 from nat.errors import ConfigError
@@ -160,7 +162,10 @@ def settings_for_data(
 ) -> tuple[dict, list[str]]:
     """The config mapping of a run on ``data`` (a data config mapping) with nothing else given, and the
     lines that say what was chosen and why. ``supernet``: the user's, else chosen here."""
-    cfg = DataConfig.model_validate(data)
+    try:
+        cfg = DataConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"data: {validation_message(exc, model=DataConfig)}") from None
     facts = data_facts(cfg)
     why = "given"
     if supernet is None:
