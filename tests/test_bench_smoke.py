@@ -195,7 +195,7 @@ def test_warm_start_quick_runs_every_arm_against_a_cold_start(tmp_path: Path) ->
     out = tmp_path / "warm_start.json"
     run_bench("warm_start", "--quick", "--seeds", "0", "--out", str(out))
     arms = json.loads(out.read_text())["targets"]["digits"]
-    assert set(arms) == {"default", "archive", "surrogate", "supernet", "all"}
+    assert set(arms) == {"default", "archive", "surrogate", "supernet", "archive+surrogate", "all"}
     assert {"evaluations_ratio", "final_hypervolume_ratio"} <= set(arms["default"])
 
 
