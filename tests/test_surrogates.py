@@ -420,3 +420,19 @@ def test_metrics() -> None:
     assert kendall_tau(a, np.ones(4)) == 0.0  # undefined -> 0, never NaN
     assert spearman_rho(a, a) == pytest.approx(1.0) and spearman_rho(a, np.ones(4)) == 0.0
     assert rmse(a, a + 2.0) == pytest.approx(2.0)
+
+
+def test_rbf_kernel_sums_that_overflow_float32_are_computed_in_float64() -> None:
+    """A fit on few points can give weights whose kernel sum float32 cannot hold (it gave NaN, with a
+    RuntimeWarning, in small test runs); such a block is summed again in float64."""
+    from nat.surrogates.rbf import _Member, _member_predict
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 3)) * 30
+    weights = np.array([3e36, -3e36, 2e36, -1e36, 1e36])
+    member = _Member(np.arange(3), centres, np.sum(centres**2, axis=1), weights, np.zeros(4))
+    x = rng.normal(size=(7, 3)) * 30
+    got = _member_predict(member, x.astype(np.float32), x)
+    d = np.sqrt(((x[:, None, :] - centres[None]) ** 2).sum(-1))
+    assert np.isfinite(got).all()
+    assert got == pytest.approx((d**3) @ weights, rel=1e-6)

@@ -153,5 +153,17 @@ def _member_predict(mem: _Member, x32: np.ndarray, x64: np.ndarray) -> np.ndarra
         d2 += c_sq[None, :]
         np.maximum(d2, 0.0, out=d2)
         d2 *= np.sqrt(d2)
-        out[start:stop] += d2 @ w
+        with np.errstate(over="ignore", invalid="ignore"):
+            block = d2 @ w
+        if not np.isfinite(block).all():  # float32 overflowed (large weights of a fit on few points)
+            block = _block_in_float64(mem, x64[start:stop])
+        out[start:stop] += block
     return out
+
+
+def _block_in_float64(mem: _Member, x64: np.ndarray) -> np.ndarray:
+    """The kernel sum of ``x64``'s rows in float64, where float32 cannot hold it."""
+    xs = x64[:, mem.features]
+    d2 = np.sum(xs**2, axis=1)[:, None] - 2.0 * xs @ mem.centres.T + mem.centre_sq[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    return (d2 * np.sqrt(d2)) @ mem.weights
