@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -82,7 +81,7 @@ def _closest_field(model: type[BaseModel] | None, loc: list[int | str]) -> str |
         if isinstance(key, int):  # an entry of a list: the same model as the list's
             continue
         field = model.model_fields.get(str(key))
-        model = _model_in(field.annotation) if field is not None else None
+        model = model_in(field.annotation) if field is not None else None
         if model is None:
             return None
     names = [alias or name for name, f in model.model_fields.items() for alias in [f.alias]]
@@ -90,15 +89,15 @@ def _closest_field(model: type[BaseModel] | None, loc: list[int | str]) -> str |
     return close[0] if close else None
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model a field's annotation holds (``X | None``, ``list[X]``, ``Annotated[X, ...]``)."""
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field's annotation holds (``X | None``, ``list[X]``, ``Annotated[X, ...]``),
+    if any: what a nested config section is validated with."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple, typing.Annotated):
-        for arg in typing.get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
+    for arg in typing.get_args(annotation):
+        found = model_in(arg)
+        if found is not None:
+            return found
     return None
 
 

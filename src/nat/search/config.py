@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from nat.config_io import read_yaml_mapping, validation_message
+from nat.config_io import model_in, read_yaml_mapping, validation_message
 from nat.data.config import DataConfig
 from nat.errors import ConfigError
 from nat.runtime.settings import RuntimeSettings, device_name
@@ -577,17 +577,6 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model a (possibly ``Annotated``, union) annotation holds, if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
@@ -675,7 +664,7 @@ def _section_model(model: type[BaseModel] | None, key: str, path: str, dotted: s
     if model is None or key not in model.model_fields:
         return None
     annotation = model.model_fields[key].annotation
-    section = _model_in(annotation)
+    section = model_in(annotation)
     if section is not None:  # a model, or one model or a list of them (data): the single form's fields
         return section
     if (

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from nat.config_io import model_in
 from nat.data.config import DataConfig
 from nat.search.config import SearchConfig
 
@@ -61,27 +62,19 @@ def _default(field: Any) -> str:
 
 def _sections(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
     """The nested sections of ``model`` (fields whose type holds a model), by field name."""
-    from nat.config_io import _model_in
-
     out = []
     for name, field in model.model_fields.items():
-        inner = _model_in(field.annotation)
+        inner = model_in(field.annotation)
         if inner is not None:
             out.append((name, inner))
     return out
-
-
-def _model_in_field(field: Any) -> bool:
-    from nat.config_io import _model_in
-
-    return _model_in(field.annotation) is not None
 
 
 def _table(model: type[BaseModel], prefix: str) -> list[str]:
     lines = ["| field | type | default | meaning |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        if not description and _model_in_field(field):
+        if not description and model_in(field.annotation) is not None:
             description = f"the `{name}:` section below"
         kind = _type_name(field.annotation).replace("|", "\\|")
         default = _default(field).replace("|", "\\|")
