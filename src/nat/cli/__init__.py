@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from nat.cli.args import helper_rank, torchrun_world
 from nat.errors import DistributedError, NATError
 
 #: sub-command modules, in the order ``nat --help`` lists them
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    helper = _torchrun_helper()  # under torchrun, rank 0 speaks for the job: the others log warnings only
+    helper = helper_rank()  # under torchrun, rank 0 speaks for the job: the others log warnings only
     # nat's own progress lines at INFO; other libraries' (torch.onnx, onnxscript...) only when they warn,
     # unless -v asks for everything
     logging.basicConfig(
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.command not in TORCHRUN_COMMANDS and _torchrun_world() > 1:
+        if args.command not in TORCHRUN_COMMANDS and torchrun_world() > 1:
             raise DistributedError(
                 f"nat {args.command} does not share work between processes: run it as one process, "
                 f"without torchrun (nat search, nat pretrain and nat export run under torchrun)"
@@ -97,21 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _torchrun_world() -> int:
-    """The number of processes torchrun started (1 outside torchrun)."""
-    value = os.environ.get("WORLD_SIZE", "1") or "1"
-    return int(value) if value.isdigit() else 1
-
-
-def _torchrun_helper() -> bool:
-    """Whether this process is a rank other than 0 of a torchrun job."""
-    return _torchrun_world() > 1 and os.environ.get("RANK", "0") not in ("", "0")
-
-
 def _fail(command: str, message: str) -> int:
     """One line on stderr, whatever the message holds (a newline inside would break the promise); under
     torchrun, a rank other than 0 says which it is."""
-    who = f"(rank {os.environ['RANK']}) " if _torchrun_helper() else ""
+    who = f"(rank {os.environ['RANK']}) " if helper_rank() else ""
     print(f"nat {command}: error: {who}{' '.join(message.split())}", file=sys.stderr)
     return 1
 

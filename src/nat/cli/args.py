@@ -57,8 +57,25 @@ def positive_float(text: str) -> float:
     return value
 
 
-def continue_search(folder: str | os.PathLike[str] | None) -> str | None:
-    """How to continue an interrupted search in ``folder`` (None before it held a run)."""
+def continue_command(command: str, folder: str | os.PathLike[str] | None) -> str | None:
+    """``nat COMMAND --resume FOLDER``: how to continue work interrupted in ``folder`` (None before it
+    held a run: its config.yaml is written first)."""
     if folder is None or not (Path(folder) / "config.yaml").is_file():
         return None
-    return f"nat search --resume {shlex.quote(str(folder))}"
+    return f"nat {command} --resume {shlex.quote(str(folder))}"
+
+
+def continue_search(folder: str | os.PathLike[str] | None) -> str | None:
+    """How to continue an interrupted search in ``folder``."""
+    return continue_command("search", folder)
+
+
+def torchrun_world() -> int:
+    """The number of processes torchrun started (1 outside torchrun)."""
+    value = os.environ.get("WORLD_SIZE", "1") or "1"
+    return int(value) if value.isdigit() else 1
+
+
+def helper_rank() -> bool:
+    """Whether this process is a rank other than 0 of a torchrun job (rank 0 speaks for the job)."""
+    return torchrun_world() > 1 and os.environ.get("RANK", "0") not in ("", "0")

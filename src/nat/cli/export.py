@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
 from nat.cli.args import (
     PRECISIONS,
+    helper_rank,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -125,15 +127,12 @@ def _refits(args: argparse.Namespace) -> bool:
 def _delivered_models(args: argparse.Namespace) -> int | None:
     """Export the models the run delivered as they are (same names, weights and figures): copied to
     ``--out`` and/or given an ONNX file. None when the run delivered none yet (then they are made)."""
-    import os
-    import shutil
-
     from nat.export.model_files import export_onnx, load_model
     from nat.files import write_json_atomic
     from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index
     from nat.search.rundir import RunDir
 
-    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone copies; nothing to share
+    if helper_rank():  # under torchrun rank 0 alone copies; nothing to share
         return 0
     run_dir = RunDir.open(args.run_dir, lock=args.out is None)
     try:
@@ -145,7 +144,7 @@ def _delivered_models(args: argparse.Namespace) -> int | None:
         folder = source if args.out is None else args.out
         for entry in entries:
             if args.out is not None:
-                _copy_folder(source / entry["name"], folder / entry["name"], shutil)
+                _copy_folder(source / entry["name"], folder / entry["name"])
             if args.onnx and not (folder / entry["name"] / "model.onnx").is_file():
                 export_onnx(load_model(folder / entry["name"]), folder / entry["name"] / "model.onnx")
         if args.out is not None:
@@ -166,7 +165,7 @@ def _delivered_models(args: argparse.Namespace) -> int | None:
     return 0
 
 
-def _copy_folder(source, target, shutil) -> None:
+def _copy_folder(source: Path, target: Path) -> None:
     """``source`` copied to ``target`` whole: into a temporary sibling first, then moved into place."""
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from pathlib import Path
 
-from nat.cli.args import PRECISIONS, positive_int
+from nat.cli.args import PRECISIONS, continue_command, positive_int
 from nat.errors import ConfigError
 
 
@@ -102,8 +101,4 @@ def _saved_config_or_none(out: Path):
 
 
 def _continue(args: argparse.Namespace) -> str | None:
-    """How to continue an interrupted pretraining (None before its folder held a run)."""
-    folder = args.resume or args.out
-    if folder is None or not (Path(folder) / "config.yaml").is_file():
-        return None
-    return f"nat pretrain --resume {shlex.quote(str(folder))}"
+    return continue_command("pretrain", args.resume or args.out)

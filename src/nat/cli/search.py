@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import yaml
 
-from nat.cli.args import PRECISIONS, continue_search
+from nat.cli.args import PRECISIONS, continue_search, helper_rank
 from nat.errors import ConfigError
 
 
@@ -129,7 +128,7 @@ def config_for_data(args: argparse.Namespace, overrides: dict):
 
     data = {"dataset": args.data, **_root(args), **overrides.get("data", {})}
     settings, lines = settings_for_data(data, overrides.get("supernet"))
-    if os.environ.get("RANK", "0") == "0":
+    if not helper_rank():
         saved = Path(args.out) / "config.yaml"
         print(f"settings chosen from the data (change any with --set KEY=VALUE; saved in {saved}):")
         for line in lines:

@@ -18,14 +18,13 @@ that would make the carried accuracies wrong or the search impossible (docs/tran
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nat.errors import CheckpointError, ConfigError
-from nat.files import lock_holder
+from nat.files import lock_holder, sha256_file
 from nat.objectives.latency_table import LatencyTable
 from nat.run_folder import LOCK, enclosing_run
 from nat.search.archive import Archive, Phase, Record
@@ -58,14 +57,6 @@ ACCURACY_FIELDS = (
     "evaluation.calibration_images",
     "evaluation.max_val_images",
 )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_checkpoints(run: RunDir) -> dict[str | None, list[Path]]:

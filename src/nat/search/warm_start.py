@@ -31,10 +31,10 @@ from pydantic import BaseModel, ConfigDict
 
 from nat.config_io import check_file_data, read_json_file
 from nat.errors import ConfigError
-from nat.files import write_json_atomic
+from nat.files import sha256_file, write_json_atomic
 from nat.search.config import SearchConfig
 from nat.search.objective_set import pareto_front
-from nat.search.retarget import sha256_file, source_space
+from nat.search.retarget import source_space
 from nat.search.rundir import ARCHIVE, RunDir, checkpoint_file, warm_start_supernet
 from nat.search.seeds import SeedTag, iteration_seed
 from nat.space.definition import SearchSpace

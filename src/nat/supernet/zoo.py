@@ -14,7 +14,6 @@ Downloaded supernets live in one folder (`supernet_dir`), which is also where a 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 import urllib.error
@@ -24,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nat.errors import CheckpointError, ConfigError, NATError
-from nat.files import write_json_atomic
+from nat.files import sha256_file, write_json_atomic
 
 #: where OFA's package downloads its supernets from (``ofa.model_zoo.ofa_net``)
 OFA_BASE_URL = "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/"
 #: environment variable naming the folder of downloaded supernets (default: the user's cache)
 DIR_VARIABLE = "NAT_SUPERNET_DIR"
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # bytes read from the network at a time
 
 
 class DownloadError(NATError):
@@ -99,14 +98,6 @@ def downloaded(folder: Path | None = None) -> dict[str, Path]:
     return found
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(
     name: str,
     to: Path | None = None,
@@ -134,7 +125,7 @@ def download(
     part = target.with_name(target.name + ".part")
     _fetch(source, part, progress, timeout)
     _check_arrival(part, entry, source)
-    digest = sha256_of(part)
+    digest = sha256_file(part)
     os.replace(part, target)  # same folder: atomic, so the file is either whole or absent
     write_json_atomic(
         sidecar(target),
