@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -46,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from many_task import code_version  # noqa: E402
+from many_task import code_version, machine  # noqa: E402
 from nat.search import load_config  # noqa: E402
 from nat.search.parts import RunParts  # noqa: E402
 from nat.search.supernets import supernet_for  # noqa: E402
@@ -202,12 +200,7 @@ def main() -> int:
         "threads": args.threads,
         "quick": args.quick,
         "commit": commit,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "settings": results,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from many_task import code_version  # noqa: E402
+from many_task import code_version, machine  # noqa: E402
 from nat.data.registry import get_source  # noqa: E402
 from nat.runs import run_search  # noqa: E402
 from nat.search import load_config  # noqa: E402
@@ -172,12 +170,7 @@ def main() -> int:
         "threads": args.threads,
         "quick": args.quick,
         "commit": commit,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "tasks": results,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

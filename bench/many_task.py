@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -117,6 +119,19 @@ def compare(many: list[dict[str, Any]], single: list[dict[str, Any]]) -> list[di
             }
         )
     return out
+
+
+def machine() -> dict[str, Any]:
+    """What a benchmark's result file records of the machine it ran on."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def code_version() -> str:

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from many_task import code_version  # noqa: E402
+from many_task import code_version, machine  # noqa: E402
 from nat.objectives.latency_table import LatencyPredictor, LatencyTable  # noqa: E402
 from nat.runs import run_retarget, run_search  # noqa: E402
 from nat.search import load_config  # noqa: E402
@@ -219,11 +217,7 @@ def main() -> int:
     result = {
         "question": "retarget a finished run vs a fresh search for the same new target (issue 41)",
         "preset": "quickstart" + (" (--quick: cut to seconds)" if args.quick else ""),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-        },
+        "machine": machine(),
         "threads": args.threads,
         "commit": commit,
         "table": str(TABLE.relative_to(ROOT)),

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from many_task import code_version  # noqa: E402
+from many_task import code_version, machine  # noqa: E402
 from nat.runs import run_search  # noqa: E402
 from nat.search import load_config  # noqa: E402
 from nat.search.run_files import read_state  # noqa: E402
@@ -210,11 +208,7 @@ def main() -> int:
     result = {
         "question": "warm start from a run on another task vs a cold start of the same budget (issue 41)",
         "preset": "quickstart" + (" (--quick: cut to seconds)" if args.quick else ""),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-        },
+        "machine": machine(),
         "threads": args.threads,
         "commit": commit,
         "targets": summarise(per_seed),
