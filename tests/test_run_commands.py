@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -125,26 +126,47 @@ def test_export_elsewhere_leaves_the_run_unchanged(run: Path, tmp_path, capsys) 
 
 def test_export_delivers_the_runs_models_as_they_are(run: Path, tmp_path, capsys) -> None:
     """Without settings that make new models, `nat export` converts the delivered ones: the same names,
-    weights and figures, copied to --out and/or given an ONNX file; the run's own files stay as they were."""
+    weights and figures, copied to --out and/or given runtime files, each measured in its own runtime;
+    the run's own files stay as they were."""
     before = digest(run, skip=(".lock",))
     delivered = json.loads((run / "models.json").read_text())
     out = tmp_path / "as_delivered"
-    assert main(["export", str(run), "--out", str(out), "--onnx"]) == 0
-    assert "as the run delivered them" in capsys.readouterr().out
+    argv = ["export", str(run), "--out", str(out), "--onnx", "--int8", "--calibration-images", "16"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "as the run delivered them" in printed and "model.int8.onnx" in printed
     assert digest(run, skip=(".lock",)) == before
-    assert json.loads((out / "models.json").read_text()) == delivered
-    for m in delivered:
-        same = digest(run / "models" / m["name"])
-        assert {k: v for k, v in digest(out / m["name"]).items() if k != "model.onnx"} == same
-        assert (out / m["name"] / "model.onnx").stat().st_size > 1000
-    # into the run itself: only the ONNX files are added, nothing else of the run changes
-    assert main(["export", str(run), "--onnx"]) == 0
-    after = digest(run, skip=(".lock",))
-    added = {k for k in after if k not in before}
-    assert added == {f"models/{m['name']}/model.onnx" for m in delivered}
-    assert {k: v for k, v in after.items() if k in before} == before
-    for m in delivered:
-        (run / "models" / m["name"] / "model.onnx").unlink()  # the module's run as the other tests know it
+    exported = json.loads((out / "models.json").read_text())
+    assert [{k: v for k, v in m.items() if k != "formats"} for m in exported] == delivered
+    for m in exported:
+        new_files = ("model.onnx", "model.int8.onnx")
+        assert digest(out / m["name"], skip=new_files) == digest(run / "models" / m["name"])
+        formats = m["formats"]
+        assert list(formats) == ["pytorch", "onnx", "onnx_int8"]
+        for f in formats.values():
+            assert f["size_bytes"] == (out / m["name"] / f["file"]).stat().st_size
+            assert f["test_images"] == m["test_images"] and f["latency_ms"] > 0 and f["threads"] == 1
+        assert formats["pytorch"]["test_top1"] == m["test_top1"]  # the run's figure, measured again
+        assert abs(formats["onnx"]["test_top1"] - m["test_top1"]) <= 1 / m["test_images"] + 1e-9
+        assert formats["onnx_int8"]["calibration_images"] == 16
+        assert formats["onnx_int8"]["size_bytes"] < 0.5 * formats["onnx"]["size_bytes"]
+    # the same request again: nothing is written or measured anew
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "models.json"}
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((out / "models.json").read_text()) == exported
+    # into (a copy of) the run itself: the files are added, its index and report rewritten, nothing else
+    copy = tmp_path / "run_copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".lock"))
+    before = digest(copy)
+    assert main(["export", str(copy), "--onnx"]) == 0
+    after = digest(copy, skip=(".lock",))
+    assert {k for k in after if k not in before} == {f"models/{m['name']}/model.onnx" for m in delivered}
+    changed = {k for k in before if after[k] != before[k]}
+    assert "models.json" in changed and changed <= {"models.json", "report.html", "summary.md", "front.png"}
+    assert all(
+        set(m["formats"]) == {"pytorch", "onnx"} for m in json.loads((copy / "models.json").read_text())
+    )
 
 
 def test_command_errors_are_one_line(run: Path, tmp_path, capsys) -> None:
@@ -154,11 +176,27 @@ def test_command_errors_are_one_line(run: Path, tmp_path, capsys) -> None:
         (["eval", str(tmp_path / "none"), "--data", "digits"], "model folder not found"),
         (["eval", str(run), "--data", "digits"], "not a model folder"),
         (["export", str(run), "--out", str(run)], "--out is the run folder"),
+        (["export", str(run), "--int8"], "int8 quantizes the ONNX and/or ExecuTorch files"),
+        (["export", str(run), "--onnx", "--int8", "--calibration-images", "0"], "--calibration-images"),
+        (
+            [
+                "export",
+                str(run),
+                "--onnx",
+                "--int8",
+                "--calibration-images",
+                "99999",
+                "--out",
+                str(tmp_path / "x"),
+            ],
+            "calibration_images is 99999 but the training split holds",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 1, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0] and err[0].startswith(f"nat {argv[0]}: error:"), err
+    assert not (tmp_path / "x").exists()  # refused before anything was copied or written
 
 
 def test_objectives_without_madds_deliver_models_and_a_report(tmp_path) -> None:

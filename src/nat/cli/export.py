@@ -40,7 +40,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="distil from the adapted supernet's largest subnet when fine-tuning (default: on)",
     )
-    parser.add_argument("--onnx", action="store_true", default=None, help="also write model.onnx")
+    parser.add_argument(
+        "--onnx", action="store_true", default=None, help="also write model.onnx (ONNX Runtime)"
+    )
+    parser.add_argument(
+        "--executorch",
+        action="store_true",
+        default=None,
+        help="also write model.pte (ExecuTorch, XNNPACK, batch 1; needs pip install 'nat[deploy]')",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        default=None,
+        help="also write the int8 file of each runtime asked for (model.int8.onnx, model.int8.pte)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="training images that calibrate the int8 quantization (default: the run's, 256)",
+    )
+    parser.add_argument(
+        "--latency-threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for each file's batch-1 latency (default: 1)",
+    )
     parser.add_argument(
         "--no-test", dest="test", action="store_false", default=None, help="skip the test split"
     )
@@ -109,9 +137,7 @@ def run(args: argparse.Namespace) -> int:
         if not collective.is_main:
             return 0
     print(f"{len(models)} model(s) in {folder} (index {index})")
-    for m in models:
-        test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
-        print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
+    _print_models(models)
     return 0
 
 
@@ -126,10 +152,10 @@ def _refits(args: argparse.Namespace) -> bool:
 
 def _delivered_models(args: argparse.Namespace) -> int | None:
     """Export the models the run delivered as they are (same names, weights and figures): copied to
-    ``--out`` and/or given an ONNX file. None when the run delivered none yet (then they are made)."""
-    from nat.export.model_files import export_onnx, load_model
+    ``--out`` and/or given the runtime files asked for, each measured in its runtime. None when the run
+    delivered none yet (then they are made)."""
     from nat.files import write_json_atomic
-    from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index
+    from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index, write_run_report
     from nat.search.rundir import RunDir
 
     if helper_rank():  # under torchrun rank 0 alone copies; nothing to share
@@ -140,29 +166,88 @@ def _delivered_models(args: argparse.Namespace) -> int | None:
         entries = read_index(run_dir.path / MODELS_INDEX, run_dir.path)
         if not entries:
             return None
+        settings = _settings(args, run_dir.config)
+        tasks = _checked_tasks(entries, settings, run_dir.config) if settings.deploys else {}
         source = run_dir.path / MODELS_DIR
         folder = source if args.out is None else args.out
-        for entry in entries:
-            if args.out is not None:
-                _copy_folder(source / entry["name"], folder / entry["name"])
-            if args.onnx and not (folder / entry["name"] / "model.onnx").is_file():
-                export_onnx(load_model(folder / entry["name"]), folder / entry["name"] / "model.onnx")
+        index = run_dir.path / MODELS_INDEX if args.out is None else args.out / MODELS_INDEX
         if args.out is not None:
-            write_json_atomic(folder / MODELS_INDEX, entries)
+            entries = _copied(entries, source, folder)
+            write_json_atomic(index, entries)
+        if settings.deploys:
+            entries = _with_formats(entries, folder, settings, run_dir.config, tasks)
+            write_json_atomic(index, entries)
+            if args.out is None:
+                write_run_report(run_dir, entries)
     finally:
         run_dir.close()
     where = "copied to" if args.out is not None else "in"
-    print(
-        f"{len(entries)} model(s) as the run delivered them, {where} {folder} (index {folder / MODELS_INDEX})"
-    )
-    for m in entries:
-        test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
-        onnx = "  + model.onnx" if (folder / m["name"] / "model.onnx").is_file() else ""
-        print(
-            f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}{onnx}"
-        )
+    print(f"{len(entries)} model(s) as the run delivered them, {where} {folder} (index {index})")
+    _print_models(entries)
     print("(new models from the front: --models, --finetune-epochs, --lr, --distill, --precision, --compile)")
     return 0
+
+
+def _checked_tasks(entries: list[dict], settings, config) -> dict:
+    """The data of every task the entries were made for (read once each), with the request checked
+    against it (runtime packages, calibration count) before anything is copied or written."""
+    from nat.data import load_from_config
+    from nat.search.formats import check_request
+
+    tasks: dict = {}
+    for entry in entries:
+        if entry.get("task") not in tasks:
+            cfg = config.for_task(entry["task"]) if entry.get("task") else config
+            tasks[entry.get("task")] = task = load_from_config(cfg.data, cfg.seed)
+            check_request(settings, task)
+    return tasks
+
+
+def _with_formats(entries: list[dict], folder: Path, settings, config, tasks: dict) -> list[dict]:
+    """The entries with their runtime files written and measured on their task's data."""
+    from nat.search.formats import deliver_formats
+
+    out = []
+    for entry in entries:
+        cfg = config.for_task(entry["task"]) if entry.get("task") else config
+        formats = deliver_formats(
+            folder / entry["name"], entry, settings, tasks[entry.get("task")], cfg.data, cfg.seed
+        )
+        out.append({**entry, "formats": formats} if formats else entry)
+    return out
+
+
+def _print_models(models: list[dict]) -> None:
+    for m in models:
+        test = f"  test top-1 {100 * m['test_top1']:.2f}%" if "test_top1" in m else ""
+        print(f"  {m['name']:<22} MAdds {m['madds'] / 1e6:7.2f}M  params {m['params'] / 1e6:.3f}M{test}")
+        for name, f in (m.get("formats") or {}).items():
+            top1 = f"top-1 {100 * f['test_top1']:.2f}%  " if f.get("test_top1") is not None else ""
+            print(
+                f"    {name:<16} {f['file']:<18} {f['size_bytes'] / 1e6:7.2f} MB  {top1}"
+                f"{f['latency_ms']:.3f} ms (batch 1, {f['threads']} thread(s))"
+            )
+
+
+def _copied(entries: list[dict], source: Path, out: Path) -> list[dict]:
+    """The delivered models copied into ``out``; a folder there that already holds the same weights (an
+    earlier export of this run) is kept with its runtime files and their figures, so they are not made
+    and measured again."""
+    from nat.files import sha256_file
+    from nat.search.finalize import MODELS_INDEX, read_index
+
+    earlier = {e["name"]: e for e in read_index(out / MODELS_INDEX)} if (out / MODELS_INDEX).is_file() else {}
+    copied = []
+    for entry in entries:
+        name = entry["name"]
+        kept = out / name / "model.safetensors"
+        if kept.is_file() and sha256_file(kept) == sha256_file(source / name / "model.safetensors"):
+            formats = (earlier.get(name) or {}).get("formats")
+            copied.append({**entry, "formats": formats} if formats else entry)
+            continue
+        _copy_folder(source / name, out / name)
+        copied.append(entry)
+    return copied
 
 
 def _copy_folder(source: Path, target: Path) -> None:
@@ -205,13 +290,41 @@ def _check_request(args: argparse.Namespace) -> None:
         )
 
 
-def _plan(args: argparse.Namespace, run_dir):
-    """The config, fine-tuning settings and front of the export (the run's, with the flags' changes)."""
+def _settings(args: argparse.Namespace, config):
+    """The run's ``finalize`` settings with the flags' changes, validated as the config is."""
     from pydantic import ValidationError
 
     from nat.config_io import validation_message
     from nat.errors import ConfigError
     from nat.search.config import FinalizeConfig
+
+    changes = {
+        "models": args.models,
+        "finetune_epochs": args.finetune_epochs,
+        "lr": args.lr,
+        "distill": args.distill,
+        "onnx": args.onnx,
+        "executorch": args.executorch,
+        "int8": args.int8,
+        "calibration_images": args.calibration_images,
+        "latency_threads": args.latency_threads,
+        "test": args.test,
+        "compile": args.compile,
+    }
+    updated = {**config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+    try:
+        return FinalizeConfig.model_validate(updated)
+    except ValidationError as exc:
+        message = validation_message(exc, model=FinalizeConfig)
+        for field in ("calibration_images", "latency_threads", "lr", "models"):  # in the flags' words
+            if message.startswith(f"{field}:"):
+                message = f"--{field.replace('_', '-')}{message[len(field) :]}"
+        raise ConfigError(message) from None
+
+
+def _plan(args: argparse.Namespace, run_dir):
+    """The config, fine-tuning settings and front of the export (the run's, with the flags' changes)."""
+    from nat.errors import ConfigError
     from nat.search.finalize import MODELS_INDEX, read_index
     from nat.search.objective_set import pareto_front
 
@@ -221,20 +334,7 @@ def _plan(args: argparse.Namespace, run_dir):
         read_index(run_dir.path / MODELS_INDEX, run_dir.path)
     if args.precision is not None:  # the models' precision only: the run's own config is not changed
         config = config.model_copy(update={"precision": args.precision})
-    changes = {
-        "models": args.models,
-        "finetune_epochs": args.finetune_epochs,
-        "lr": args.lr,
-        "distill": args.distill,
-        "onnx": args.onnx,
-        "test": args.test,
-        "compile": args.compile,
-    }
-    updated = {**config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-    try:
-        settings = FinalizeConfig.model_validate(updated)
-    except ValidationError as exc:
-        raise ConfigError(validation_message(exc, model=FinalizeConfig)) from None
+    settings = _settings(args, config)
     front = pareto_front(run_dir.archive.current(), config.objective_names, config.constraints)
     if not front:
         raise ConfigError(

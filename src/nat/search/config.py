@@ -184,7 +184,23 @@ class FinalizeConfig(BaseModel):
         "OFA-style (None: on whenever fine-tuning)",
     )
     kd_ratio: float = Field(1.0, ge=0, description="weight of the distillation loss")
-    onnx: bool = Field(False, description="also write model.onnx for every model")
+    onnx: bool = Field(False, description="also write model.onnx (ONNX Runtime) for every model")
+    executorch: bool = Field(
+        False,
+        description="also write model.pte for every model: ExecuTorch (PyTorch's on-device runtime), "
+        "XNNPACK delegate, batch 1; needs the deploy extra (pip install 'nat[deploy]')",
+    )
+    int8: bool = Field(
+        False,
+        description="also write the int8 file of each runtime asked for (model.int8.onnx, "
+        "model.int8.pte): post-training static quantization calibrated on training images",
+    )
+    calibration_images: int = Field(
+        256, ge=1, description="training-split images that calibrate the int8 quantization"
+    )
+    latency_threads: int = Field(
+        1, ge=1, description="CPU threads for each deployed file's batch-1 latency measurement"
+    )
     test: bool = Field(True, description="measure test top-1/top-5 (the split the search never saw)")
     compile: bool | str = Field(
         False,
@@ -197,6 +213,19 @@ class FinalizeConfig(BaseModel):
     @property
     def distills(self) -> bool:
         return self.finetune_epochs > 0 and (self.distill is None or self.distill)
+
+    @property
+    def deploys(self) -> bool:
+        """Whether any runtime file is asked for (then every format is measured in its runtime)."""
+        return self.onnx or self.executorch
+
+    @model_validator(mode="after")
+    def _int8_needs_runtime(self) -> FinalizeConfig:
+        if self.int8 and not self.deploys:
+            raise ValueError(
+                "int8 quantizes the ONNX and/or ExecuTorch files: ask for onnx and/or executorch as well"
+            )
+        return self
 
     @field_validator("compile")
     @classmethod

@@ -40,6 +40,7 @@ from nat.runtime.distributed import Collective, batch_rows
 from nat.runtime.precision import Precision
 from nat.search.archive import Record
 from nat.search.config import FinalizeConfig
+from nat.search.formats import check_request, deliver_formats, remove_stale_files
 from nat.search.objective_set import is_accuracy, pareto_front
 from nat.search.parts import RunParts
 from nat.search.run_files import read_models_index
@@ -210,13 +211,14 @@ def _settings(settings: FinalizeConfig, precision: str = "fp32") -> dict[str, An
     return out
 
 
-def _reusable(entry: dict[str, Any] | None, record: Record, settings: dict, folder: Path, onnx: bool) -> bool:
+def _reusable(entry: dict[str, Any] | None, record: Record, settings: dict, folder: Path) -> bool:
+    """An earlier model of the same subnet and fine-tuning settings, still on disk (its runtime files
+    are completed and measured afterwards, `deliver_formats`)."""
     return (
         entry is not None
         and Subnet.from_dict(entry["subnet"]) == record.subnet
         and entry.get("settings") == settings
         and (folder / "model.safetensors").is_file()
-        and (not onnx or (folder / "model.onnx").is_file())
     )
 
 
@@ -355,13 +357,8 @@ def save_built_model(
         )
     cost = parts.objectives.table.subnet(subnet)
     metrics = {"val_top1": record.top1, **{f"test_{k}": v for k, v in scores.items() if k != "images"}}
-    save_model(
-        model.cpu(),
-        folder,
-        metrics=metrics,
-        onnx=settings.onnx,
-        info=model_info(parts, subnet, run_path, record),
-    )
+    remove_stale_files(folder)  # runtime files of the model this one replaces (written again below)
+    save_model(model.cpu(), folder, metrics=metrics, info=model_info(parts, subnet, run_path, record))
     entry = {
         **record.to_json(),
         "name": folder.name,
@@ -375,6 +372,13 @@ def save_built_model(
     tested = f", test top1 {scores['top1']:.4f}" if scores else ""
     log.info("%s: MAdds %.2fM, search-val top1 %.4f%s", folder.name, cost.madds / 1e6, record.top1, tested)
     return {k: v for k, v in entry.items() if v is not None}
+
+
+def with_formats(parts: RunParts, entry: dict[str, Any], folder: Path, settings: FinalizeConfig) -> dict:
+    """``entry`` with the runtime files ``settings`` ask for written and measured (`deliver_formats`)."""
+    cfg = parts.config
+    formats = deliver_formats(folder, entry, settings, parts.task, cfg.data, cfg.seed)
+    return {**entry, "formats": formats} if formats else {k: v for k, v in entry.items() if k != "formats"}
 
 
 def export_models(
@@ -393,6 +397,7 @@ def export_models(
     Under torchrun (``collective`` of several processes) rank 0 makes the plan (which members, which
     folders are reusable) and writes; every process fine-tunes. Ranks other than 0 return ``[]``."""
     c = collective or Collective()
+    check_request(settings, parts.task)  # one line before any model is made, not after the first
     plan = None
     if settings.models == 0:  # nothing asked for: models delivered earlier stay as they are
         kept = read_index(index_path, run_path) if c.is_main else []
@@ -411,20 +416,18 @@ def export_models(
         for i, record in enumerate(chosen):
             name = f"natnet_{i + 1}_{parts.objectives.table.subnet(record.subnet).madds / 1e6:.1f}M"
             old = previous.get(name)
-            plan.append(
-                (record, name, old if _reusable(old, record, wanted, out / name, settings.onnx) else None)
-            )
+            plan.append((record, name, old if _reusable(old, record, wanted, out / name) else None))
     plan = c.broadcast(plan)
     results: list[dict[str, Any]] = []
     for i, (record, name, old) in enumerate(plan):
-        if old is not None:
-            results.append(old)
+        if old is None:
+            build = finetuned_copy if settings.compile is False else finetuned_standalone
+            net = build(parts, record, i, len(plan), settings, c)
+        if not c.is_main:
             continue
-        build = finetuned_copy if settings.compile is False else finetuned_standalone
-        net = build(parts, record, i, len(plan), settings, c)
-        if c.is_main:
-            results.append(save_built_model(parts, net, record, settings, out / name, run_path))
-            write_json_atomic(index_path, results)
+        entry = old or save_built_model(parts, net, record, settings, out / name, run_path)
+        results.append(with_formats(parts, entry, out / name, settings))
+        write_json_atomic(index_path, results)
     if not c.is_main:
         return []
     for name in set(previous) - {e["name"] for e in results}:
@@ -526,10 +529,20 @@ def finalize(
     max_models: int | None = None,
     lr: float | None = None,
     onnx: bool | None = None,
+    executorch: bool | None = None,
+    int8: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Models and report of a `NATSearch` (its config's ``finalize`` section, with these overrides)."""
-    changes = {"finetune_epochs": finetune_epochs, "models": max_models, "lr": lr, "onnx": onnx}
-    settings = search.config.finalize.model_copy(update={k: v for k, v in changes.items() if v is not None})
+    changes = {
+        "finetune_epochs": finetune_epochs,
+        "models": max_models,
+        "lr": lr,
+        "onnx": onnx,
+        "executorch": executorch,
+        "int8": int8,
+    }
+    updated = {**search.config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+    settings = FinalizeConfig.model_validate(updated)
     run = search.run_dir
     models = export_run_models(
         search.parts, search.front(), settings, run.path / MODELS_DIR, run.path, run.path / MODELS_INDEX

@@ -39,6 +39,22 @@ class RunState(BaseModel):
     repairs: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class FormatEntry(BaseModel):
+    """One deployed file of a model in ``models.json``'s ``formats`` (`nat.search.formats`): measured in
+    its own runtime."""
+
+    model_config = ConfigDict(extra="allow")
+    file: str = Field(min_length=1)
+    size_bytes: int = Field(ge=0)
+    runtime: str
+    precision: str
+    test_top1: float | None = Field(None, ge=0, le=1)
+    test_top5: float | None = Field(None, ge=0, le=1)
+    test_images: int | None = Field(None, ge=0)
+    latency_ms: float = Field(ge=0)
+    threads: int = Field(ge=1)
+
+
 class ModelEntry(BaseModel):
     """One delivered model in ``models.json``: its folder, subnet, cost and measured accuracies."""
 
@@ -54,6 +70,7 @@ class ModelEntry(BaseModel):
     finetune_epochs: float | None = Field(None, ge=0)
     settings: dict[str, Any] | None = None
     task: str | None = None
+    formats: dict[str, FormatEntry] | None = None
 
     @field_validator("name")
     @classmethod
