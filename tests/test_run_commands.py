@@ -150,6 +150,23 @@ def test_export_delivers_the_runs_models_as_they_are(run: Path, tmp_path, capsys
         assert abs(formats["onnx"]["test_top1"] - m["test_top1"]) <= 1 / m["test_images"] + 1e-9
         assert formats["onnx_int8"]["calibration_images"] == 16
         assert formats["onnx_int8"]["size_bytes"] < 0.5 * formats["onnx"]["size_bytes"]
+    # nat eval runs a deployed file in its runtime and finds the figure models.json holds
+    first = exported[0]
+    for target in (
+        [str(out / first["name"] / "model.int8.onnx")],
+        [str(out / first["name"]), "--format", "onnx"],
+    ):
+        assert main(["eval", *target, "--data", "digits", "--json"]) == 0
+        scores = json.loads(capsys.readouterr().out)
+        facts = first["formats"][scores["format"]]
+        assert (scores["top1"], scores["top5"], scores["images"]) == (
+            facts["test_top1"],
+            facts["test_top5"],
+            facts["test_images"],
+        )
+        assert scores["latency_ms"] > 0 and scores["threads"] == 1
+    assert main(["eval", str(out / first["name"]), "--format", "executorch", "--data", "digits"]) == 1
+    assert "has no model.pte" in capsys.readouterr().err
     # the same request again: nothing is written or measured anew
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "models.json"}
     assert main(argv) == 0
@@ -321,3 +338,32 @@ def test_finalize_models_0_on_a_resumed_run_keeps_its_models(run: Path, tmp_path
     index = (copy / "models.json").read_bytes()
     assert main(["search", "--resume", str(copy), "--set", "finalize.models=0"]) == 0
     assert digest(copy / "models") == models and (copy / "models.json").read_bytes() == index
+
+
+@pytest.mark.slow
+def test_search_delivers_every_runtime_file_measured(tmp_path) -> None:
+    """`finalize: {onnx, executorch, int8}` in a search: each model in PyTorch, ONNX Runtime and
+    ExecuTorch, fp32 and int8, each measured in its runtime (ExecuTorch's lowering takes tens of
+    seconds per file, hence a slow test)."""
+    pytest.importorskip("executorch")
+    out = tmp_path / "deployed"
+    changes = {
+        "finalize.models": 1,
+        "finalize.onnx": "true",
+        "finalize.executorch": "true",
+        "finalize.int8": "true",
+        "finalize.calibration_images": 32,
+    }
+    assert main(search_args(out, **changes)) == 0
+    (model,) = json.loads((out / "models.json").read_text())
+    formats = model["formats"]
+    assert list(formats) == ["pytorch", "onnx", "onnx_int8", "executorch", "executorch_int8"]
+    for f in formats.values():
+        assert (out / "models" / model["name"] / f["file"]).stat().st_size == f["size_bytes"]
+        assert f["test_images"] == model["test_images"]
+    one_image = 1 / model["test_images"] + 1e-9
+    assert formats["pytorch"]["test_top1"] == model["test_top1"]
+    assert abs(formats["executorch"]["test_top1"] - model["test_top1"]) <= one_image
+    for runtime in ("onnx", "executorch"):
+        assert formats[f"{runtime}_int8"]["size_bytes"] < 0.5 * formats[runtime]["size_bytes"]
+    assert "ExecuTorch int8" in (out / "report.html").read_text()

@@ -1,4 +1,5 @@
-"""``nat eval MODEL_DIR --data DATASET``: top-1 and top-5 of a model folder on a dataset split."""
+"""``nat eval MODEL --data DATASET``: top-1 and top-5 of a model folder, or of one of its deployed files
+(``.onnx``, ``.pte``) run in its own runtime, on a dataset split."""
 
 from __future__ import annotations
 
@@ -12,13 +13,22 @@ from nat.cli.args import PRECISIONS, positive_int
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="top-1/top-5 of a model folder on a dataset",
+        help="top-1/top-5 of a model folder or deployed file on a dataset",
         description="Evaluate a model folder (nat's, or a NAT release folder with net.config and "
-        "net.weights) on a dataset split, with nat's evaluation preprocessing at the model's resolution. "
-        "On the run's own dataset the split and normalisation are the run's, so the test figure equals "
-        "the one in the run's models.json.",
+        "net.weights), or one of its deployed files (model.onnx, model.int8.onnx, model.pte, "
+        "model.int8.pte: run in ONNX Runtime or ExecuTorch, with its batch-1 latency), on a dataset split, "
+        "with nat's evaluation preprocessing at the model's resolution. On the run's own dataset the split "
+        "and normalisation are the run's, so the test figure equals the one in the run's models.json.",
     )
-    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    parser.add_argument(
+        "model_dir", type=Path, metavar="MODEL", help="a model folder, or a .onnx/.pte file in one"
+    )
+    parser.add_argument(
+        "--format",
+        default=None,
+        choices=["pytorch", "onnx", "onnx_int8", "executorch", "executorch_int8"],
+        help="which of the folder's files to run (default: the PyTorch weights, or the file given)",
+    )
     parser.add_argument("--data", required=True, metavar="DATASET", help="dataset name (see `nat data list`)")
     parser.add_argument("--root", type=Path, default=None, help="dataset folder (for on-disk sets)")
     parser.add_argument("--split", choices=["test", "val"], default="test")
@@ -33,16 +43,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from pydantic import ValidationError
 
     from nat.config_io import validation_message
     from nat.data import load_from_config, loader_from_config
     from nat.data.config import DataConfig
     from nat.errors import ConfigError
+    from nat.export.deploy import open_runner
     from nat.runtime.device import resolve_device
     from nat.runtime.threads import torch_threads
     from nat.train import evaluate_accuracy
 
+    target = deployed_file(args.model_dir, args.format)  # None: the PyTorch model of a folder
+    if target is not None:
+        args.model_dir = target.parent
+        if args.device != "cpu" or args.precision != "fp32":
+            raise ConfigError(f"{target.name} runs on the CPU in fp32 (its runtime's own precision)")
     device = resolve_device(args.device)
     meta = model_metadata(args.model_dir)
     provenance = meta.get("provenance", {})
@@ -58,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data {args.data}: {validation_message(exc, model=DataConfig)}") from None
     seed = (provenance.get("seed") or 0) if same_task else 0
     with torch_threads(args.threads):
-        model = load_any_model(args.model_dir).to(device)
+        if target is None:
+            model = load_any_model(args.model_dir).to(device)
+        else:
+            model = open_runner(target, threads=args.threads or 1)
         task = load_from_config(
             data_config, data_config.split_seed if data_config.split_seed is not None else seed
         )
@@ -73,14 +93,56 @@ def run(args: argparse.Namespace) -> int:
             task, data_config, args.split, resolution=resolution, train=False, seed=seed, device=device
         )
         scores = evaluate_accuracy(model, loader, device=device, precision=args.precision)
+        if target is not None:  # a deployed file: also its batch-1 latency, as models.json reports it
+            from nat.export.deploy import latency_ms
+
+            example = torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+            scores.update(latency_ms(model, example), threads=model.threads, format=model.fmt.name)
+    shown = target if target is not None else args.model_dir
     if args.json:
         print(json.dumps(scores))
     else:
+        latency = (
+            f"  latency {scores['latency_ms']:.3f} ms (batch 1, {scores['threads']} thread(s), "
+            f"{model.fmt.label})"
+            if target is not None
+            else ""
+        )
         print(
-            f"{args.model_dir}: top-1 {100 * scores['top1']:.2f}%  top-5 {100 * scores['top5']:.2f}%  "
-            f"({scores['images']} images, {args.split} split of {args.data}, {resolution} px)"
+            f"{shown}: top-1 {100 * scores['top1']:.2f}%  top-5 {100 * scores['top5']:.2f}%  "
+            f"({scores['images']} images, {args.split} split of {args.data}, {resolution} px){latency}"
         )
     return 0
+
+
+def deployed_file(path: Path, fmt: str | None) -> Path | None:
+    """The deployed file ``nat eval`` is asked to run: ``path`` itself (a ``.onnx``/``.pte`` file), or
+    the ``--format`` file of the folder ``path``; None for the folder's PyTorch model."""
+    from nat.errors import CheckpointError, ConfigError
+    from nat.export.deploy import FORMATS, format_of
+
+    if path.is_file() or path.suffix in (".onnx", ".pte"):
+        if fmt is not None and format_of(path).name != fmt:
+            raise ConfigError(f"--format {fmt} does not match the file {path.name}; give the folder instead")
+        if not path.is_file():
+            raise CheckpointError(f"model file not found: {path}")
+        format_of(path)  # one line for a file nat cannot run
+        if not (path.parent / "model.json").is_file():
+            raise CheckpointError(
+                f"{path} has no model.json beside it: nat eval reads the model's resolution and "
+                "preprocessing there; evaluate the file inside the model folder nat wrote"
+            )
+        return path
+    if fmt is None or fmt == "pytorch":
+        return None
+    file = path / FORMATS[fmt].file
+    if not file.is_file():
+        flags = "--onnx" if fmt.startswith("onnx") else "--executorch"
+        raise CheckpointError(
+            f"{path} has no {FORMATS[fmt].file} ({FORMATS[fmt].label}); make it with "
+            f"`nat export RUN_DIR {flags}{' --int8' if fmt.endswith('int8') else ''}`"
+        )
+    return file
 
 
 def model_num_classes(model) -> int | None:  # any classifier

@@ -193,6 +193,46 @@ def table_columns(rows: Sequence[Row], objectives: Sequence[str]) -> list[Column
     return cols
 
 
+#: how reports name a deployed format (`nat.export.deploy.FORMATS`); an unknown key prints as it is
+FORMAT_LABELS = {
+    "pytorch": "PyTorch fp32",
+    "onnx": "ONNX Runtime fp32",
+    "onnx_int8": "ONNX Runtime int8",
+    "executorch": "ExecuTorch fp32",
+    "executorch_int8": "ExecuTorch int8",
+}
+
+
+def format_rows(models: Sequence[Row]) -> list[Row]:
+    """One row per model and deployed format (``models.json``'s ``formats``), in the models' order."""
+    return [
+        {**facts, "name": m.get("name"), "format": FORMAT_LABELS.get(key, key)}
+        for m in models
+        for key, facts in (m.get("formats") or {}).items()
+        if isinstance(facts, dict)
+    ]
+
+
+def format_columns() -> list[Column]:
+    """The deployed-files table: model, runtime and precision, file, size, test top-1/top-5 measured in
+    that runtime, batch-1 latency (median) and the threads it was measured with."""
+    return [
+        name_column(),
+        Column("format", lambda r, i: fmt_text(r.get("format")), text=True),
+        Column("file", lambda r, i: fmt_text(r.get("file")), text=True),
+        Column("size (MB)", lambda r, i: fmt_float(_megabytes(r.get("size_bytes")), 2)),
+        Column("test top-1", lambda r, i: fmt_percent(r.get("test_top1"))),
+        Column("test top-5", lambda r, i: fmt_percent(r.get("test_top5"))),
+        Column("latency (ms, batch 1)", lambda r, i: fmt_float(r.get("latency_ms"), 3)),
+        Column("threads", lambda r, i: fmt_text(r.get("threads"))),
+    ]
+
+
+def _megabytes(value: Any) -> float | None:
+    n = number(value)
+    return None if n is None else n / 1e6
+
+
 def history_columns(history: Sequence[Row]) -> list[Column]:
     """The per-iteration table: strategy, chosen surrogate, its Kendall tau(s), sizes, hypervolume."""
     cols = [

@@ -21,6 +21,8 @@ from nat.report.fields import (
     complexity_objectives,
     fmt_fact,
     fmt_percent,
+    format_columns,
+    format_rows,
     has,
     name_column,
     objective_column,
@@ -90,8 +92,16 @@ def markdown_summary(
     if caption:
         lines += [f"*{caption}*", ""]
     cols = markdown_columns(front, objectives)
-    lines += ["| " + " | ".join(c.header for c in cols) + " |", "|" + "---|" * len(cols)]
     rows = sorted(front, key=sort_key(x_objective(objectives) if objectives else "madds"))
+    lines += _markdown_table(rows, cols)
+    deployed = format_rows(rows)
+    if deployed:  # the models' runtime files, each measured in its runtime
+        lines += ["", "## Deployed files", "", *_markdown_table(deployed, format_columns())]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(rows: Sequence[Row], cols: Sequence[Column]) -> list[str]:
+    lines = ["| " + " | ".join(c.header for c in cols) + " |", "|" + "---|" * len(cols)]
     for i, row in enumerate(rows):
         lines.append("| " + " | ".join(c.cell(row, i).replace("|", "\\|") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -17,6 +17,8 @@ from nat.report.fields import (
     Row,
     axis_label,
     fmt_fact,
+    format_columns,
+    format_rows,
     has,
     history_columns,
     sort_key,
@@ -140,7 +142,15 @@ def rows_section(front: Sequence[Row], models: Sequence[Row], objectives: Sequen
     """The models' table, or the front's table where no models were trained."""
     rows = sorted(models or front, key=sort_key(x_objective(objectives)))
     if models:
-        return section("models", "Front models", table_html(rows, table_columns(rows, objectives)))
+        deployed = format_rows(rows)
+        files = ""
+        if deployed:
+            note = (
+                '<p class="note">Each file measured in its own runtime on the test split; latency is the '
+                "median of timed single-image calls on this machine.</p>"
+            )
+            files = section("deployed", "Deployed files", note, table_html(deployed, format_columns()))
+        return section("models", "Front models", table_html(rows, table_columns(rows, objectives))) + files
     if not rows:
         return section("front-table", "The front", '<p class="note">The front is empty.</p>')
     note = '<p class="note">No front models were trained; these are the front subnets as searched.</p>'
