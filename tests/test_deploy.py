@@ -131,7 +131,7 @@ def test_a_failed_export_leaves_no_file(model, tmp_path, monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("lowering failed")
 
-    monkeypatch.setattr(deploy, "_executorch_program", broken)
+    monkeypatch.setattr(deploy, "executorch_program", broken)
     with pytest.raises(RuntimeError, match="lowering failed"):
         deploy.write_format(model, deploy.FORMATS["executorch"], tmp_path / "model.pte", None)
     assert list(tmp_path.iterdir()) == []

@@ -267,6 +267,28 @@ def test_onnxruntime_backend_times_an_exported_layer() -> None:
     assert backend.describe()["onnxruntime"]
 
 
+def test_runtime_backends_time_a_layer_in_fp32_and_int8() -> None:
+    """`--device onnxruntime --int8` and `--device executorch [--int8]`: each layer in the form `nat
+    export` delivers it (the int8 layer holds quantize/dequantize nodes), each table under its own
+    backend name so that tables of different forms never mix."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("executorch")
+    space = get_space("micro")
+    spec = subnet_layers(space, Subnet.smallest(space, r=16), 10)[3]
+    settings = TimingSettings(warmup=1, repeats=2, min_block_ms=0.1)
+    names = []
+    for device, int8 in (("onnxruntime", True), ("executorch", False), ("executorch", True)):
+        backend = make_backend(device, 1, 1, settings, int8=int8)
+        timing = backend.time_module(spec.build(), spec.example(1))
+        assert timing.median > 0 and timing.count == 2
+        names.append(backend.name)
+    assert names == ["onnxruntime-int8", "executorch", "executorch-int8"]
+    with pytest.raises(ConfigError, match="batch 1 only"):
+        make_backend("executorch", 1, 2, settings)
+    with pytest.raises(ConfigError, match="--device onnxruntime or executorch"):
+        make_backend("cpu", 1, 1, settings, int8=True)
+
+
 # ------------------------------------------------------------------------------- reading, predicting
 
 

@@ -108,7 +108,13 @@ def _device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default="cpu",
-        help="cpu, cuda, cuda:N (PyTorch) or onnxruntime (ONNX Runtime's CPU provider); default: cpu",
+        help="cpu, cuda, cuda:N (PyTorch), onnxruntime (ONNX Runtime's CPU provider) or executorch "
+        "(ExecuTorch with XNNPACK, batch 1); default: cpu",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="time the int8 form (with --device onnxruntime or executorch), as nat export --int8 makes it",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)"
@@ -167,7 +173,7 @@ def _backend(args: argparse.Namespace):
     settings = TimingSettings(
         args.warmup, args.repeats, args.min_block_ms, args.rounds, not args.no_drift_correction
     )
-    return make_backend(args.device, threads, args.batch_size, settings)
+    return make_backend(args.device, threads, args.batch_size, settings, int8=args.int8)
 
 
 def resolve_space(text: str):

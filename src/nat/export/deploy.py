@@ -166,7 +166,8 @@ def write_format(
 
             export_onnx(model, path)
     else:
-        write_bytes_atomic(path, _executorch_program(model, calibration if fmt.int8 else None))
+        program = executorch_program(model, _example(model, calibration), calibration if fmt.int8 else None)
+        write_bytes_atomic(path, program)
     return path
 
 
@@ -176,6 +177,13 @@ def _example(model: nn.Module, calibration: torch.Tensor | None) -> torch.Tensor
     subnet = getattr(model, "subnet", None)
     r = getattr(subnet, "r", None) or getattr(model, "resolution", None) or 224
     return torch.randn(1, 3, r, r)
+
+
+def write_onnx_int8(model: nn.Module, path: Path, calibration: torch.Tensor) -> None:
+    """``model`` as int8 ONNX (QDQ, per-channel int8 weights, uint8 activations) calibrated on
+    ``calibration`` (inputs of the model's shape: images, or a layer's activations)."""
+    require_runtime("onnxruntime")
+    _write_onnx_int8(model, path, calibration)
 
 
 def _write_onnx_int8(model: nn.Module, path: Path, calibration: torch.Tensor) -> None:
@@ -218,14 +226,14 @@ def _write_onnx_int8(model: nn.Module, path: Path, calibration: torch.Tensor) ->
             write_atomic(path, write)
 
 
-def _executorch_program(model: nn.Module, calibration: torch.Tensor | None) -> bytes:
-    """The ExecuTorch program of ``model`` at batch 1, lowered to XNNPACK; int8 (PT2E, XNNPACK
-    quantizer) when ``calibration`` images are given."""
+def executorch_program(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor | None) -> bytes:
+    """The ExecuTorch program of ``model`` for inputs shaped as ``example`` (batch 1), lowered to
+    XNNPACK; int8 (PT2E, XNNPACK quantizer) when ``calibration`` inputs are given."""
+    require_runtime("executorch")
     with _executorch_quiet(), torch.no_grad():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        example = _example(model, calibration)
         if calibration is None:
             exported = torch.export.export(model, (example,))
         else:
@@ -371,17 +379,8 @@ class ExecuTorchRunner(Runner):
         super().__init__()
         require_runtime("executorch")
         self.fmt, self.threads = format_of(path), threads
-        with _executorch_quiet():
-            from executorch.extension.pybindings import portable_lib
-            from executorch.runtime import Runtime
-
-        with _native_stderr_silenced():  # the pool announces its size and CPU probing on descriptor 2
-            if portable_lib._threadpool_get_thread_count() != threads:
-                portable_lib._unsafe_reset_threadpool(threads)
         try:
-            with _native_stderr_silenced(), _executorch_quiet():
-                self._program = Runtime.get().load_program(path)
-                self.method = self._program.load_method("forward")
+            self._program, self.method = executorch_method(path, threads)
         except Exception as exc:  # the bindings raise RuntimeError (and others) for a broken program
             raise CheckpointError(
                 f"{path} is not a program ExecuTorch can load: {_first_line(exc)}"
@@ -394,6 +393,22 @@ class ExecuTorchRunner(Runner):
     def single(self, x: torch.Tensor) -> Callable[[], Any]:
         method, inputs = self.method, [x.detach().float().cpu().contiguous()]
         return lambda: method.execute(inputs)
+
+
+def executorch_method(program: bytes | Path, threads: int) -> tuple[Any, Any]:
+    """ExecuTorch's loaded program (file or bytes) and its ``forward`` method, XNNPACK's thread pool
+    sized to ``threads`` first (see `ExecuTorchRunner`); keep the program alive while the method runs."""
+    require_runtime("executorch")
+    with _executorch_quiet():
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+    with _native_stderr_silenced():  # the pool announces its size and CPU probing on descriptor 2
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+    with _native_stderr_silenced(), _executorch_quiet():
+        loaded = Runtime.get().load_program(program)
+        return loaded, loaded.load_method("forward")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -246,24 +246,35 @@ class TorchBackend(Backend):
 
 
 class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime's CPU provider on nat's ONNX export of each layer; ``int8``: the layer quantized as
+    ``nat export --onnx --int8`` quantizes a model (`nat.export.deploy`), calibrated on random inputs
+    of the layer's shape (ranges only matter for accuracy, not for the kernels that run)."""
+
     name = "onnxruntime"
 
-    def __init__(self, device: str, threads: int, batch_size: int, settings: TimingSettings) -> None:
+    def __init__(
+        self, device: str, threads: int, batch_size: int, settings: TimingSettings, int8: bool = False
+    ) -> None:
         super().__init__(device, threads, batch_size, settings)
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "--device onnxruntime needs the onnxruntime and onnx packages: pip install 'nat[export]'"
-            ) from None
+        from nat.export.deploy import require_runtime
+
+        require_runtime("onnxruntime", "--device onnxruntime")
+        self.int8 = int8
+        if int8:
+            self.name = "onnxruntime-int8"
 
     def prepare(self, module: nn.Module, example: torch.Tensor) -> Callable[[], Any]:
         import onnxruntime as ort
 
+        from nat.export.deploy import write_onnx_int8
         from nat.export.model_files import export_onnx
 
         with tempfile.TemporaryDirectory(prefix="nat-latency-") as tmp:
-            path = export_onnx(module.eval(), Path(tmp) / "layer.onnx", example=example)
+            path = Path(tmp) / "layer.onnx"
+            if self.int8:
+                write_onnx_int8(module.eval(), path, _calibration_inputs(example))
+            else:
+                export_onnx(module.eval(), path, example=example)
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
@@ -278,17 +289,74 @@ class OnnxRuntimeBackend(Backend):
         return {"device_name": cpu_name(), "onnxruntime": ort.__version__}
 
 
+class ExecuTorchBackend(Backend):
+    """ExecuTorch's runtime with the XNNPACK delegate, each layer lowered as ``nat export --executorch``
+    lowers a model (`nat.export.deploy.executorch_program`); ``int8``: quantized with PT2E and the
+    XNNPACK quantizer on random inputs of the layer's shape. Programs run at batch 1 only (how ExecuTorch
+    models are exported), so a table for it has batch size 1."""
+
+    name = "executorch"
+
+    def __init__(
+        self, device: str, threads: int, batch_size: int, settings: TimingSettings, int8: bool = False
+    ) -> None:
+        super().__init__(device, threads, batch_size, settings)
+        from nat.export.deploy import require_runtime
+
+        require_runtime("executorch", "--device executorch")
+        if batch_size != 1:
+            raise ConfigError("--device executorch times batch 1 only (its programs are exported at batch 1)")
+        self.int8 = int8
+        if int8:
+            self.name = "executorch-int8"
+
+    def prepare(self, module: nn.Module, example: torch.Tensor) -> Callable[[], Any]:
+        from nat.export.deploy import executorch_method, executorch_program
+
+        calibration = _calibration_inputs(example) if self.int8 else None
+        program = executorch_program(module.eval(), example, calibration)
+        loaded, method = executorch_method(program, self.threads)
+        inputs = [example.contiguous()]
+
+        def call(_program: Any = loaded) -> Any:  # the program must live as long as its method
+            return method.execute(inputs)
+
+        return call
+
+    def describe(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        return {"device_name": cpu_name(), "executorch": version("executorch")}
+
+
+def _calibration_inputs(example: torch.Tensor) -> torch.Tensor:
+    """Random inputs of ``example``'s shape (8 of them) to calibrate a layer's int8 ranges."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(8, *example.shape[1:], generator=generator)
+
+
 def make_backend(
-    device: str, threads: int, batch_size: int, settings: TimingSettings | None = None
+    device: str,
+    threads: int,
+    batch_size: int,
+    settings: TimingSettings | None = None,
+    int8: bool = False,
 ) -> Backend:
-    """The backend for a ``--device`` value: ``cpu``, ``cuda[:N]`` (PyTorch) or ``onnxruntime``."""
+    """The backend for a ``--device`` value: ``cpu``, ``cuda[:N]`` (PyTorch), ``onnxruntime`` or
+    ``executorch`` (each of the last two in fp32, or int8 with ``int8``)."""
     settings = settings or TimingSettings()
     if threads < 1 or batch_size < 1:
         raise ConfigError(f"threads and batch size must be >= 1, got {threads} and {batch_size}")
     if device == "onnxruntime":
-        return OnnxRuntimeBackend(device, threads, batch_size, settings)
+        return OnnxRuntimeBackend(device, threads, batch_size, settings, int8=int8)
+    if device == "executorch":
+        return ExecuTorchBackend(device, threads, batch_size, settings, int8=int8)
+    if int8:
+        raise ConfigError("--int8 times the int8 files of a runtime: give --device onnxruntime or executorch")
     if device == "auto":
-        raise ConfigError("a latency table is for one device: give --device cpu, cuda, cuda:N or onnxruntime")
+        raise ConfigError(
+            "a latency table is for one device: give --device cpu, cuda, cuda:N, onnxruntime or executorch"
+        )
     return TorchBackend(device, threads, batch_size, settings)
 
 
