@@ -14,10 +14,13 @@ rounds (bursts of load from other processes then hit every subnet alike), and co
 Cases: PyTorch eager on OFA's space (192 and 224 px, both widths) and on nat's small-input `tiny`
 preset (28 and 32 px), and ONNX Runtime's CPU provider on `tiny` (28 px) and OFA's space (224 px, width
 1.0). ONNX Runtime needs one ONNX export per network (nat's exporter, about 5-15 s for an OFA subnet on
-this machine), so its OFA case measures fewer subnets (``--ort-ofa-subnets``).
+this machine), so its OFA case measures fewer subnets (``--ort-ofa-subnets``). The deployed forms
+(`nat export --int8` / `--executorch`): ONNX Runtime int8, ExecuTorch (XNNPACK) fp32 and int8 on `tiny`
+at 32 px, with ``--runtime-subnets`` held-out subnets (each layer and network is lowered, and quantized,
+on its own: seconds each).
 
-    python bench/latency_lut.py [--only torch|onnxruntime|cuda] [--subnets 100] [--ort-ofa-subnets 30]
-        [--out FILE]
+    python bench/latency_lut.py [--only torch|onnxruntime|executorch|deployed|cuda] [--subnets 100]
+        [--ort-ofa-subnets 30] [--runtime-subnets 20] [--out FILE]
 
 ``--only cuda`` runs one more case, on a GPU: OFA's space at 224 px, width 1.0, PyTorch on CUDA (for
 `bench/gpu_check.sh`; a GPU's timings are far less noisy than this shared CPU's). Writes
@@ -75,10 +78,26 @@ def cases(args: argparse.Namespace) -> list[dict]:
          "widths": [1.0], "subnets": args.ort_ofa_subnets, "calibration": 10},
         {"name": "cuda_ofa_mbv3", "device": "cuda", "space": "ofa_mbv3", "resolutions": [224],
          "widths": [1.0], "subnets": args.subnets, "calibration": 20},
+        # the deployed forms (`nat export --onnx --executorch --int8`): one resolution and fewer subnets,
+        # since every layer and every held-out network is exported (and quantized) on its own
+        {"name": "onnxruntime_int8_tiny", "device": "onnxruntime", "int8": True, "space": "tiny",
+         "resolutions": [32], "widths": [1.0], "subnets": args.runtime_subnets, "calibration": 10},
+        {"name": "executorch_tiny", "device": "executorch", "space": "tiny", "resolutions": [32],
+         "widths": [1.0], "subnets": args.runtime_subnets, "calibration": 10},
+        {"name": "executorch_int8_tiny", "device": "executorch", "int8": True, "space": "tiny",
+         "resolutions": [32], "widths": [1.0], "subnets": args.runtime_subnets, "calibration": 10},
     ]  # fmt: skip
     if args.only is None:  # a GPU case only when asked for: this benchmark's results are this CPU's
         return [c for c in all_cases if c["device"] != "cuda"]
-    backend = {"torch": "cpu", "onnxruntime": "onnxruntime", "cuda": "cuda"}[args.only]
+    if args.only == "deployed":
+        return [
+            c
+            for c in all_cases
+            if c["name"] in ("onnxruntime_int8_tiny", "executorch_tiny", "executorch_int8_tiny")
+        ]
+    backend = {"torch": "cpu", "onnxruntime": "onnxruntime", "cuda": "cuda", "executorch": "executorch"}[
+        args.only
+    ]
     return [c for c in all_cases if c["device"] == backend]
 
 
@@ -86,7 +105,7 @@ def run_case(case: dict, threads: int) -> dict:
     space = get_space(case["space"]).model_copy(
         update={"resolutions": tuple(case["resolutions"]), "width_mults": tuple(case["widths"])}
     )
-    backend = make_backend(case["device"], threads, 1)
+    backend = make_backend(case["device"], threads, 1, int8=case.get("int8", False))
     table_path = TABLES / f"{case['name']}.yaml"
     table_path.unlink(missing_ok=True)
     start = time.perf_counter()
@@ -154,10 +173,15 @@ def run_case(case: dict, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", choices=["torch", "onnxruntime", "cuda"], help="cuda: OFA's space at 224 px on the GPU"
+        "--only",
+        choices=["torch", "onnxruntime", "executorch", "deployed", "cuda"],
+        help="cuda: OFA's space at 224 px on the GPU; deployed: the int8 and ExecuTorch cases",
     )
     parser.add_argument("--subnets", type=int, default=100)
     parser.add_argument("--ort-ofa-subnets", type=int, default=30)
+    parser.add_argument(
+        "--runtime-subnets", type=int, default=20, help="held-out subnets of the deployed cases"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULT, help=f"default: {RESULT.relative_to(ROOT)}")
     args = parser.parse_args()

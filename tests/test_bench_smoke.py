@@ -216,3 +216,17 @@ def test_evaluation_speed_quick_times_phases_against_pure_forward(tmp_path: Path
     for row in settings.values():
         assert row["efficiency"] > 0
         assert set(row["seconds_per_subnet"]) == {"calibration", "validation", "other"}
+
+
+def test_deploy_quick_measures_int8_against_fp32_per_runtime(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "deploy.json"
+    run_bench("deploy", "--quick", "--out", str(out))
+    result = json.loads(out.read_text())
+    onnx = result["per_runtime"]["onnx"]
+    assert {"int8_top1_drop_points", "int8_latency_ratio", "int8_size_ratio"} <= set(onnx)
+    assert set(result["met"]) == {"int8_top1_drop_points", "int8_latency_ratio", "int8_size_ratio"}
+    assert all(set(m["formats"]) == {"pytorch", "onnx", "onnx_int8"} for m in result["models"])
+    spread = result["int8_spread"]
+    assert spread["subnets"] == 2 and len(spread["rows"]) == 2 and "drop_std_points" in spread
+    assert result["threads"] == 1 and result["commit"] and result["machine"]["cpus"]

@@ -222,8 +222,16 @@ def _write_onnx_int8(model: nn.Module, path: Path, calibration: torch.Tensor) ->
                 weight_type=QuantType.QInt8,
             )
 
-        with _quiet_logs("root"):
-            write_atomic(path, write)
+        import onnxruntime as ort
+
+        # the quantizer's own sessions log at WARNING ("Removing initializer ... not used"): notes about
+        # its intermediate graphs, not the user's model; its default severity (2) is restored after
+        ort.set_default_logger_severity(3)
+        try:
+            with _quiet_logs("root"):
+                write_atomic(path, write)
+        finally:
+            ort.set_default_logger_severity(2)
 
 
 def executorch_program(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor | None) -> bytes:
