@@ -142,6 +142,8 @@ def run_case(case: dict, threads: int) -> dict:
     err_plain = np.abs(plain - measured) / measured
     return {
         **case,
+        "machine": torch.cuda.get_device_name() if case["device"] == "cuda" else cpu_name(),
+        "date": time.strftime("%Y-%m-%d"),
         "threads": threads,
         "batch_size": 1,
         "table_entries": len(table.entries),
