@@ -315,7 +315,7 @@ def _settings(args: argparse.Namespace, config):
     try:
         return FinalizeConfig.model_validate(updated)
     except ValidationError as exc:
-        message = validation_message(exc, model=FinalizeConfig)
+        message = validation_message(exc, model=FinalizeConfig).replace("(top level): ", "")
         for field in ("calibration_images", "latency_threads", "lr", "models"):  # in the flags' words
             if message.startswith(f"{field}:"):
                 message = f"--{field.replace('_', '-')}{message[len(field) :]}"

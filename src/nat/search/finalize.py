@@ -29,10 +29,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 import nat
+from nat.config_io import validation_message
 from nat.data import TaskData, loader_from_config
 from nat.data.config import DataConfig
+from nat.errors import ConfigError
 from nat.export import save_model
 from nat.files import write_json_atomic
 from nat.report import write_report
@@ -426,6 +429,8 @@ def export_models(
         if not c.is_main:
             continue
         entry = old or save_built_model(parts, net, record, settings, out / name, run_path)
+        if old is None:  # indexed before its runtime files are made: a kill there loses no fine-tuning
+            write_json_atomic(index_path, [*results, entry])
         results.append(with_formats(parts, entry, out / name, settings))
         write_json_atomic(index_path, results)
     if not c.is_main:
@@ -542,7 +547,11 @@ def finalize(
         "int8": int8,
     }
     updated = {**search.config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-    settings = FinalizeConfig.model_validate(updated)
+    try:
+        settings = FinalizeConfig.model_validate(updated)
+    except ValidationError as exc:
+        message = validation_message(exc, model=FinalizeConfig).replace("(top level): ", "")
+        raise ConfigError(f"finalize: {message}") from None
     run = search.run_dir
     models = export_run_models(
         search.parts, search.front(), settings, run.path / MODELS_DIR, run.path, run.path / MODELS_INDEX
