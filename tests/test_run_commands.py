@@ -367,3 +367,28 @@ def test_search_delivers_every_runtime_file_measured(tmp_path) -> None:
     for runtime in ("onnx", "executorch"):
         assert formats[f"{runtime}_int8"]["size_bytes"] < 0.5 * formats[runtime]["size_bytes"]
     assert "ExecuTorch int8" in (out / "report.html").read_text()
+
+
+def test_a_kill_while_runtime_files_are_made_loses_no_model(tmp_path, monkeypatch) -> None:
+    """A model is in models.json before its runtime files are made: a kill during that step (a slow
+    ExecuTorch lowering, say) keeps the fine-tuned model, and the resumed run only adds the files."""
+    import nat.search.finalize as finalize_module
+
+    real = finalize_module.deliver_formats
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finalize_module, "deliver_formats", killed)
+    out = tmp_path / "run"
+    argv = search_args(out, **{"finalize.models": 1, "finalize.onnx": "true"})
+    assert main(argv) != 0
+    (entry,) = json.loads((out / "models.json").read_text())
+    weights = out / "models" / entry["name"] / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert "formats" not in entry and not weights.with_name("model.onnx").exists()
+    monkeypatch.setattr(finalize_module, "deliver_formats", real)
+    assert main(["search", "--resume", str(out)]) == 0
+    (resumed,) = json.loads((out / "models.json").read_text())
+    assert weights.stat().st_mtime_ns == stamp  # the model itself was kept, not fine-tuned again
+    assert set(resumed["formats"]) == {"pytorch", "onnx"} and weights.with_name("model.onnx").is_file()
