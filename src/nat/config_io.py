@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,21 +56,27 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def validation_message(
-    exc: ValidationError, docs: str = "the README", model: type[BaseModel] | None = None
+    exc: ValidationError,
+    docs: str = "the README",
+    model: type[BaseModel] | None = None,
+    name: Callable[[str], str | None] | None = None,
 ) -> str:
     """``field.path: problem; ...`` for every error of a pydantic validation. With the ``model`` that was
-    validated, an unknown field is answered with the closest known one (``did you mean 'iterations'?``)."""
+    validated, an unknown field is answered with the closest known one (``did you mean 'iterations'?``).
+    ``name`` spells a field's dotted path as the user wrote it (a section prefix, a command-line flag;
+    ``""`` for the model as a whole); ``None`` from it leaves the problem without a name."""
     parts = []
     for err in exc.errors():
         # union tags (``~task``) say which form of a field was validated; they are not part of its path
         loc = [p for p in err["loc"] if not str(p).startswith("~")]
-        where = ".".join(str(p) for p in loc) or "(top level)"
+        path = ".".join(str(p) for p in loc)
+        where = name(path) if name is not None else path or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             close = _closest_field(model, loc)
             hint = f"did you mean {close!r}? " if close else "check its spelling; "
             msg = f"unknown field ({hint}see {docs} for the fields)"
-        parts.append(f"{where}: {msg}")
+        parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
 

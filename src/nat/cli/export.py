@@ -291,12 +291,9 @@ def _check_request(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace, config):
-    """The run's ``finalize`` settings with the flags' changes, validated as the config is."""
-    from pydantic import ValidationError
-
-    from nat.config_io import validation_message
-    from nat.errors import ConfigError
-    from nat.search.config import FinalizeConfig
+    """The run's ``finalize`` settings with the flags' changes, validated as the config is (a refusal
+    names the flag)."""
+    from nat.search.config import finalize_settings
 
     changes = {
         "models": args.models,
@@ -311,15 +308,9 @@ def _settings(args: argparse.Namespace, config):
         "test": args.test,
         "compile": args.compile,
     }
-    updated = {**config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-    try:
-        return FinalizeConfig.model_validate(updated)
-    except ValidationError as exc:
-        message = validation_message(exc, model=FinalizeConfig).replace("(top level): ", "")
-        for field in ("calibration_images", "latency_threads", "lr", "models"):  # in the flags' words
-            if message.startswith(f"{field}:"):
-                message = f"--{field.replace('_', '-')}{message[len(field) :]}"
-        raise ConfigError(message) from None
+    return finalize_settings(
+        config.finalize, changes, name=lambda path: path and f"--{path.replace('_', '-')}"
+    )
 
 
 def _plan(args: argparse.Namespace, run_dir):

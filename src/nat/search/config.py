@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -236,6 +237,20 @@ class FinalizeConfig(BaseModel):
             if value not in compile_backends():
                 raise ValueError(unknown_backend(value))
         return value
+
+
+def finalize_settings(
+    base: FinalizeConfig,
+    changes: dict[str, Any],
+    name: Callable[[str], str | None] = lambda path: f"finalize.{path}" if path else "finalize",
+) -> FinalizeConfig:
+    """``base`` with the ``changes`` that are not None, validated as a config's ``finalize`` section is;
+    a refusal is one `ConfigError` naming each field as ``name`` spells it (`nat export`: its flags)."""
+    updated = {**base.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+    try:
+        return FinalizeConfig.model_validate(updated)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, model=FinalizeConfig, name=name)) from None
 
 
 class RetargetSource(BaseModel):

@@ -29,20 +29,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import ValidationError
 
 import nat
-from nat.config_io import validation_message
 from nat.data import TaskData, loader_from_config
 from nat.data.config import DataConfig
-from nat.errors import ConfigError
 from nat.export import save_model
 from nat.files import write_json_atomic
 from nat.report import write_report
 from nat.runtime.distributed import Collective, batch_rows
 from nat.runtime.precision import Precision
 from nat.search.archive import Record
-from nat.search.config import FinalizeConfig
+from nat.search.config import FinalizeConfig, finalize_settings
 from nat.search.formats import check_request, deliver_formats, remove_stale_files
 from nat.search.objective_set import is_accuracy, pareto_front
 from nat.search.parts import RunParts
@@ -546,12 +543,7 @@ def finalize(
         "executorch": executorch,
         "int8": int8,
     }
-    updated = {**search.config.finalize.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-    try:
-        settings = FinalizeConfig.model_validate(updated)
-    except ValidationError as exc:
-        message = validation_message(exc, model=FinalizeConfig).replace("(top level): ", "")
-        raise ConfigError(f"finalize: {message}") from None
+    settings = finalize_settings(search.config.finalize, changes)
     run = search.run_dir
     models = export_run_models(
         search.parts, search.front(), settings, run.path / MODELS_DIR, run.path, run.path / MODELS_INDEX
