@@ -346,18 +346,25 @@ class TorchRunner(Runner):
         return call
 
 
+def onnx_session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime session of ``path`` on the CPU provider with ``threads`` intra-op threads (one
+    inter-op thread), logging errors only (its notes about unused initialisers are not the user's)."""
+    require_runtime("onnxruntime")
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRunner(Runner):
     def __init__(self, path: Path, threads: int) -> None:
         super().__init__()
         require_runtime("onnxruntime")
-        import onnxruntime as ort
-
         self.fmt, self.threads = format_of(path), threads
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3  # errors only: its notes about unused initialisers are not ours
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnx_session(path, threads)
         except Exception as exc:  # onnxruntime raises its own exception types for a broken file
             raise CheckpointError(
                 f"{path} is not a model ONNX Runtime can load: {_first_line(exc)}"

@@ -245,12 +245,10 @@ class TorchBackend(Backend):
         return super().describe()
 
 
-class OnnxRuntimeBackend(Backend):
-    """ONNX Runtime's CPU provider on nat's ONNX export of each layer; ``int8``: the layer quantized as
-    ``nat export --onnx --int8`` quantizes a model (`nat.export.deploy`), calibrated on random inputs
-    of the layer's shape (ranges only matter for accuracy, not for the kernels that run)."""
-
-    name = "onnxruntime"
+class RuntimeBackend(Backend):
+    """A deployment runtime's backend (``name``: its ``--device``), in fp32 or, with ``int8``, timing the
+    int8 form `nat export --int8` delivers; an int8 table is named ``<runtime>-int8``, so that the
+    table identity keeps the two forms apart."""
 
     def __init__(
         self, device: str, threads: int, batch_size: int, settings: TimingSettings, int8: bool = False
@@ -258,15 +256,21 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(device, threads, batch_size, settings)
         from nat.export.deploy import require_runtime
 
-        require_runtime("onnxruntime", "--device onnxruntime")
+        require_runtime(self.name, f"--device {self.name}")
         self.int8 = int8
         if int8:
-            self.name = "onnxruntime-int8"
+            self.name = f"{self.name}-int8"
+
+
+class OnnxRuntimeBackend(RuntimeBackend):
+    """ONNX Runtime's CPU provider on nat's ONNX export of each layer; ``int8``: the layer quantized as
+    ``nat export --onnx --int8`` quantizes a model (`nat.export.deploy`), calibrated on random inputs
+    of the layer's shape (ranges only matter for accuracy, not for the kernels that run)."""
+
+    name = "onnxruntime"
 
     def prepare(self, module: nn.Module, example: torch.Tensor) -> Callable[[], Any]:
-        import onnxruntime as ort
-
-        from nat.export.deploy import write_onnx_int8
+        from nat.export.deploy import onnx_session, write_onnx_int8
         from nat.export.model_files import export_onnx
 
         with tempfile.TemporaryDirectory(prefix="nat-latency-") as tmp:
@@ -275,11 +279,7 @@ class OnnxRuntimeBackend(Backend):
                 write_onnx_int8(module.eval(), path, _calibration_inputs(example))
             else:
                 export_onnx(module.eval(), path, example=example)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(path, self.threads)
         feed = {session.get_inputs()[0].name: example.numpy()}
         return lambda: session.run(None, feed)
 
@@ -289,7 +289,7 @@ class OnnxRuntimeBackend(Backend):
         return {"device_name": cpu_name(), "onnxruntime": ort.__version__}
 
 
-class ExecuTorchBackend(Backend):
+class ExecuTorchBackend(RuntimeBackend):
     """ExecuTorch's runtime with the XNNPACK delegate, each layer lowered as ``nat export --executorch``
     lowers a model (`nat.export.deploy.executorch_program`); ``int8``: quantized with PT2E and the
     XNNPACK quantizer on random inputs of the layer's shape. Programs run at batch 1 only (how ExecuTorch
@@ -300,15 +300,9 @@ class ExecuTorchBackend(Backend):
     def __init__(
         self, device: str, threads: int, batch_size: int, settings: TimingSettings, int8: bool = False
     ) -> None:
-        super().__init__(device, threads, batch_size, settings)
-        from nat.export.deploy import require_runtime
-
-        require_runtime("executorch", "--device executorch")
         if batch_size != 1:
             raise ConfigError("--device executorch times batch 1 only (its programs are exported at batch 1)")
-        self.int8 = int8
-        if int8:
-            self.name = "executorch-int8"
+        super().__init__(device, threads, batch_size, settings, int8)
 
     def prepare(self, module: nn.Module, example: torch.Tensor) -> Callable[[], Any]:
         from nat.export.deploy import executorch_method, executorch_program

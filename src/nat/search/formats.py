@@ -98,16 +98,22 @@ def deliver_formats(
         write_format(model, fmt, folder / fmt.file, calibration)
         known.pop(fmt.name, None)
     example = torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    # one loader, iterated once per format: the test images are read again each time rather than kept
+    # (a test split at the model's resolution can be many GB, e.g. ImageNet's)
+    loader = None
+    if settings.test:
+        loader = loader_from_config(task, data, "test", resolution=resolution, train=False, seed=seed)
     for fmt in [FORMATS["pytorch"], *wanted]:
         path = folder / fmt.file
         old = known.get(fmt.name)
         if _still_valid(old, path, settings):
             continue
         runner = open_runner(path, settings.latency_threads, model=model)
-        test = None
-        if settings.test:
-            test = loader_from_config(task, data, "test", resolution=resolution, train=False, seed=seed)
-            test = progress_bar(test, desc=f"{folder.name}: {fmt.label} test", leave=False)
+        test = (
+            None
+            if loader is None
+            else progress_bar(loader, desc=f"{folder.name}: {fmt.label} test", leave=False)
+        )
         known[fmt.name] = facts = measure(runner, path, example, test)
         if fmt.int8:
             facts["calibration_images"] = settings.calibration_images
