@@ -187,7 +187,13 @@ def test_export_delivers_the_runs_models_as_they_are(run: Path, tmp_path, capsys
 
 
 def test_command_errors_are_one_line(run: Path, tmp_path, capsys) -> None:
+    before = digest(run, skip=(".lock",))
+    model = json.loads((run / "models.json").read_text())[0]["name"]
+    broken = tmp_path / "broken_model"
+    shutil.copytree(run / "models" / model, broken)
+    (broken / "model.onnx").write_bytes(b"<html>not a model</html>")
     cases = [
+        (["eval", str(broken / "model.onnx"), "--data", "digits"], "is not a model ONNX Runtime can load"),
         (["export", str(tmp_path / "nowhere")], "not a nat run directory"),
         (["report", str(tmp_path)], "not a nat run directory"),
         (["eval", str(tmp_path / "none"), "--data", "digits"], "model folder not found"),
@@ -214,6 +220,7 @@ def test_command_errors_are_one_line(run: Path, tmp_path, capsys) -> None:
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0] and err[0].startswith(f"nat {argv[0]}: error:"), err
     assert not (tmp_path / "x").exists()  # refused before anything was copied or written
+    assert digest(run, skip=(".lock",)) == before  # the run folder, byte for byte
 
 
 def test_objectives_without_madds_deliver_models_and_a_report(tmp_path) -> None:
