@@ -45,11 +45,13 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from many_task import code_version, machine  # noqa: E402
+from nat.runtime import process_settings  # noqa: E402
 from nat.search import load_config  # noqa: E402
+from nat.search.evaluator import calibration_images  # noqa: E402
 from nat.search.parts import RunParts  # noqa: E402
 from nat.search.supernets import supernet_for  # noqa: E402
 from nat.space.subnet import Subnet  # noqa: E402
-from nat.supernet import kept_bn_statistics  # noqa: E402
+from nat.supernet import BNCalibrator, kept_bn_statistics  # noqa: E402
 from nat.train import evaluate_top1  # noqa: E402
 from paper_scale import make_jpegs, make_ofa_checkpoints  # noqa: E402
 
@@ -88,6 +90,85 @@ def configs(work: Path, quick: bool, threads: int) -> dict[str, Any]:
         }
     )
     return {"quickstart": quickstart, "ofa_jpeg": ofa}
+
+
+def fidelity_config(quick: bool, threads: int):
+    """The shipped supernet on its own task (Fashion-MNIST), measured on images its pretraining held
+    out: subnets whose accuracies and ranking mean something."""
+    return load_config(
+        preset="quickstart",
+        overrides={
+            "seed": 0,
+            "device": "cpu",
+            "threads": threads,
+            # the 5,000 training images the supernet's pretraining held out (its val_size and seed)
+            "data": {"dataset": "fashion-mnist", "val_size": 5000, "split_seed": 0},
+            "evaluation": {"max_val_images": 200 if quick else 1000},
+        },
+    )
+
+
+def calibration_fidelity(config, subnets: int, sizes: list[int], reference: int, seed: int) -> dict[str, Any]:
+    """How many BN-calibration images the archive's ranking needs.
+
+    The same random subnets are measured (top-1 on search-validation, as a search measures them) after
+    calibration on N training images, two independent draws per N, and on ``reference`` images (two
+    draws: their agreement is the noise floor of the measure itself). Per N: Kendall tau against the
+    first reference draw (the mean over the two draws), the mean absolute top-1 difference in points,
+    and seconds per evaluation."""
+    from scipy.stats import kendalltau
+
+    parts = RunParts.build(config)
+    evaluator, space = parts.evaluator, parts.space
+    rng = random.Random(seed)
+    chosen: list[Subnet] = []
+    while len(chosen) < subnets:
+        s = Subnet.sample(space, rng)
+        if s not in chosen:
+            chosen.append(s)
+    base = evaluator.calibrator
+
+    def top1s(count: int, draw: int) -> tuple[np.ndarray, float]:
+        images = calibration_images(
+            evaluator.task, config, max(space.resolutions), np.random.default_rng(1000 + draw), count
+        )
+        evaluator.calibrator = BNCalibrator(
+            images,
+            batch_size=base.batch_size,
+            device=base.device,
+            channels_last=base.channels_last,
+            max_cache_bytes=base.max_cache_bytes,
+            precision=base.precision,
+        )
+        evaluator.top1(chosen[0])  # resize the images once per resolution, out of the timing
+        values, seconds = timed(lambda: [evaluator.top1(s) for s in chosen])
+        return 100 * np.asarray(values), seconds / len(chosen)
+
+    ref, ref_seconds = top1s(reference, 0)
+    ref2, _ = top1s(reference, 1)
+    rows = {}
+    for count in sizes:
+        taus, gaps, secs = [], [], []
+        for draw in (2, 3):
+            values, seconds = top1s(count, draw)
+            taus.append(kendalltau(values, ref).statistic)
+            gaps.append(float(np.mean(np.abs(values - ref))))
+            secs.append(seconds)
+        rows[str(count)] = {
+            "kendall_tau": float(np.mean(taus)),
+            "mean_abs_top1_gap": float(np.mean(gaps)),
+            "seconds_per_evaluation": float(np.mean(secs)),
+        }
+        print(f"  {count} calibration images: tau {rows[str(count)]['kendall_tau']:.3f}", flush=True)
+    return {
+        "subnets": subnets,
+        "validation_images": len(evaluator.val),
+        "reference_images": reference,
+        "reference_seconds_per_evaluation": ref_seconds,
+        "noise_floor_tau": float(kendalltau(ref2, ref).statistic),
+        "top1_range": [float(ref.min()), float(ref.max())],
+        "sizes": rows,
+    }
 
 
 def timed(fn) -> tuple[Any, float]:
@@ -178,6 +259,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="also measure the ranking's fidelity against the number of calibration images",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     out = args.out or RESULTS / ("evaluation_speed_quick.json" if args.quick else "evaluation_speed.json")
@@ -188,13 +274,23 @@ def main() -> int:
         built = configs(Path(tmp), args.quick, args.threads)
         for name in args.settings:
             print(f"{name}:", flush=True)
-            results[name] = measure(built[name], 2 if args.quick else args.subnets, args.seed)
+            with process_settings(built[name]):  # as a run holds them (threads, host memory reuse)
+                results[name] = measure(built[name], 2 if args.quick else args.subnets, args.seed)
             r = results[name]
             print(
                 f"{name}: efficiency {r['efficiency']:.2f} ({r['end_to_end_images_per_s']:.0f} vs "
                 f"{r['pure_forward_images_per_s']:.0f} img/s); per subnet {r['seconds_per_subnet']}",
                 flush=True,
             )
+        if args.fidelity:
+            print("calibration fidelity (the shipped supernet on Fashion-MNIST):", flush=True)
+            sizes = [32, 64] if args.quick else [64, 128, 256, 500, 1000]
+            config = fidelity_config(args.quick, args.threads)
+            with process_settings(config):
+                fidelity = calibration_fidelity(
+                    config, 4 if args.quick else 30, sizes, 128 if args.quick else 2000, args.seed
+                )
+            print(f"  noise floor (two reference draws): tau {fidelity['noise_floor_tau']:.3f}", flush=True)
     record = {
         "question": "evaluated images per second end to end against pure forward passes (issue 43)",
         "threads": args.threads,
@@ -202,6 +298,7 @@ def main() -> int:
         "commit": commit,
         "machine": machine(),
         "settings": results,
+        **({"calibration_fidelity": fidelity} if args.fidelity else {}),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")

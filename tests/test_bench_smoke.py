@@ -218,6 +218,18 @@ def test_evaluation_speed_quick_times_phases_against_pure_forward(tmp_path: Path
         assert set(row["seconds_per_subnet"]) == {"calibration", "validation", "other"}
 
 
+def test_evaluation_speed_quick_measures_calibration_fidelity(tmp_path: Path) -> None:
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+    out = tmp_path / "evaluation_speed.json"
+    run_bench("evaluation_speed", "--quick", "--settings", "quickstart", "--fidelity", "--out", str(out))
+    fidelity = json.loads(out.read_text())["calibration_fidelity"]
+    assert fidelity["subnets"] == 4 and fidelity["reference_images"] == 128
+    assert set(fidelity["sizes"]) == {"32", "64"}
+    for row in fidelity["sizes"].values():
+        assert -1 <= row["kendall_tau"] <= 1 and row["seconds_per_evaluation"] > 0
+
+
 def test_deploy_quick_measures_int8_against_fp32_per_runtime(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     out = tmp_path / "deploy.json"

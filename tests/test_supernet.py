@@ -125,6 +125,25 @@ def test_bn_recalibration_is_deterministic_and_subnet_specific(tiny_net: Superne
         recalibrate_bn(tiny_net, [])
 
 
+@pytest.mark.parametrize("shape", [(16, 24, 7, 7), (1, 24, 1, 1), (3, 24, 2, 2)])
+def test_normalise_by_batch_gives_the_batch_statistics_and_normalises_by_them(shape) -> None:
+    from nat.supernet.dynamic import normalise_by_batch
+
+    g = torch.Generator().manual_seed(0)
+    # a large offset against a small spread: a one-pass sum of squares would lose the variance
+    x = (torch.randn(shape, generator=g) * 0.1 + 30.0).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.rand(24, generator=g) + 0.5, torch.randn(24, generator=g)
+    out, mean, var = normalise_by_batch(x, weight, bias, 1e-5)
+    xd = x.double()
+    want_mean, want_var = xd.mean((0, 2, 3)), xd.var((0, 2, 3), unbiased=False)
+    assert mean.dtype == var.dtype == torch.float32
+    torch.testing.assert_close(mean.double(), want_mean, rtol=1e-5, atol=0)
+    torch.testing.assert_close(var.double(), want_var, rtol=1e-3, atol=1e-9)
+    want = (xd - want_mean.view(1, -1, 1, 1)) / (want_var.view(1, -1, 1, 1) + 1e-5).sqrt()
+    want = want * weight.double().view(1, -1, 1, 1) + bias.double().view(1, -1, 1, 1)
+    torch.testing.assert_close(out.double(), want, rtol=1e-3, atol=1e-3)
+
+
 def test_save_and_load_round_trip(tmp_path, tiny_net: Supernet) -> None:
     path = save_supernet(tiny_net, tmp_path / "supernet.safetensors")
     loaded = load_supernet(path)

@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nat.runtime import process_settings
     from nat.runtime.distributed import DEFAULT_TIMEOUT_MINUTES, distributed_session
-    from nat.runtime.threads import torch_threads
     from nat.train.config import load_pretrain_config
     from nat.train.progressive import PretrainingTrainer
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             stop_after_steps=args.stop_after_steps,
             collective=collective,
         )
-        with torch_threads(trainer.cfg.threads):
+        with process_settings(trainer.cfg):
             summary = trainer.run()  # rank 0 holds the folder's lock (a second writer fails at once) and log
         if not collective.is_main:
             return 0

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nat.runtime import process_settings
 from nat.runtime.distributed import distributed_session
-from nat.runtime.threads import torch_threads
 from nat.search.archive import Record
 from nat.search.config import SearchConfig
 from nat.search.finalize import MODELS_DIR
@@ -41,7 +41,7 @@ def run_search(
     out = Path(out)
     resume = holds_run(out) if resume is None else resume
     with (
-        torch_threads(config.threads),
+        process_settings(config),
         distributed_session(config.device, config.distributed_timeout_minutes) as collective,
     ):
         if repair:

@@ -8,12 +8,15 @@ the run's edge, and the layers below receive those objects (a `torch.device`, a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from nat.runtime.device import check_device_name, resolve_device
 from nat.runtime.distributed import Collective
+from nat.runtime.memory import host_memory_reuse
 from nat.runtime.precision import Precision, enable_cuda_fast_path, supernet_channels_last
 from nat.runtime.settings import RuntimeSettings
 from nat.runtime.threads import torch_threads
@@ -43,12 +46,22 @@ class Runtime:
         )
 
 
+@contextmanager
+def process_settings(settings: RuntimeSettings) -> Iterator[None]:
+    """The process-wide settings of a run, held while it lasts and then set back: torch's CPU threads
+    (`torch_threads`) and the reuse of freed host memory (`host_memory_reuse`)."""
+    with torch_threads(settings.threads), host_memory_reuse(settings.reuse_host_memory):
+        yield
+
+
 __all__ = [
     "Collective",
     "Precision",
     "Runtime",
     "RuntimeSettings",
     "check_device_name",
+    "host_memory_reuse",
+    "process_settings",
     "resolve_device",
     "torch_threads",
 ]

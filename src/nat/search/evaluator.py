@@ -36,6 +36,19 @@ CACHE_BYTES = 512 * 2**20
 SUBSET_SEED_OFFSET = 17
 
 
+def calibration_images(
+    task: TaskData, config: SearchConfig, resolution: int, rng: np.random.Generator, count: int | None = None
+) -> torch.Tensor:
+    """``count`` (default: ``evaluation.calibration_images``, at most the split) training images drawn
+    by ``rng``, without augmentation, at ``resolution``, on the CPU: a BN calibration set."""
+    count = min(config.evaluation.calibration_images if count is None else count, len(task.train))
+    split = task.train.subset(np.sort(rng.choice(len(task.train), count, replace=False)))
+    loader = loader_from_config(
+        task, config.data, split, resolution=resolution, train=False, seed=config.seed
+    )
+    return torch.cat([x for x, _ in loader]).cpu()
+
+
 class SubnetEvaluator:
     """Measures top-1 (and latency) of subnets with shared supernet weights."""
 
@@ -48,12 +61,7 @@ class SubnetEvaluator:
         self.latency_device = resolve_device(config.latency.device) if config.latency.device else device
         space = next(iter(supernets.values())).space
         rng = np.random.default_rng(config.seed + SUBSET_SEED_OFFSET)
-        n_cal = min(config.evaluation.calibration_images, len(task.train))
-        cal_split = task.train.subset(np.sort(rng.choice(len(task.train), n_cal, replace=False)))
-        cal_loader = loader_from_config(
-            task, config.data, cal_split, resolution=max(space.resolutions), train=False, seed=config.seed
-        )
-        images = torch.cat([x for x, _ in cal_loader]).cpu()
+        images = calibration_images(task, config, max(space.resolutions), rng)
         self.precision = runtime.precision
         self.calibrator = BNCalibrator(
             images,

@@ -30,17 +30,17 @@ from torch import nn
 from nat.errors import DataError
 from nat.runtime.precision import Precision, as_precision
 from nat.space.subnet import Subnet
-from nat.supernet.dynamic import BatchNorm2d, RunningAverage
+from nat.supernet.dynamic import BatchNorm2d, RunningAverage, normalise_by_batch
 
 
 def _collect_statistics(stats: RunningAverage):  # a forward pre-hook
     """A forward pre-hook for a plain ``nn.BatchNorm2d`` (a standalone network's): the same batch
-    statistics nat's elastic BN collects itself (float32, biased variance)."""
+    statistics nat's elastic BN collects itself (`normalise_by_batch`: float32, biased variance)."""
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        x = inputs[0].float()
-        mean = x.mean((0, 2, 3))
-        stats.update(mean, (x - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3)), x.size(0))
+        x = inputs[0]
+        _, mean, var = normalise_by_batch(x, None, None, module.eps)
+        stats.update(mean, var, x.size(0))
 
     return hook
 

@@ -42,6 +42,32 @@ class RunningAverage:
         self.count += n
 
 
+def normalise_by_batch(
+    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x`` normalised by its own per-channel statistics, and those statistics (float32 mean and biased
+    variance): what a BN does in training mode, and what recalibration collects.
+
+    One fused training-mode ``batch_norm`` computes both (it writes the batch's mean and unbiased
+    variance into scratch running buffers at momentum 1). Statistics computed apart and then passed to
+    an eval-mode ``batch_norm`` cost three more passes over the activation, which made a calibration
+    image 2.3x the cost of a validation image on OFA's space at 224 px (docs/results/evaluation_speed.md).
+    The buffers are float32, so under autocast (bf16 activations) the statistics are still float32.
+    A channel of a single value (one image at 1x1) has no unbiased variance: computed apart (variance 0).
+    """
+    c = x.size(1)
+    n = x.numel() // c
+    if n < 2:
+        xf = x.float()
+        mean = xf.mean((0, 2, 3))
+        var = (xf - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3))
+        return F.batch_norm(x, mean, var, weight, bias, False, 0.0, eps), mean, var
+    mean = torch.zeros(c, dtype=torch.float32, device=x.device)
+    var = torch.ones(c, dtype=torch.float32, device=x.device)
+    out = F.batch_norm(x, mean, var, weight, bias, True, 1.0, eps)
+    return out, mean, var.mul_((n - 1) / n)
+
+
 class BatchNorm2d(nn.BatchNorm2d):
     """BatchNorm that also normalises the first ``C <= num_features`` channels (elastic width) and can
     collect recalibration statistics. State-dict compatible with ``nn.BatchNorm2d``."""
@@ -56,14 +82,10 @@ class BatchNorm2d(nn.BatchNorm2d):
         weight, bias = self.weight[:c], self.bias[:c]
         if self.calibration is not None:
             # OFA's set_running_statistics: normalise with this batch's statistics (biased variance)
-            # and average them over all calibration images. Statistics in float32 even under autocast
-            # (bf16 activations): they become the float32 running statistics, and batch_norm wants
-            # float32 statistics with a low-precision input (`.float()` is a no-op for fp32 input).
-            xf = x.float()
-            mean = xf.mean((0, 2, 3))
-            var = (xf - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3))
+            # and average them over all calibration images
+            out, mean, var = normalise_by_batch(x, weight, bias, self.eps)
             self.calibration.update(mean, var, x.size(0))
-            return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
+            return out
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
         return F.batch_norm(
