@@ -41,6 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from nat.runtime import process_settings  # noqa: E402
 from nat.search import NATSearch, load_config  # noqa: E402
 from nat.search.archive import Phase, Record  # noqa: E402
 from nat.search.problem import run_nsga3  # noqa: E402
@@ -165,7 +166,7 @@ def loader_images_per_s(search: NATSearch, resolution: int = 224, batches: int =
     from nat.data import loader_from_config
 
     loader = loader_from_config(
-        search.task, search.config.data, "train", resolution=resolution, seed=0, device=search.device
+        search.task, search.config.data, "train", resolution=resolution, seed=0, device=search.parts.device
     )
     it = iter(loader)
     next(it)  # workers started, first batch out
@@ -258,7 +259,7 @@ def run_one(
     t0 = time.perf_counter()
     search = NATSearch(cfg, tmp / f"run_{precision}")
     setup_s = time.perf_counter() - t0
-    with search:
+    with search, process_settings(cfg):  # as `nat search` holds them (threads, host memory reuse)
         t0 = time.perf_counter()
         front = search.run()
         loop_s = time.perf_counter() - t0

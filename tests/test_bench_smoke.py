@@ -216,6 +216,13 @@ def test_evaluation_speed_quick_times_phases_against_pure_forward(tmp_path: Path
     for row in settings.values():
         assert row["efficiency"] > 0
         assert set(row["seconds_per_subnet"]) == {"calibration", "validation", "other"}
+    # the GPU script's form (--precision bf16), here on the CPU
+    run_bench(
+        "evaluation_speed", "--quick", "--settings", "quickstart", "--precision", "bf16", "--out", str(out)
+    )
+    result = json.loads(out.read_text())
+    assert result["precision"] == "bf16" and result["device"] == "cpu"
+    assert result["settings"]["quickstart"]["efficiency"] > 0
 
 
 def test_evaluation_speed_quick_measures_calibration_fidelity(tmp_path: Path) -> None:
@@ -242,3 +249,13 @@ def test_deploy_quick_measures_int8_against_fp32_per_runtime(tmp_path: Path) -> 
     spread = result["int8_spread"]
     assert spread["subnets"] == 2 and len(spread["rows"]) == 2 and "drop_std_points" in spread
     assert result["threads"] == 1 and result["commit"] and result["machine"]["cpus"]
+
+
+def test_reevaluation_quick_compares_policies_on_whole_runs(tmp_path: Path) -> None:
+    out = tmp_path / "reevaluation.json"
+    run_bench("reevaluation", "--quick", "--jobs", "1", "--out", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["summary"]) == {"all", "predicted"} and len(result["runs"]) == 2
+    every = next(r for r in result["runs"] if r["policy"] == "all")
+    assert every["archive_tau"] == 1.0 and every["predicted"] == 0  # all values measured on the final weights
+    assert all(0 < r["test_hypervolume"] < 1.21 and r["evaluations"] > 0 for r in result["runs"])

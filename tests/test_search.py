@@ -396,3 +396,59 @@ def test_an_evaluation_budget_stops_the_run_and_the_record_says_where_time_went(
     assert all(v >= 0 for h in state["history"] for v in h["seconds"].values())
     assert state["finalize_seconds"] > 0
     assert "s adaptation" in (tmp_path / "run" / "report.html").read_text()
+
+
+def _predicted_config():
+    return fast_config(
+        initial_samples=8,
+        iterations=3,
+        evaluation={"calibration_images": 64, "reevaluate": "predicted", "reevaluate_sample": 2},
+    )
+
+
+def test_reevaluate_predicted_measures_the_front_and_a_sample_and_shifts_the_rest(tmp_path) -> None:
+    from nat.search.archive import Phase
+
+    with NATSearch(_predicted_config(), tmp_path / "run") as search:
+        search.run()
+        archive, objectives = search.archive, search.objectives
+    records = archive.records
+    predicted = [r for r in records if r.phase == Phase.PREDICTED]
+    assert predicted, "members beyond the front and the sample are predicted, not measured"
+    assert archive.evaluations() == len(records) - len(predicted)
+    for iteration in (1, 2, 3):
+        before = {r.subnet: r for r in archive.current(before_iteration=iteration)}
+        shifted = [r for r in predicted if r.iteration == iteration]
+        planned = [
+            r
+            for r in records
+            if r.iteration == iteration
+            and r.phase == Phase.REEVAL
+            and not archive.has(iteration, Phase.PREDICTED, r.subnet)
+        ]
+        # the front of the archive before the iteration, and 2 others, were re-measured in full
+        front = {r.subnet for r in objectives.front(list(before.values()))}
+        assert front <= {r.subnet for r in planned} and len(planned) == len(front) + 2
+        # every other member: its earlier top-1 plus the median change of the planned re-measurements
+        shift = float(np.median([r.top1 - before[r.subnet].top1 for r in planned]))
+        assert len(shifted) == len(before) - len(planned)
+        for r in shifted:
+            assert r.top1 == pytest.approx(min(1.0, max(0.0, before[r.subnet].top1 + shift)))
+            assert r.values["madds"] == before[r.subnet].values["madds"]
+    # the front a run reports holds measurements only
+    assert all(r.phase != Phase.PREDICTED for r in objectives.front(archive.current()))
+    front_file = json.loads((tmp_path / "run" / "front.json").read_text())
+    assert front_file and all(m["phase"] != "predicted" for m in front_file)
+
+
+def test_reevaluate_predicted_resumes_to_the_same_archive(tmp_path, at_evaluation) -> None:
+    config = _predicted_config()
+    with NATSearch(config, tmp_path / "straight") as straight:
+        straight.run()
+    expected = (tmp_path / "straight" / "archive.jsonl").read_text()
+    restore = at_evaluation(14)  # inside iteration 1 or 2, after an adaptation
+    with pytest.raises(KeyboardInterrupt):
+        NATSearch(config, tmp_path / "crashed").run()
+    restore()
+    NATSearch(config, tmp_path / "crashed", resume=True).run()
+    assert (tmp_path / "crashed" / "archive.jsonl").read_text() == expected

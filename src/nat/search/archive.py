@@ -44,6 +44,9 @@ class Phase(StrEnum):
     CANDIDATE = "candidate"  # proposed by the strategy in iteration i
     REEVAL = "reeval"  # an archive member re-measured after iteration i's adaptation
     CARRIED = "carried"  # a retarget run's iteration 0: measured by its source run (`nat.search.retarget`)
+    #: not a measurement: an archive member's top-1 after iteration i's adaptation, its earlier value
+    #: shifted by the change the re-measured members showed (``evaluation.reevaluate: predicted``)
+    PREDICTED = "predicted"
 
 
 @dataclass(frozen=True)
@@ -224,14 +227,20 @@ class Archive:
         append_line(self.path, archive_line(record, len(self.records)))
         self._remember(record)
 
-    def current(self, before_iteration: int | None = None) -> list[Record]:
-        """Latest record per subnet (optionally only records of iterations ``< before_iteration``), in
-        order of each subnet's first appearance."""
+    def current(self, before_iteration: int | None = None, measured_only: bool = False) -> list[Record]:
+        """Latest record per subnet (optionally only records of iterations ``< before_iteration``, only
+        measurements), in order of each subnet's first appearance."""
         latest: dict[Subnet, Record] = {}
         for r in self.records:
+            if measured_only and r.phase == Phase.PREDICTED:
+                continue
             if before_iteration is None or r.iteration < before_iteration:
                 latest[r.subnet] = r
         return list(latest.values())
+
+    def evaluations(self) -> int:
+        """How many records are measurements (predicted values are not): what a run's evaluations cost."""
+        return sum(r.phase != Phase.PREDICTED for r in self.records)
 
 
 @dataclass(frozen=True)

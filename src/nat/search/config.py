@@ -121,8 +121,17 @@ class EvaluationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     calibration_images: int = Field(500, ge=1, description="training images used for BN recalibration")
     max_val_images: int | None = Field(None, ge=1, description="cap on search-validation images")
-    reevaluate: Literal["all", "front", "none"] = Field(
-        "all", description="archive members re-measured after each adaptation (the paper: all)"
+    reevaluate: Literal["all", "front", "predicted", "none"] = Field(
+        "all",
+        description="archive members re-measured after each adaptation (the paper: all). predicted: the "
+        "front and reevaluate_sample others in full, the rest shifted by the median change those showed, "
+        "and any predicted member that reaches the front measured (docs/search.md)",
+    )
+    reevaluate_sample: int = Field(
+        8,
+        ge=1,
+        description="reevaluate: predicted: archive members beyond the front re-measured in full after "
+        "each adaptation (drawn with the run seed), from which the others' change is estimated",
     )
     calibration_cache_mb: float = Field(
         1024,

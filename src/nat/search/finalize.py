@@ -511,7 +511,7 @@ def write_run_report(run: RunDir, models: list[dict[str, Any]] | None = None) ->
         f"{n} ({d.dataset})" if n != d.dataset else n
         for n, d in zip(config.task_names, config.tasks, strict=True)
     )
-    facts = report_facts(config, task, len(run.archive.records), len(problem_front), models)
+    facts = report_facts(config, task, run.archive.evaluations(), len(problem_front), models)
     return write_report(
         run.path,
         title=f"NAT run: {run.path.resolve().name}",

@@ -55,6 +55,7 @@ from nat.search.objective_set import ObjectiveSet
 from nat.search.parts import RunParts
 from nat.search.phases import RunClock
 from nat.search.rundir import RunDir
+from nat.search.seeds import SeedTag, iteration_seed
 from nat.search.strategies import Proposal, make_strategy
 from nat.search.termination import Progress, Termination, termination_from_config
 from nat.search.warm_start import warm_start_for
@@ -198,7 +199,7 @@ class NATSearch:
 
     def _stop_reason(self, budget: Termination, iteration: int, clock: RunClock) -> str | None:
         """Why the run stops before ``iteration`` (rank 0; None: it goes on), logged."""
-        reason = budget.reason(Progress(iteration, clock.seconds(), len(self.archive.records)))
+        reason = budget.reason(Progress(iteration, clock.seconds(), self.archive.evaluations()))
         if reason is not None:
             log.info("%s", reason)
         return reason
@@ -252,6 +253,8 @@ class NATSearch:
             measured = self.evaluate(candidates, iteration, Phase.CANDIDATE, timer)
         with timer.phase("reevaluation"):
             self.evaluate(reevaluate, iteration, Phase.REEVAL, timer)
+            if self.config.evaluation.reevaluate == "predicted" and reevaluate:
+                self.predict_the_rest(iteration, timer)
         c.on_main(
             lambda: self.record(
                 iteration,
@@ -267,7 +270,8 @@ class NATSearch:
         """What every process needs of iteration ``iteration``: each task's elite genomes (adaptation's
         distribution), the candidates to measure, and the archive members to re-measure (rank 0)."""
         before = self.archive.current(before_iteration=iteration)
-        return phases.elite_genomes(self.parts, before), proposal.subnets, self.reevaluation_set(before)
+        reevaluate = self.reevaluation_set(before, iteration)
+        return phases.elite_genomes(self.parts, before), proposal.subnets, reevaluate
 
     # ----------------------------------------------------------------- phases (`nat.search.phases`)
     def initial_subnets(self) -> list[Subnet]:
@@ -287,13 +291,28 @@ class NATSearch:
         archive = self.archive if self.main else None
         return phases.evaluate(self.parts, self.objectives, archive, subnets, iteration, kind, clock)
 
-    def reevaluation_set(self, before: Sequence[Record]) -> list[Subnet]:
+    def reevaluation_set(self, before: Sequence[Record], iteration: int) -> list[Subnet]:
         """Archive members to re-measure after adaptation (the paper: all of them)."""
-        mode = self.config.evaluation.reevaluate
+        evaluation = self.config.evaluation
+        mode = evaluation.reevaluate
         if mode == "none" or self.config.adaptation.epochs == 0:
             return []
-        chosen = before if mode == "all" else self.front(before)
-        return [r.subnet for r in chosen]
+        if mode == "all":
+            return [r.subnet for r in before]
+        front = [r.subnet for r in self.front(before)]
+        if mode == "front":
+            return front
+        seed = iteration_seed(self.config.seed, iteration, SeedTag.REEVALUATION_SAMPLE)
+        return front + phases.reevaluation_sample(before, front, evaluation.reevaluate_sample, seed)
+
+    def predict_the_rest(self, iteration: int, clock: phases.PhaseClock) -> None:
+        """``reevaluate: predicted``: shift the members not re-measured by the change the re-measured
+        ones showed, then measure every predicted member that reaches the front, until the front holds
+        measurements only (`nat.search.phases.predict_unmeasured`)."""
+        while todo := self.collective.decide(
+            lambda: phases.predict_unmeasured(self.config, self.objectives, self.archive, iteration)
+        ):
+            self.evaluate(todo, iteration, Phase.REEVAL, clock)
 
     def record(self, iteration: int, info: dict[str, Any], state: dict[str, Any], clock: RunClock) -> None:
         """Log the iteration and write its front and history (`nat.search.phases.record`)."""

@@ -266,6 +266,53 @@ def evaluate(
     return [found[s] for s in subnets if s in found]
 
 
+def reevaluation_sample(before: Sequence[Record], front: Sequence[Subnet], k: int, seed: int) -> list[Subnet]:
+    """``reevaluate: predicted``: ``k`` archive members beyond ``front`` drawn uniformly (``seed``), in
+    archive order: an unbiased sample of how adaptation moved the members that are not re-measured."""
+    others = [r.subnet for r in before if r.subnet not in set(front)]
+    if len(others) <= k:
+        return others
+    chosen = set(np.random.default_rng(seed).choice(len(others), k, replace=False).tolist())
+    return [s for i, s in enumerate(others) if i in chosen]
+
+
+def predict_unmeasured(
+    config: SearchConfig, objectives: ObjectiveSet, archive: Archive, iteration: int
+) -> list[Subnet]:
+    """``reevaluate: predicted``, after iteration ``iteration``'s re-measurements: every archive member
+    not re-measured gets a `Phase.PREDICTED` record, its accuracies shifted by the median change of the
+    members that were (each accuracy objective its own shift; in a many-task run ``top1`` is again the
+    tasks' mean). Returns the predicted members now on the front, to be measured: the front a run
+    reports and selects from then holds measurements only.
+
+    The shift comes from the planned re-measurements alone (not from predicted members measured later),
+    and predictions already recorded are kept, so a resumed run predicts exactly what it would have."""
+    before = archive.current(before_iteration=iteration)
+    remeasured = {
+        r.subnet: r
+        for r in archive.records
+        if r.iteration == iteration
+        and r.phase == Phase.REEVAL
+        and not archive.has(iteration, Phase.PREDICTED, r.subnet)
+    }
+    names = [config.accuracy_objective(t) for t in config.task_names]
+    pairs = [(r, remeasured[r.subnet]) for r in before if r.subnet in remeasured]
+    shift = {
+        name: float(np.median([new.values[name] - old.values[name] for old, new in pairs])) if pairs else 0.0
+        for name in names
+    }
+    for r in before:
+        if r.subnet in remeasured or archive.has(iteration, Phase.PREDICTED, r.subnet):
+            continue
+        values = dict(r.values)
+        for name in names:
+            values[name] = min(1.0, max(0.0, values[name] + shift[name]))
+        if config.many_task:
+            values["top1"] = float(np.mean([values[n] for n in names]))
+        archive.append(Record(iteration, Phase.PREDICTED, r.subnet, r.genome, values["top1"], values))
+    return [r.subnet for r in objectives.front(archive.current()) if r.phase == Phase.PREDICTED]
+
+
 def measure(parts: RunParts, subnet: Subnet, latency: bool) -> dict[str, float]:
     """The measured values of one subnet: each task's top-1 (under its accuracy objective) and, if
     asked, latency (once, on the first task's supernet). In a many-task run ``top1`` is the tasks'

@@ -214,7 +214,7 @@ def plan_retarget(
         tables = {name: LatencyTable.load(files) for name, files in config.latency_tables().items()}
         objectives = ObjectiveSet(config.objective_names, narrowed, classes, config.constraints, tables)
         objectives.check_satisfiable(min(narrowed.width_mults))
-        if not carried_values(run.archive.current(), objectives, measure_latency=None):
+        if not carried_values(run.archive.current(measured_only=True), objectives, measure_latency=None):
             raise ConfigError(
                 f"none of the subnets {source} measured lies in the space asked for (resolutions "
                 f"{list(narrowed.resolutions)}); keep at least one of the source's resolutions"
@@ -272,7 +272,7 @@ def carry_records(
             "the one recorded); start the retarget again in a new folder"
         )
     with RunDir.open(path) as run:
-        records = run.archive.current()
+        records = run.archive.current(measured_only=True)
     carried = carried_values(records, objectives, measure_latency)
     for subnet, values in carried:
         if not archive.has(0, Phase.CARRIED, subnet):

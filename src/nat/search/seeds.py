@@ -26,6 +26,7 @@ class SeedTag(IntEnum):
     SURROGATE_TOP1 = 1  # adaptive switching's folds and the accuracy surrogate's own randomness
     SURROGATE_LATENCY = 2  # the same for the latency surrogate
     CANDIDATES = 3  # the strategy's proposal: NSGA-III / GA, candidate selection, random sampling
+    REEVALUATION_SAMPLE = 4  # reevaluate: predicted: which members beyond the front are re-measured
     FRESH_WEIGHTS = 99  # initial weights of a supernet built from scratch (in place of the iteration)
     NEW_CLASSIFIER = 98  # a pretrained supernet's new classifier for the task's classes (likewise)
 

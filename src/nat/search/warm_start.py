@@ -129,7 +129,7 @@ def read_source(path: Path, space: SearchSpace) -> SourceRun:
     """One earlier run's measured records (its current archive), checked to share ``space``."""
     with RunDir.open(path) as run:
         _check_space(run, space)
-        records = [r for r in run.archive.current() if r.subnet.r in space.resolutions]
+        records = [r for r in run.archive.current(measured_only=True) if r.subnet.r in space.resolutions]
         front_ids = {id(r) for r in pareto_front(records, ["top1", "madds"])}
         return SourceRun(
             path=str(path.resolve()),
