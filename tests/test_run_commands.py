@@ -256,15 +256,6 @@ def test_library_api(tmp_path) -> None:
         nat.search("smoke", out=tmp_path / "lib", overrides={**overrides, "seed": 3})
 
 
-def test_readme_library_example_runs(tmp_path, monkeypatch) -> None:
-    """The README's Library section example, executed as written (in a temporary folder)."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = re.search(r"<!-- example: library -->\s*```python\n(.*?)```", readme, re.S)
-    assert block, "README.md lacks the library example block"
-    monkeypatch.chdir(tmp_path)
-    exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
-
-
 def test_eval_reads_a_nat_release_folder(tmp_path, capsys) -> None:
     """A release folder (net.config + net.weights as users download them) evaluates like nat's own."""
     import torch

@@ -269,7 +269,8 @@ def evaluate(
 def reevaluation_sample(before: Sequence[Record], front: Sequence[Subnet], k: int, seed: int) -> list[Subnet]:
     """``reevaluate: predicted``: ``k`` archive members beyond ``front`` drawn uniformly (``seed``), in
     archive order: an unbiased sample of how adaptation moved the members that are not re-measured."""
-    others = [r.subnet for r in before if r.subnet not in set(front)]
+    measured = set(front)
+    others = [r.subnet for r in before if r.subnet not in measured]
     if len(others) <= k:
         return others
     chosen = set(np.random.default_rng(seed).choice(len(others), k, replace=False).tolist())
