@@ -126,19 +126,6 @@ def test_many_task_quick_compares_many_and_single_task_runs(tmp_path: Path) -> N
     assert json.loads(out.read_text())
 
 
-def test_split_difficulty_scores_three_splits_and_nearest_neighbours(tmp_path: Path) -> None:
-    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
-        pytest.skip("needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
-    out = tmp_path / "split_difficulty.json"
-    run_bench("split_difficulty", "--out", str(out))
-    result = json.loads(out.read_text())
-    assert set(result["splits"]) == {"train_sample", "val", "test"}
-    for name in ("val", "test"):
-        split = result["splits"][name]
-        assert 0.5 < split["nn1_pixel_top1"] < 1 and 0.5 < split["subnet_top1"] < 1
-        assert sum(b["images"] for b in split["by_nn_distance_quartile"]) == split["images"]
-
-
 def test_supernet_paired_finds_no_difference_between_a_supernet_and_itself(tmp_path: Path) -> None:
     if not Path("/usr/share/datasets/fashion-mnist").is_dir():
         pytest.skip("needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
