@@ -387,7 +387,7 @@ class SearchConfig(RuntimeSettings):
         None,
         ge=1,
         description="no iteration starts once the archive holds this many evaluations (re-evaluations "
-        "included): a fixed cost for comparing strategies or settings",
+        "included, predicted values not): a fixed cost for comparing strategies or settings",
     )
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
     nsga3: NSGA3Config = Field(default_factory=NSGA3Config)

@@ -55,7 +55,7 @@ class TimeBudget:
 
 @dataclass(frozen=True)
 class EvaluationBudget:
-    """No iteration starts once the archive holds ``evaluations`` records, re-evaluations included
+    """No iteration starts once the archive holds ``evaluations`` measurements, re-evaluations included
     (``max_evaluations``): the cost measure a comparison of strategies fixes."""
 
     evaluations: int
