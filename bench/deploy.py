@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from many_task import code_version, machine  # noqa: E402
+from many_task import code_version, machine, write_result  # noqa: E402
 from nat.data import loader_from_config  # noqa: E402
 from nat.data.loaders import make_loader  # noqa: E402
 from nat.export.deploy import (  # noqa: E402
@@ -340,9 +340,7 @@ def main() -> None:
         threads=args.threads,
         commit=code_version(),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(out, result, indent=2)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ fill it, into bench/results/evaluation_speed_cuda.json (issue 43's GPU target: e
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from many_task import code_version, machine  # noqa: E402
+from many_task import code_version, machine, write_result  # noqa: E402
 from nat.runtime import process_settings  # noqa: E402
 from nat.search import load_config  # noqa: E402
 from nat.search.evaluator import calibration_images  # noqa: E402
@@ -317,9 +316,7 @@ def main() -> int:
         "settings": results,
         **({"calibration_fidelity": fidelity} if args.fidelity else {}),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(out, record)
     return 0
 
 

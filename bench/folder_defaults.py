@@ -25,7 +25,6 @@ top-1, the best, and the wall time; per task ``best_test_top1_difference`` (fold
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from many_task import code_version, machine  # noqa: E402
+from many_task import code_version, machine, write_result  # noqa: E402
 from nat.data.registry import get_source  # noqa: E402
 from nat.runs import run_search  # noqa: E402
 from nat.search import load_config  # noqa: E402
@@ -173,9 +172,7 @@ def main() -> int:
         "machine": machine(),
         "tasks": results,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(out, record)
     return 0
 
 

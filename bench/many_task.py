@@ -134,6 +134,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+def write_result(out: Path, record: dict[str, Any], indent: int = 1) -> None:
+    """Write a benchmark's result file (JSON, folders made as needed) and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=indent) + "\n")
+    print(f"wrote {out}")
+
+
 def code_version() -> str:
     """The commit of this checkout, with ``+changes`` if files differ from it ('unknown' outside git)."""
     try:

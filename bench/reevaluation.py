@@ -108,7 +108,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from many_task import code_version, machine
+    from many_task import code_version, machine, write_result
 
     seeds = args.seeds[:1] if args.quick else args.seeds
     todo = [(p, s) for s in seeds for p in args.policies]
@@ -159,9 +159,7 @@ def main() -> int:
         "runs": runs,
     }
     out = args.out or (RESULT.with_name("reevaluation_quick.json") if args.quick else RESULT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(out, record)
     return 0
 
 
