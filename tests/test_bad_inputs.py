@@ -225,6 +225,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("strategy", [*S, "--set", "strategy=grid"], "strategy"),
     ("strategy-typo", [*S, "--set", "strategy=randon"], "did you mean 'random'"),
     ("max-evaluations", [*S, "--set", "max_evaluations=0"], "max_evaluations"),
+    ("reevaluate-policy", [*S, "--set", "evaluation.reevaluate=some"], "evaluation.reevaluate"),
+    ("reevaluate-sample", [*S, "--set", "evaluation.reevaluate_sample=0"], "evaluation.reevaluate_sample"),
+    ("host-memory", [*S, "--set", "reuse_host_memory=sometimes"], "reuse_host_memory"),
     (
         "task-names",
         [*S, "--set", "data=[{{dataset: digits, name: a}}, {{dataset: mnist5k, name: a}}]"],
