@@ -267,6 +267,45 @@ def test_two_processes_write_the_one_process_archive(tmp_path) -> None:
     assert (tmp_path / "two" / "models" / index[0]["name"] / "model.safetensors").is_file()
 
 
+def retarget_source(tmp_path: Path) -> tuple[Path, dict[Path, bytes]]:
+    """A finished smoke search without adaptation (a retarget's source) and its files' bytes."""
+    off = {"adaptation.initial_epochs": 0, "adaptation.epochs": 0, "iterations": 1, "initial_samples": 6}
+    source = tmp_path / "source"
+    run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(source), **off))
+    return source, {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+
+
+RETARGET = ["--set", "constraints.params=2e5", "--iterations", "1"]
+
+
+def test_a_retarget_under_torchrun_writes_the_one_process_archive(tmp_path) -> None:
+    """`nat retarget` under torchrun (issue 41): without adaptation, a 2-process retarget carries the
+    source's records and measures its candidates exactly as one process does; the source is only read."""
+    source, before = retarget_source(tmp_path)
+    run_nat([*launcher(1), "retarget", str(source), "--out", str(tmp_path / "one"), *RETARGET])
+    two = run_nat([*launcher(2), "retarget", str(source), "--out", str(tmp_path / "two"), *RETARGET])
+    one_archive = (tmp_path / "one" / "archive.jsonl").read_text()
+    assert '"phase": "carried"' in one_archive and '"phase": "candidate"' in one_archive
+    assert (tmp_path / "two" / "archive.jsonl").read_text() == one_archive
+    assert two.stdout.count("front:") == 1
+    assert "2 processes (torchrun)" in (tmp_path / "two" / "search.log").read_text()
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_a_retarget_under_torchrun_adapts_and_delivers_with_ddp(tmp_path) -> None:
+    """With --adapt-epochs the processes adapt the source's supernet together (DDP) on subnets that
+    meet the new bound and fine-tune the delivered model; the source is never written."""
+    source, before = retarget_source(tmp_path)
+    adapt = ["--adapt-epochs", "0.05", "--set", "finalize.models=1", "--set", "finalize.finetune_epochs=0.05"]
+    run_nat([*launcher(2), "retarget", str(source), "--out", str(tmp_path / "adapted"), *RETARGET, *adapt])
+    log = (tmp_path / "adapted" / "search.log").read_text()
+    assert "iter 1 adapt" in log and "2 processes (torchrun)" in log
+    index = json.loads((tmp_path / "adapted" / "models.json").read_text())
+    assert len(index) == 1 and index[0]["params"] <= 2e5
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.slow
 def test_two_nodes_write_the_one_process_archive(tmp_path) -> None:
     """The documented two-machine command, as two torchrun launchers of one process each on this

@@ -36,7 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 #: sub-commands that run under torchrun (several processes sharing the work, docs/scale.md); the others
 #: refuse, rather than run N copies of the same work against the same folders
-TORCHRUN_COMMANDS = frozenset({"search", "pretrain", "export"})
+TORCHRUN_COMMANDS = frozenset({"search", "retarget", "pretrain", "export"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command not in TORCHRUN_COMMANDS and torchrun_world() > 1:
             raise DistributedError(
                 f"nat {args.command} does not share work between processes: run it as one process, "
-                f"without torchrun (nat search, nat pretrain and nat export run under torchrun)"
+                f"without torchrun (nat search, nat retarget, nat pretrain and nat export run under torchrun)"
             )
         return int(args.func(args) or 0)
     except NATError as exc:
