@@ -70,9 +70,11 @@ cat "$WORK/env.txt"
 
 stage throughput 140 $PY bench/supernet_throughput.py --device cuda --subnets 6 --precisions fp32 bf16 \
   --out "$WORK/supernet_throughput_cuda.json"
-stage smoke_search 60 $PY -m nat search --preset smoke --set device=cuda --precision bf16 \
-  --out "$WORK/smoke_run"
-rm -f "$WORK"/smoke_run/*.safetensors "$WORK"/smoke_run/models/*/*.safetensors "$WORK"/smoke_run/models/*/*.onnx
+SMOKE=/tmp/nat_gpu_smoke_run  # the run folder stays on the machine; its summary and log come back
+rm -rf "$SMOKE"
+stage smoke_search 60 $PY -m nat search --preset smoke --set device=cuda --precision bf16 --out "$SMOKE"
+cp "$SMOKE/summary.md" "$WORK/smoke_summary.md" 2>/dev/null
+cp "$SMOKE/search.log" "$WORK/smoke_search.log" 2>/dev/null
 pack
 stage cuda_tests 100 $PY -m pytest -m cuda -q -p no:cacheprovider -o addopts="" tests
 stage new_shapes 120 $PY bench/supernet_throughput.py --device cuda --precisions bf16 --sequence 24 \

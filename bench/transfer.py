@@ -6,10 +6,11 @@ fine-tune of each front model) against the conventional approach, fine-tuning a 
 budget as one NAT model received (its share of adaptation plus its own fine-tune) and the same
 learning rate (the preset's ``finalize.lr``). Test-split top-1.
 
-    python bench/transfer.py [--tasks mnist5k digits] [--seed 0] [--threads 1] [--out FILE.json]
+    python bench/transfer.py [--tasks mnist5k digits] [--seed 0] [--threads 1] [--out FILE.json] [--plot]
 
-Writes bench/results/transfer.json and bench/results/transfer.png. Target (issue 6): every baseline
-point is dominated by some NAT front member.
+Writes bench/results/transfer/transfer_seedS.json (with the machine, threads and commit) and, with
+--plot, the fronts beside it as a PNG; `bench/transfer_summary.py` summarises the seeds. Target
+(issue 6): every baseline point is dominated by some NAT front member.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from many_task import code_version, machine  # noqa: E402
 from nat.objectives import profile_subnet  # noqa: E402
 from nat.search import NATSearch, load_config  # noqa: E402
 from nat.search.finalize import extract_and_test, finalize, finetune_subnet  # noqa: E402
@@ -37,7 +39,7 @@ from nat.search.supernets import load_supernets  # noqa: E402
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import Supernet  # noqa: E402
 
-RESULT = ROOT / "bench" / "results" / "transfer.json"
+RESULTS = ROOT / "bench" / "results" / "transfer"
 #: the benchmark's NAT settings (command-line defaults)
 ITERATIONS, FINETUNE_EPOCHS, MODELS, VAL_SIZE = 6, 5.0, 5, 300
 
@@ -59,11 +61,11 @@ def finetune_fixed(
         weight_decay=cfg.adaptation.weight_decay,
         label_smoothing=cfg.adaptation.label_smoothing,
         seed=seed,
-        device=search.device,
+        device=search.parts.device,
         desc=f"baseline {subnet.r}px",
     )
     _, scores = extract_and_test(
-        net, subnet, search.evaluator.calibrator, search.task, cfg.data, seed=seed, device=search.device
+        net, subnet, search.evaluator.calibrator, search.task, cfg.data, seed=seed, device=search.parts.device
     )
     return float(scores["top1"])
 
@@ -193,17 +195,23 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=VAL_SIZE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--out", type=Path, default=RESULT, help="result JSON (the plot goes beside it)")
+    parser.add_argument("--out", type=Path, help="result JSON (default: transfer/transfer_seedS.json)")
+    parser.add_argument("--plot", action="store_true", help="also plot the fronts (a PNG beside --out)")
     args = parser.parse_args()
+    args.out = args.out or RESULTS / f"transfer_seed{args.seed}.json"
     torch.set_num_threads(args.threads)
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     logging.basicConfig(level=logging.WARNING)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             results[task] = run_task(task, args, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
-    plot(results, args.out.with_suffix(".png"))
+    run = {"machine": machine(), "threads": args.threads, "commit": commit, "seed": args.seed}
+    run["tasks"] = results
+    args.out.write_text(json.dumps(run, indent=1))
+    if args.plot:
+        plot(results, args.out.with_suffix(".png"))
     for task, res in results.items():
         print(f"{task}:")
         for p in sorted(res["nat"], key=lambda p: p["madds"]):
@@ -213,7 +221,7 @@ def main() -> None:
                 f"  {b['name']:<8} {b['madds'] / 1e6:7.2f} M  test top-1 {100 * b['top1']:.2f}%  "
                 f"dominated by NAT: {b['dominated_by_nat']}"
             )
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    print(f"wrote {args.out}" + (f" and {args.out.with_suffix('.png')}" if args.plot else ""))
 
 
 if __name__ == "__main__":

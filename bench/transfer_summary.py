@@ -2,8 +2,8 @@
 
 One run of `bench/transfer.py` compares models whose test top-1 differ by a few tenths of a point on
 1,000 (mnist5k) or 360 (digits) test images, so a single seed cannot say whether NAT's win is real.
-This script reads every stored run (`bench/results/transfer.json`, written by the default seed 0, and
-`transfer_seedN.json`) and reports, per task and baseline:
+This script reads every stored run (`bench/results/transfer/transfer_seedN.json`) and reports, per task
+and baseline:
 
 - how many seeds have the baseline point dominated by a NAT front member (the issue's target);
 - the paired margin: NAT's best front model *with at most the baseline's MAdds* minus the baseline,
@@ -33,7 +33,9 @@ OUT = RESULTS / "transfer_summary.json"
 
 def seed_of(path: Path, run: dict) -> int:
     """The run's seed: stored in the file by newer runs, else read from the name (`transfer.json` is
-    what `bench/transfer.py` writes for its default seed 0)."""
+    what `bench/transfer.py` once wrote for its default seed 0)."""
+    if "seed" in run:
+        return int(run["seed"])
     for res in run.values():
         if "seed" in res:
             return int(res["seed"])
@@ -125,18 +127,22 @@ def main() -> None:
     parser.add_argument("files", nargs="*", type=Path, help="default: every stored transfer run")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    files = args.files or sorted([RESULTS / "transfer.json", *RESULTS.glob("transfer_seed*.json")])
+    files = args.files or sorted((RESULTS / "transfer").glob("transfer_seed*.json"))
     files = [f for f in files if f.exists()]
     if not files:
         raise SystemExit("no transfer runs found: run `python bench/transfer.py` first")
     runs: dict[int, dict] = {}
+    provenance: dict[int, dict] = {}
     for path in files:
         run = json.loads(path.read_text())
         seed = seed_of(path, run)
         if seed in runs:
             raise SystemExit(f"{path}: seed {seed} appears twice among the runs given")
-        runs[seed] = run
+        runs[seed] = run.get("tasks", run)  # files before the machine was recorded hold the tasks alone
+        recorded = {k: run[k] for k in ("machine", "threads", "commit") if k in run}
+        provenance[seed] = {"file": path.name, **recorded}
     summary = summarise(runs)
+    summary["runs"] = {str(seed): provenance[seed] for seed in sorted(provenance)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
     print(f"seeds {summary['seeds']}: target met on {summary['target_met_on_seeds']}")

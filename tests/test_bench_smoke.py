@@ -158,15 +158,22 @@ def test_finetune_lr_measures_search_val_and_test_per_learning_rate(tmp_path: Pa
 
 
 def test_transfer_fine_tunes_baselines_at_the_learning_rate_of_nat_models(tmp_path: Path) -> None:
-    out = tmp_path / "transfer.json"
+    out = tmp_path / "transfer_seed0.json"
     run_bench(
         "transfer", "--tasks", "digits", "--iterations", "1", "--finetune-epochs", "0.2", "--models", "2",
-        "--threads", "1", "--out", str(out),
+        "--threads", "1", "--out", str(out), "--plot",
     )  # fmt: skip
-    result = json.loads(out.read_text())["digits"]
+    run = json.loads(out.read_text())
+    assert run["threads"] == 1 and run["seed"] == 0 and run["commit"] and run["machine"]["cpus"]
+    result = run["tasks"]["digits"]
     assert {b["name"] for b in result["baseline"]} == {"largest", "similar_madds"}
     assert all(b["lr"] == result["budget"]["finetune_lr"] for b in result["baseline"])
-    assert 1 <= len(result["nat"]) <= 2 and (tmp_path / "transfer.png").is_file()
+    assert 1 <= len(result["nat"]) <= 2 and (tmp_path / "transfer_seed0.png").is_file()
+    summary = tmp_path / "summary.json"
+    run_bench("transfer_summary", str(out), "--out", str(summary))
+    written = json.loads(summary.read_text())
+    assert written["seeds"] == [0] and written["runs"]["0"]["commit"] == run["commit"]
+    assert set(written["tasks"]["digits"]["baselines"]) == {"largest", "similar_madds"}
 
 
 def test_retarget_quick_compares_retarget_and_fresh_search(tmp_path: Path) -> None:
