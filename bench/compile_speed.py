@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import copy
-import json
 import os
 import platform
 import random
@@ -56,6 +55,7 @@ from nat.supernet import Supernet  # noqa: E402
 from nat.supernet.checkpoint import load_supernet  # noqa: E402
 from nat.train.engine import param_groups  # noqa: E402
 from nat.train.standalone import compiled  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "compile_speed.json"
 SETTINGS = {  # name: (supernet source, resolution, training batch, test batch)
@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--warm", action="store_true", help="keep torch's compile caches (default: cold)")
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     results = {name: measure(name, device, args.rounds, args.backend) for name in args.setting}
@@ -193,8 +194,7 @@ def main() -> None:
         "notes": "medians over interleaved rounds; compile times include the first two steps or batches; "
         "break-even = compile time / time saved per step (or per test image); null: compiled is not faster",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    write_result(args.out, out, threads=args.threads, commit=commit)
     for name, r in results.items():
         s = r["train_step_seconds"]
         print(

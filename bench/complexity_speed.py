@@ -1,13 +1,13 @@
 """Analytic complexity speed: MAdds and params of 10,000 genomes of the paper's space.
 
-    python bench/complexity_speed.py      # writes bench/results/complexity_speed.json
+    python bench/complexity_speed.py [--out FILE]     # writes bench/results/complexity_speed.json
 
 Target (issue 2): 10,000 subnets in well under a second.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import statistics
 import sys
 import time
@@ -20,9 +20,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from nat.objectives import ComplexityTable  # noqa: E402
 from nat.space import get_space, sample_genomes  # noqa: E402
+from record import write_result  # noqa: E402
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "complexity_speed.json")
+    args = parser.parse_args()
     space = get_space()
     start = time.perf_counter()
     table = ComplexityTable(space, 1000)
@@ -40,13 +44,10 @@ def main() -> None:
         "mean_madds_M": float(madds.mean() / 1e6),
         "mean_params_M": float(params.mean() / 1e6),
     }
-    out = ROOT / "bench" / "results" / "complexity_speed.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    write_result(args.out, result, threads=1)
     print(
         f"10,000 subnets: {1000 * result['seconds_10k']:.2f} ms (table built once in {1000 * build:.0f} ms)"
     )
-    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Writes bench/results/data_speed.json. Usage: ``python bench/data_speed.py [--sec
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -37,6 +36,7 @@ from torchvision import transforms
 
 from nat.data import TensorSplit, load_dataset, make_loader
 from nat.data.datasets import FASHION_MNIST_DEFAULT_ROOT
+from record import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_speed.json"
 
@@ -103,6 +103,7 @@ def main() -> int:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[32, 224])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="baseline DataLoader workers")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     name = "fashion-mnist" if FASHION_MNIST_DEFAULT_ROOT.is_dir() else "mnist5k"
@@ -177,9 +178,7 @@ def main() -> int:
             "torchvision": torchvision.__version__,
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_result(args.out, report, indent=2, threads=1)
     return 0
 
 

@@ -51,7 +51,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from many_task import code_version, machine, write_result  # noqa: E402
 from nat.data import loader_from_config  # noqa: E402
 from nat.data.loaders import make_loader  # noqa: E402
 from nat.export.deploy import (  # noqa: E402
@@ -67,6 +66,7 @@ from nat.search.parts import RunParts  # noqa: E402
 from nat.search.rundir import RunDir  # noqa: E402
 from nat.search.supernets import supernet_for  # noqa: E402
 from nat.space.subnet import Subnet  # noqa: E402
+from record import code_version, machine, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 RUNTIMES = ("onnx", "executorch")

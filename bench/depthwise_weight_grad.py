@@ -17,7 +17,6 @@ Writes bench/results/depthwise_weight_grad.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from nat.supernet.depthwise import (  # noqa: E402
     weight_grad_matmul,
     weight_grad_method,
 )
+from record import code_version, write_result  # noqa: E402
 
 #: the batched product grows with the square of the map: at 32x32 it takes 60-300 ms per call
 #: (oneDNN about 1-20 ms), so larger maps are not timed with it (it is never picked there)
@@ -139,6 +139,7 @@ def main() -> None:
         "--out", type=Path, default=RESULT, help="default: bench/results/depthwise_weight_grad.json"
     )
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     rows = []
     for channels, size, stride in SHAPES:
@@ -170,8 +171,7 @@ def main() -> None:
         "inputs; a pick counts as the fastest within 5%; the product is timed on maps up to "
         f"{PRODUCT_MAX_SIZE}x{PRODUCT_MAX_SIZE} only",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result, threads=args.threads, commit=commit)
     print(
         f"all shapes: oneDNN only {result['total_ms_onednn_only']:.0f} ms, without the C kernel "
         f"{result['total_ms_without_native']:.0f} ms, "

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from distributed_scaling import torchrun  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "distributed_ceiling.json"
 MODES = ("no_sync", "ddp")
@@ -144,6 +145,7 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     sys.path.insert(0, str(ROOT / "src"))
     if args.worker:
         worker(args)
@@ -180,8 +182,7 @@ def main() -> None:
         },
         "raw": {"one_process_s": one, "two_process_s": two, "allreduce_s": allreduce},
     }
-    args.result.parent.mkdir(parents=True, exist_ok=True)
-    args.result.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.result, result, indent=2, threads=1, commit=commit)
     s = result["speedup"]
     print(
         f"ms per step: 1 process {ms['global_batch']:.0f} (batch {args.batch}), "

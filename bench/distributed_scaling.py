@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import code_version, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "bench" / "results" / "distributed_scaling.json"
 TARGET = 1.6
@@ -158,6 +160,7 @@ def main() -> None:
         "--result", type=Path, default=RESULT, help="where the JSON goes (default: %(default)s)"
     )
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     if args.worker:
         sys.path.insert(0, str(ROOT / "src"))
         worker(args)
@@ -190,9 +193,7 @@ def main() -> None:
     head = result[regimes[0]]
     result["adaptation_speedup"] = head["adaptation_speedup"]
     result["evaluation_speedup"] = head["evaluation_speedup"]
-    args.result.parent.mkdir(parents=True, exist_ok=True)
-    args.result.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.result}")
+    write_result(args.result, result, indent=2, threads=1, commit=commit)
 
 
 def measure(args: argparse.Namespace) -> dict:

@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from many_task import code_version, machine, write_result  # noqa: E402
 from nat.runtime import process_settings  # noqa: E402
 from nat.search import load_config  # noqa: E402
 from nat.search.evaluator import calibration_images  # noqa: E402
@@ -57,6 +56,7 @@ from nat.space.subnet import Subnet  # noqa: E402
 from nat.supernet import BNCalibrator, kept_bn_statistics  # noqa: E402
 from nat.train import evaluate_top1  # noqa: E402
 from paper_scale import make_jpegs, make_ofa_checkpoints  # noqa: E402
+from record import code_version, machine, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

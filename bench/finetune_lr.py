@@ -36,6 +36,7 @@ from nat.data.config import load_from_config, loader_from_config  # noqa: E402
 from nat.export import load_model  # noqa: E402
 from nat.search import SearchConfig, load_config  # noqa: E402
 from nat.train.evaluation import evaluate_accuracy  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 
 def nat(*args: str) -> None:
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune_lr.json")
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     if not (args.run / "state.json").is_file():
         print(f"{args.run} holds no finished run: running `nat quickstart --out {args.run}` first")
@@ -105,9 +107,7 @@ def main() -> None:
         "threads": args.threads,
         "rows": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result, indent=2, threads=args.threads, commit=commit)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ from nat.space import Subnet, get_space  # noqa: E402
 from nat.space.genome import encode  # noqa: E402
 from nat.supernet.static import StaticMobileNetV3  # noqa: E402
 from nat.versions import library_versions  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "latency_lut.json"
 TABLES = ROOT / "bench" / "results" / "latency_tables"
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULT, help=f"default: {RESULT.relative_to(ROOT)}")
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     TABLES.mkdir(parents=True, exist_ok=True)
     result_path = args.out
@@ -204,20 +206,13 @@ def main() -> None:
             f"p90 {100 * result['p90_abs_error']:.1f}%, "
             f"{result['table_entries']} entries built in {result['build_s']:.0f} s"
         )
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    result_path.write_text(
-        json.dumps(
-            {
-                "machine": torch.cuda.get_device_name() if args.only == "cuda" else cpu_name(),
-                "versions": {k: str(v) for k, v in library_versions().items()},
-                "date": time.strftime("%Y-%m-%d"),
-                "cases": list(results.values()),
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    print(f"wrote {result_path}")
+    record = {
+        "machine": torch.cuda.get_device_name() if args.only == "cuda" else cpu_name(),
+        "versions": {k: str(v) for k, v in library_versions().items()},
+        "date": time.strftime("%Y-%m-%d"),
+        "cases": list(results.values()),
+    }
+    write_result(result_path, record, threads=args.threads, commit=commit)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from nat.runtime.threads import torch_threads  # noqa: E402
 from nat.search import NATSearch, load_config  # noqa: E402
+from record import code_version  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TASKS = {
@@ -119,40 +118,6 @@ def compare(many: list[dict[str, Any]], single: list[dict[str, Any]]) -> list[di
             }
         )
     return out
-
-
-def machine() -> dict[str, Any]:
-    """What a benchmark's result file records of the machine it ran on."""
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-def write_result(out: Path, record: dict[str, Any], indent: int = 1) -> None:
-    """Write a benchmark's result file (JSON, folders made as needed) and say where."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=indent) + "\n")
-    print(f"wrote {out}")
-
-
-def code_version() -> str:
-    """The commit of this checkout, with ``+changes`` if files differ from it ('unknown' outside git)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def same_source(earlier: str | None, code: str) -> bool:

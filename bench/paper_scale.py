@@ -48,6 +48,7 @@ from nat.search.problem import run_nsga3  # noqa: E402
 from nat.search.strategies.surrogate import surrogate_problem  # noqa: E402
 from nat.space.genome import encode  # noqa: E402
 from nat.space.subnet import Subnet  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 #: the paper-sized CIFAR-10 run the projection is for (nat's defaults; CIFAR-10's 50,000 training
 #: images less the 10% search-validation hold-out)
@@ -320,6 +321,7 @@ def main() -> None:
         "--out", type=Path, default=None, help="default: bench/results/paper_scale[_cuda].json"
     )
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     result: dict = {
         "what": "paper-scale path at tiny budgets (OFA w1.0 + w1.2, 192-256 px, JPEG ImageFolder) and the "
         "projected cost of a paper-sized CIFAR-10 run",
@@ -356,9 +358,8 @@ def main() -> None:
     result["seconds"] = time.perf_counter() - t0
     name = "paper_scale" if args.device == "cpu" else "paper_scale_cuda"
     path = args.out or ROOT / "bench" / "results" / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path} ({result['seconds']:.0f} s)")
+    print(f"{result['seconds']:.0f} s in all")
+    write_result(path, result, indent=2, threads=args.threads, commit=commit)
 
 
 if __name__ == "__main__":

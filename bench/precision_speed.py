@@ -35,6 +35,7 @@ from nat.runtime.precision import PRECISIONS, Precision, enable_cuda_fast_path  
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import Supernet  # noqa: E402
 from nat.train import SupernetTrainer  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "precision_speed.json"
 SETTINGS = {  # name: (space, resolution, batch, classes)
@@ -118,7 +119,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     enable_cuda_fast_path(device)
@@ -130,9 +133,8 @@ def main() -> None:
         "torch": torch.__version__,
         "settings": {s: measure(s, args.repeats, device, precisions) for s in args.settings},
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    write_result(args.out, result, indent=2, threads=args.threads, commit=commit)
 
 
 if __name__ == "__main__":

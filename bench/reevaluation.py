@@ -108,7 +108,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from many_task import code_version, machine, write_result
+    from record import code_version, machine, write_result
 
     seeds = args.seeds[:1] if args.quick else args.seeds
     todo = [(p, s) for s in seeds for p in args.policies]

@@ -36,13 +36,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from many_task import code_version, machine  # noqa: E402
 from nat.objectives.latency_table import LatencyPredictor, LatencyTable  # noqa: E402
 from nat.runs import run_retarget, run_search  # noqa: E402
 from nat.search import load_config  # noqa: E402
 from nat.search.run_files import read_state  # noqa: E402
 from nat.search.supernets import planned_space  # noqa: E402
 from nat.space.subnet import Subnet  # noqa: E402
+from record import code_version, machine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TABLE = RESULTS / "latency_tables" / "torch_quickstart.yaml"

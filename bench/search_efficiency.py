@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from nat.search import Archive, NATSearch, load_config  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "search_efficiency.json"
 
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     settings = {
@@ -157,8 +159,7 @@ def main() -> None:
         "target_ratio": 0.2,
         "target_met": bool(reached and reached <= 0.2 * len(random_hv)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_result(args.out, result, threads=args.threads, commit=commit)
     print(f"random search: {len(random_hv)} evaluations, final hypervolume {target:.4f}")
     print(f"NAT          : {len(nat_hv)} evaluations, final hypervolume {nat_hv[-1]:.4f}")
     if reached:

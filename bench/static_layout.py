@@ -14,7 +14,6 @@ Writes bench/results/static_layout.json.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import Supernet  # noqa: E402
+from record import write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "static_layout.json"
 #: regime -> (space preset, resolution, batch)
@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--subnets", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result = {"threads": args.threads, "torch": torch.__version__, "regimes": {}}
@@ -93,9 +94,7 @@ def main() -> None:
             f"{figures['nchw_images_per_s']:.0f} img/s: {figures['speedup']:.2f}x "
             f"(median of {args.subnets} subnets)"
         )
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULT}")
+    write_result(args.out, result, indent=2, threads=args.threads)
 
 
 if __name__ == "__main__":

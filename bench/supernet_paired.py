@@ -17,7 +17,6 @@ bench/results/supernet_paired.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from nat.space import Subnet  # noqa: E402
 from nat.supernet import load_supernet  # noqa: E402
 from nat.train.config import load_pretrain_config  # noqa: E402
 from nat.train.progressive import pretrain_calibrator  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "supernet_paired.json"
 
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     cfg = load_pretrain_config(args.config)
@@ -99,9 +100,7 @@ def main() -> None:
         "seconds": time.perf_counter() - start,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {args.out}")
+    write_result(args.out, result, indent=2, threads=args.threads, commit=commit)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ bench/results/supernet_quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -40,6 +39,7 @@ from nat.space import Subnet  # noqa: E402
 from nat.supernet import load_supernet  # noqa: E402
 from nat.train.config import load_pretrain_config  # noqa: E402
 from nat.train.progressive import evaluate_subnets, pretrain_calibrator  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "supernet_quality.json"
 
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     cfg = load_pretrain_config(args.config)
     path = supernet_path(args.supernet)
@@ -106,8 +107,7 @@ def main() -> None:
         "random_top1_range": [min(r["top1"] for r in random_rows), max(r["top1"] for r in random_rows)],
         "spearman_madds_top1": rho,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_result(args.out, result, threads=args.threads, commit=commit)
     for name in extremes:
         print(f"{name:<14} {rows[name]['madds'] / 1e6:6.2f} M  test top-1 {100 * rows[name]['top1']:.2f}%")
     lo_top1, hi_top1 = result["random_top1_range"]

@@ -21,7 +21,6 @@ Writes bench/results/supernet_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import resource
 import statistics
@@ -39,6 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from nat.objectives.complexity import profile_subnet  # noqa: E402
 from nat.space import Subnet, get_space  # noqa: E402
 from nat.supernet import Supernet, load_ofa_state_dict, native  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "supernet_speed.json"
 #: regime -> (nat space preset, resolution, training batch, inference batch)
@@ -212,7 +212,9 @@ def main() -> None:
     parser.add_argument("--subnets", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rss-child", choices=["ofa", "nat"])
+    parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     primary = "ofa"
     _, resolution, batch, _ = REGIMES[primary]
@@ -248,8 +250,7 @@ def main() -> None:
         "notes": "medians over interleaved runs; nat inference includes activating each subnet "
         "(BN folding) once per 2 batches; the top-level figures are the 'ofa' regime",
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=1))
+    write_result(args.out, result, threads=args.threads, commit=commit)
     print(f"fp32 GEMM   : {gemm:.1f} GFLOP/s ({args.threads} thread(s))")
     for name, r in regimes.items():
         step, ips = r["train_step_seconds"], r["inference_images_per_second"]
@@ -259,7 +260,6 @@ def main() -> None:
             f"{r['inference_speedup']:.2f}x; nat step at {100 * r['gemm_fraction']:.0f}% of GEMM rate"
         )
     print(f"peak RSS    : OFA {rss['ofa']:.0f} MB  nat {rss['nat']:.0f} MB")
-    print(f"wrote {RESULT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import numpy as np
 
 from nat.space import SearchSpace, genome_length, get_space, sample_genomes
 from nat.surrogates import kendall_tau, make_surrogate, rmse, spearman_rho
+from record import write_result
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "fmnist_s2_subnets.csv"
@@ -186,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - began, 1),
         "machine": {"python": platform.python_version(), "processor": platform.machine()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result, indent=2)
     return 0
 
 

@@ -31,13 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from many_task import code_version, machine  # noqa: E402
 from nat.objectives import profile_subnet  # noqa: E402
 from nat.search import NATSearch, load_config  # noqa: E402
 from nat.search.finalize import extract_and_test, finalize, finetune_subnet  # noqa: E402
 from nat.search.supernets import load_supernets  # noqa: E402
 from nat.space import Subnet  # noqa: E402
 from nat.supernet import Supernet  # noqa: E402
+from record import code_version, machine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "transfer"
 #: the benchmark's NAT settings (command-line defaults)

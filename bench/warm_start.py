@@ -36,11 +36,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from many_task import code_version, machine  # noqa: E402
 from nat.runs import run_search  # noqa: E402
 from nat.search import load_config  # noqa: E402
 from nat.search.data_defaults import INITIAL_STEPS, ITERATION_STEPS  # noqa: E402
 from nat.search.run_files import read_state  # noqa: E402
+from record import code_version, machine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DATA = {
