@@ -13,6 +13,7 @@ import pytest
 
 import nat
 from nat.cli import main
+from nat.space import encode
 
 SETS = {
     "initial_samples": 6,
@@ -246,6 +247,8 @@ def test_library_api(tmp_path) -> None:
     assert run.finished and run.config.iterations == 1 and [h["iteration"] for h in run.history] == [0, 1]
     assert {r.subnet for r in run.front} == {r.subnet for r in result.front}
     assert run.models == result.models and len(run.archive) >= len(run.current)
+    # the space its genomes encode, as the adapted supernet records it (what a surrogate is fitted in)
+    assert all(tuple(encode(r.subnet, run.space)) == r.genome for r in run.current)
     assert digest(tmp_path / "lib") == before  # opening changed nothing
     model = nat.load_model(run.models_dir / run.models[0]["name"])
     assert not model.training
@@ -324,6 +327,10 @@ def test_open_run_validates_what_it_reads_back(run: Path, tmp_path) -> None:
     with pytest.raises(CheckpointError, match=r"state.json is damaged: history.0.iteration"):
         _ = view.history
     assert view.front  # the archive itself is intact and still read
+    for weights in copy.glob("supernet_*.safetensors"):
+        weights.unlink()
+    with pytest.raises(nat.ConfigError, match="holds no adapted supernet yet"):
+        _ = view.space
 
 
 def test_finalize_models_0_on_a_resumed_run_keeps_its_models(run: Path, tmp_path) -> None:

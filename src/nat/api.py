@@ -24,6 +24,7 @@ from nat.search.config import SearchConfig, _merge, list_presets, load_config, v
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index
 from nat.search.objective_set import pareto_front
 from nat.search.rundir import RunDir
+from nat.space.definition import SearchSpace
 
 ConfigLike = str | Path | dict[str, Any] | SearchConfig
 
@@ -98,6 +99,19 @@ class RunView:
         return self._run.archive.current()
 
     @property
+    def space(self) -> SearchSpace:
+        """The search space the run searched, as its adapted supernet files record it: every record's
+        genome encodes a subnet of it (to fit surrogates on the archive, or decode genomes)."""
+        from nat.search.retarget import source_checkpoints, source_space
+
+        if not any(p.is_file() for paths in source_checkpoints(self._run).values() for p in paths):
+            raise ConfigError(
+                f"{self.path} holds no adapted supernet yet, which records the run's space; let it run "
+                "through its first iteration"
+            )
+        return source_space(self._run)[0]
+
+    @property
     def front(self) -> list[Record]:
         """The feasible non-dominated subnets of the current archive."""
         return pareto_front(self.current, self.config.objective_names, self.config.constraints)
@@ -126,5 +140,6 @@ class RunView:
 
 
 def open_run(path: str | Path) -> RunView:
-    """Open a run folder read-only (``.config``, ``.archive``, ``.front``, ``.history``, ``.models``)."""
+    """Open a run folder read-only (``.config``, ``.space``, ``.archive``, ``.front``, ``.history``,
+    ``.models``)."""
     return RunView(path)
