@@ -23,6 +23,7 @@ from nat.search.archive import Record
 from nat.search.config import SearchConfig, _merge, list_presets, load_config, validate_config
 from nat.search.finalize import MODELS_DIR, MODELS_INDEX, read_index
 from nat.search.objective_set import pareto_front
+from nat.search.retarget import source_checkpoints, source_space
 from nat.search.rundir import RunDir
 from nat.space.definition import SearchSpace
 
@@ -102,8 +103,6 @@ class RunView:
     def space(self) -> SearchSpace:
         """The search space the run searched, as its adapted supernet files record it: every record's
         genome encodes a subnet of it (to fit surrogates on the archive, or decode genomes)."""
-        from nat.search.retarget import source_checkpoints, source_space
-
         if not any(p.is_file() for paths in source_checkpoints(self._run).values() for p in paths):
             raise ConfigError(
                 f"{self.path} holds no adapted supernet yet, which records the run's space; let it run "
