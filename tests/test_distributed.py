@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import distributed_workers as workers
 from nat.data import load_dataset, make_loader
@@ -303,6 +304,27 @@ def test_a_retarget_under_torchrun_adapts_and_delivers_with_ddp(tmp_path) -> Non
     assert "iter 1 adapt" in log and "2 processes (torchrun)" in log
     index = json.loads((tmp_path / "adapted" / "models.json").read_text())
     assert len(index) == 1 and index[0]["params"] <= 2e5
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_a_warm_start_under_torchrun_writes_the_one_process_archive(tmp_path) -> None:
+    """`nat search --warm-start` under torchrun: rank 0 reads the earlier run, every process starts
+    from its adapted supernet; with adaptation off the archive is the one-process archive. The earlier
+    run is recorded by its absolute path, so a resume from another directory finds it."""
+    source, before = retarget_source(tmp_path)
+    off = {"adaptation.initial_epochs": 0, "adaptation.epochs": 0, "iterations": 1, "initial_samples": 6}
+    runs = {}
+    for nproc, name in ((1, "one"), (2, "two")):
+        args = ("search", "--preset", "smoke", "--out", name, "--warm-start", "source")
+        cmd = nat_cmd(*args, nproc=nproc, **off)
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = (tmp_path / name / "archive.jsonl").read_text()
+    assert runs["one"] == runs["two"]
+    saved = yaml.safe_load((tmp_path / "two" / "config.yaml").read_text())
+    assert saved["warm_start"]["runs"] == [str(source.resolve())]
     assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
 
 

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.precision is not None:
         overrides["precision"] = args.precision
     if args.warm_start:
-        overrides.setdefault("warm_start", {})["runs"] = [str(p) for p in args.warm_start]
+        # absolute, so that a resumed run finds them from any working directory
+        overrides.setdefault("warm_start", {})["runs"] = [str(p.resolve()) for p in args.warm_start]
     if args.repair and args.resume is None:
         raise ConfigError("--repair works on a run being resumed: nat search --resume DIR --repair")
     if args.resume is not None:
