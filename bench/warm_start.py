@@ -188,10 +188,14 @@ def summarise(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def combine(files: list[Path], out: Path) -> int:
     parts = [json.loads(f.read_text()) for f in files]
-    per_seed: dict[str, dict[str, Any]] = {}  # files may hold other targets of the same seed: merged
+    per_seed: dict[str, dict[str, Any]] = {}  # files may hold other targets or arms of a seed: merged
     for part in parts:
         for seed, targets in part["per_seed"].items():
-            per_seed.setdefault(seed, {}).update(targets)
+            for task, result in targets.items():
+                known = per_seed.setdefault(seed, {}).setdefault(task, {**result, "arms": {}})
+                if known["arms"].get("cold", result["arms"]["cold"]) != result["arms"]["cold"]:
+                    raise SystemExit(f"seed {seed}, {task}: the files hold different cold runs")
+                known["arms"].update(result["arms"])
     result = {k: v for k, v in parts[0].items() if k not in ("per_seed", "targets")}
     commits: set[str] = set()  # a file combined before holds a list already
     for part in parts:
