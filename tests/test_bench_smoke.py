@@ -193,6 +193,21 @@ def test_warm_start_quick_runs_every_arm_against_a_cold_start(tmp_path: Path) ->
     arms = json.loads(out.read_text())["targets"]["digits"]
     assert set(arms) == {"default", "archive", "surrogate", "supernet", "archive+surrogate", "all"}
     assert {"evaluations_ratio", "final_hypervolume_ratio"} <= set(arms["default"])
+    # a second process's arms of the same target and seed (the same cold run) join the first's
+    full = json.loads(out.read_text())
+    default_only = json.loads(out.read_text())
+    digits = default_only["per_seed"]["0"]["digits"]["arms"]
+    default_only["per_seed"]["0"]["digits"]["arms"] = {k: digits[k] for k in ("cold", "default")}
+    archive_only = json.loads(out.read_text())
+    archive_only["per_seed"]["0"]["digits"]["arms"] = {k: digits[k] for k in ("cold", "archive")}
+    parts = [tmp_path / "default.json", tmp_path / "archive.json"]
+    for path, data in zip(parts, (default_only, archive_only), strict=True):
+        path.write_text(json.dumps(data))
+    merged = tmp_path / "merged.json"
+    run_bench("warm_start", "--combine", *map(str, parts), "--out", str(merged))
+    combined = json.loads(merged.read_text())["targets"]["digits"]
+    assert set(combined) == {"default", "archive"}
+    assert combined["archive"] == full["targets"]["digits"]["archive"]
 
 
 def test_folder_defaults_quick_runs_a_folder_and_its_native_twin(tmp_path: Path) -> None:
