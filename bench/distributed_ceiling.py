@@ -145,11 +145,11 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    commit = code_version()  # the code this process runs (read before the runs, not after)
     sys.path.insert(0, str(ROOT / "src"))
     if args.worker:
         worker(args)
         return
+    commit = code_version()  # the code this process runs (the launcher's; workers need none)
     one: dict[str, list[float]] = {"global_batch": [], "half_batch": []}
     two: dict[str, list[float]] = {mode: [] for mode in MODES}
     allreduce: list[float] = []

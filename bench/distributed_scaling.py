@@ -160,11 +160,11 @@ def main() -> None:
         "--result", type=Path, default=RESULT, help="where the JSON goes (default: %(default)s)"
     )
     args = parser.parse_args()
-    commit = code_version()  # the code this process runs (read before the runs, not after)
     if args.worker:
         sys.path.insert(0, str(ROOT / "src"))
         worker(args)
         return
+    commit = code_version()  # the code this process runs (the launcher's; workers need none)
     regimes = [args.regime] if args.regime else list(REGIMES)
     steps, subnets = args.steps, args.subnets
     result = {

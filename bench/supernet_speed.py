@@ -214,13 +214,13 @@ def main() -> None:
     parser.add_argument("--rss-child", choices=["ofa", "nat"])
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
-    commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
     primary = "ofa"
     _, resolution, batch, _ = REGIMES[primary]
     if args.rss_child:
         rss_child(args.rss_child, batch, resolution, args.subnets)
         return
+    commit = code_version()  # the code this process runs (read before the runs, not after)
 
     gemm = gemm_gflops()
     regimes = {name: measure_regime(name, args.subnets, args.rounds) for name in REGIMES}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import sys
 import time
 from collections import Counter
@@ -185,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         "splits": args.splits,
         "seed": args.seed,
         "seconds": round(time.perf_counter() - began, 1),
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
     }
     write_result(args.out, result, indent=2)
     return 0

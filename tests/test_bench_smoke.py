@@ -272,88 +272,65 @@ def test_reevaluation_quick_compares_policies_on_whole_runs(tmp_path: Path) -> N
     assert all(0 < r["test_hypervolume"] < 1.21 and r["evaluations"] > 0 for r in result["runs"])
 
 
-def provenance(result: dict) -> None:
-    """Every result file records its machine, threads and commit (bench/record.py)."""
+def measured(name: str, tmp_path: Path, *args: str) -> dict:
+    """Run ``bench/NAME.py ARGS --out FILE`` and return FILE's result, which records its machine, threads
+    and commit (bench/record.py) as every result file does."""
+    out = tmp_path / f"{name}.json"
+    run_bench(name, *args, "--out", str(out))
+    result = json.loads(out.read_text())
     assert result["machine"] and isinstance(result["threads"], int) and result["commit"]
+    return result
 
 
 def test_complexity_speed_times_ten_thousand_genomes(tmp_path: Path) -> None:
-    out = tmp_path / "complexity_speed.json"
-    run_bench("complexity_speed", "--out", str(out))
-    result = json.loads(out.read_text())
-    provenance(result)
+    result = measured("complexity_speed", tmp_path)
     assert result["subnets"] == 10_000 and 0 < result["seconds_10k"] < 10
 
 
 def test_static_layout_compares_channels_last_and_nchw(tmp_path: Path) -> None:
-    out = tmp_path / "static_layout.json"
-    run_bench("static_layout", "--subnets", "1", "--repeats", "1", "--out", str(out))
-    result = json.loads(out.read_text())
-    provenance(result)
+    result = measured("static_layout", tmp_path, "--subnets", "1", "--repeats", "1")
     assert result["regimes"] and all(r["speedup"] > 0 for r in result["regimes"].values())
 
 
 def test_data_speed_compares_the_in_memory_loader_with_torchvision(tmp_path: Path) -> None:
-    out = tmp_path / "data_speed.json"
-    run_bench(
-        "data_speed", "--resolutions", "32", "--rounds", "1", "--workers", "0", "--batch-size", "32",
-        "--out", str(out),
-    )  # fmt: skip
-    result = json.loads(out.read_text())
-    provenance(result)
+    result = measured(
+        "data_speed", tmp_path, "--resolutions", "32", "--rounds", "1", "--workers", "0", "--batch-size", "32"
+    )
     assert set(result["results_images_per_second"]["32"]) >= {"in_memory", "torchvision_w0"}
 
 
 def test_precision_speed_times_bf16_against_fp32(tmp_path: Path) -> None:
-    out = tmp_path / "precision_speed.json"
-    run_bench("precision_speed", "--repeats", "1", "--precisions", "fp32", "bf16", "--out", str(out))
-    result = json.loads(out.read_text())
-    provenance(result)
+    result = measured("precision_speed", tmp_path, "--repeats", "1", "--precisions", "fp32", "bf16")
     assert result["settings"] and all("bf16_over_fp32_train" in s for s in result["settings"].values())
 
 
 def test_supernet_speed_compares_nat_with_ofa(tmp_path: Path) -> None:
     pytest.importorskip("ofa")
-    out = tmp_path / "supernet_speed.json"
-    run_bench("supernet_speed", "--subnets", "1", "--rounds", "1", "--out", str(out))
-    result = json.loads(out.read_text())
-    provenance(result)
+    result = measured("supernet_speed", tmp_path, "--subnets", "1", "--rounds", "1")
     assert result["train_speedup"] > 0 and result["subnets"] == 1
 
 
 def test_surrogates_ranks_every_model_on_the_stored_pairs(tmp_path: Path) -> None:
-    out = tmp_path / "surrogates.json"
-    run_bench("surrogates", "--sizes", "30", "--splits", "1", "--out", str(out))
-    result = json.loads(out.read_text())
-    provenance(result)
+    result = measured("surrogates", tmp_path, "--sizes", "30", "--splits", "1")
     assert "adaptive" in result["sizes"]["30"] and result["splits"] == 1
 
 
 def test_supernet_quality_measures_the_shipped_supernet(tmp_path: Path) -> None:
     if not Path("/usr/share/datasets/fashion-mnist").is_dir():
         pytest.skip("needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
-    out = tmp_path / "supernet_quality.json"
-    run_bench("supernet_quality", "--subnets", "2", "--resolutions", "24", "--out", str(out))
-    result = json.loads(out.read_text())
-    provenance(result)
+    result = measured("supernet_quality", tmp_path, "--subnets", "2", "--resolutions", "24")
     assert len(result["random"]) == 2 and 0 < result["random_top1_range"][0] <= 1
 
 
 def test_search_efficiency_compares_nat_with_random_search(tmp_path: Path) -> None:
-    out = tmp_path / "search_efficiency.json"
-    run_bench(
-        "search_efficiency", "--dataset", "digits", "--val-images", "100", "--random-evals", "6",
+    result = measured(
+        "search_efficiency", tmp_path, "--dataset", "digits", "--val-images", "100", "--random-evals", "6",
         "--nat-evals", "6", "--initial", "4", "--candidates", "2", "--calibration-images", "32",
-        "--pop-size", "8", "--generations", "2", "--threads", "1", "--out", str(out),
+        "--pop-size", "8", "--generations", "2", "--threads", "1",
     )  # fmt: skip
-    result = json.loads(out.read_text())
-    provenance(result)
     assert len(result["random"]["hypervolume"]) == 6 and len(result["nat"]["hypervolume"]) == 6
 
 
 def test_latency_lut_scores_a_table_against_end_to_end_measurements(tmp_path: Path) -> None:
-    out = tmp_path / "latency_lut.json"
-    run_bench("latency_lut", "--only", "torch", "--subnets", "4", "--out", str(out))
-    result = json.loads(out.read_text())
-    provenance(result)
+    result = measured("latency_lut", tmp_path, "--only", "torch", "--subnets", "4")
     assert result["cases"] and all(-1 <= c["kendall_tau"] <= 1 for c in result["cases"])
