@@ -150,10 +150,11 @@ def test_a_refusal_on_rank_0_ends_every_rank_with_its_line(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_torchrun_refusals_are_rank_0s_line_on_every_rank(tmp_path) -> None:
-    """The commands as users run them: `nat search --out` a folder that holds a run, and `nat export`
-    of a folder that is not a search run, under torchrun: the job ends with rank 0's reason, never a
-    failed broadcast."""
+    """The commands as users run them: `nat search --out` a folder that holds a run, `nat export` of a
+    folder that is not a search run, and `nat retarget --out` inside its source, under torchrun: the
+    job ends with rank 0's reason, never a failed broadcast."""
     run_nat(nat_cmd("search", "--preset", "smoke", "--out", str(tmp_path / "run"), iterations=0))
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for argv, reason in (
         (
@@ -161,6 +162,10 @@ def test_torchrun_refusals_are_rank_0s_line_on_every_rank(tmp_path) -> None:
             "already holds a run",
         ),
         ([*launcher(2), "export", str(tmp_path)], "not a nat run directory"),
+        (
+            [*launcher(2), "retarget", str(tmp_path / "run"), "--out", str(tmp_path / "run" / "inner")],
+            "inside the source run",
+        ),
     ):
         result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
         # torchrun stops the other workers once one fails, so a rank may be ended before it prints;
@@ -168,6 +173,7 @@ def test_torchrun_refusals_are_rank_0s_line_on_every_rank(tmp_path) -> None:
         lines = [ln for ln in result.stderr.splitlines() if ": error: " in ln]
         assert result.returncode != 0 and 1 <= len(lines) <= 2, result.stderr[-2000:]
         assert all(reason in ln and "broadcast" not in ln for ln in lines), lines
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
 def test_ddp_step_applies_the_mean_of_the_ranks_gradients(tmp_path) -> None:
