@@ -6,20 +6,25 @@ measures that, exactly as a run does it (`nat.search.evaluator.SubnetEvaluator.t
 parts), against pure forward passes of the same subnet extracted as a standalone network, over the same
 validation images already resized and on the device: the least an evaluation could cost.
 
-Two settings:
+Three settings:
 
 * ``quickstart``: the quickstart preset (the built-in supernet, mnist5k held in memory, 24-32 px, 500
   validation and 256 calibration images);
 * ``ofa_jpeg``: the paper-scale path: OFA's w1.0 space (random weights in OFA's checkpoint format),
   an ImageFolder of generated ~300 px JPEGs read through the file loader, 192-256 px (200 validation
-  and 500 calibration images, a CPU-sized share of the paper's).
+  and 500 calibration images, a CPU-sized share of the paper's);
+* ``ofa_jpeg_paper``: the same at the paper's counts, 5,000 validation and 500 calibration images, at
+  224 px (3 subnets at most): the validation pass is then most of an evaluation, as in a real search,
+  and the validation images are read from the cache of decoded uint8 batches
+  (``evaluation.validation_cache_mb``) as a search's next subnet at that resolution reads them.
 
 Per subnet (random, the same for every contender; caches warmed by one evaluation first), in
 interleaved order: the evaluation end to end, its BN calibration and validation pass timed apart, and
 the pure forward passes.
 
-    python bench/evaluation_speed.py [--settings quickstart ofa_jpeg] [--subnets 6] [--threads 1] [--quick]
-                                     [--fidelity] [--device cuda --precision bf16]
+    python bench/evaluation_speed.py [--settings quickstart ofa_jpeg ofa_jpeg_paper] [--subnets 6]
+                                     [--threads 1] [--quick] [--fidelity] [--validation-cache-mb MB]
+                                     [--device cuda --precision bf16]
 
 Writes bench/results/evaluation_speed.json: per setting ``efficiency`` (pure forward time / end-to-end
 time: 1.0 would be an evaluation at the cost of its forward passes), images per second both ways, and
@@ -59,6 +64,10 @@ from paper_scale import make_jpegs, make_ofa_checkpoints  # noqa: E402
 from record import code_version, machine, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+#: the paper's search-validation images (and its 500 calibration images): setting ``ofa_jpeg_paper``
+PAPER_VAL = 5000
+#: subnets measured in ``ofa_jpeg_paper`` (at most): each costs several minutes on one CPU thread
+PAPER_SUBNETS = 3
 
 
 def configs(work: Path, quick: bool, threads: int, device: str, precision: str) -> dict[str, Any]:
@@ -95,7 +104,28 @@ def configs(work: Path, quick: bool, threads: int, device: str, precision: str) 
             "evaluation": {"calibration_images": 64 if quick else 500},
         }
     )
-    return {"quickstart": quickstart, "ofa_jpeg": ofa}
+    paper = work / "jpegs_paper"
+    if not paper.exists():  # the paper's 5,000 search-validation images held out of the training split
+        make_jpegs(paper, per_class_train=8 if quick else PAPER_VAL // 10 + 60)
+    ofa_paper = load_config(
+        overrides={
+            **common,
+            "supernet": str(checkpoint),
+            "data": {
+                "dataset": "folder",
+                "root": str(paper),
+                "val_size": 40 if quick else PAPER_VAL,
+                "in_memory": False,
+                "num_workers": 2,
+                "train_batch_size": 32,
+                "eval_batch_size": 50,
+                **batches,
+            },
+            "space": {"resolutions": [224]},
+            "evaluation": {"calibration_images": 64 if quick else 500},
+        }
+    )
+    return {"quickstart": quickstart, "ofa_jpeg": ofa, "ofa_jpeg_paper": ofa_paper}
 
 
 def fidelity_config(quick: bool, threads: int):
@@ -205,13 +235,15 @@ def measure(config, subnets: int, seed: int) -> dict[str, Any]:
         _, end_to_end = timed(lambda subnet=subnet: evaluator.top1(subnet))
         with kept_bn_statistics(net):  # the same two phases, timed apart
             _, calibration = timed(lambda net=net, subnet=subnet: evaluator.calibrator(net, subnet))
-            batches = evaluator._val_batches(subnet.r)
-            _, validation = timed(lambda net=net, batches=batches: evaluate_top1(net, batches, **run_kw))
-            # the forward passes alone: the validation images already resized and on the device, through
-            # the subnet in its supernet (as evaluated: BN folded, the run's layout) and extracted as a
-            # standalone channels-last network; the faster of the two is the floor
-            ready = [(x.to(evaluator.device), y) for x, y in batches]
-            evaluate_top1(net, ready, **run_kw)  # first call at this shape out of the timing
+            _, validation = timed(
+                lambda net=net, r=subnet.r: evaluate_top1(net, evaluator.validation_batches(r), **run_kw)
+            )
+            # the forward passes alone: the validation images already resized, normalised and on the
+            # device, through the subnet in its supernet (as evaluated: BN folded, the run's layout) and
+            # extracted as a standalone channels-last network; the faster of the two is the floor
+            ready = [(x.to(evaluator.device), y) for x, y in evaluator.validation_batches(subnet.r)]
+            shapes = ready[:1] + ready[-1:]  # the batch shapes met: first calls out of the timing
+            evaluate_top1(net, shapes, **run_kw)
             _, in_supernet = timed(lambda net=net, ready=ready: evaluate_top1(net, ready, **run_kw))
             model = net.extract(subnet).eval().to(memory_format=torch.channels_last)
         images = sum(len(y) for _, y in ready)
@@ -222,7 +254,7 @@ def measure(config, subnets: int, seed: int) -> dict[str, Any]:
                 for x, _ in ready:
                     model(x)
 
-        forward()  # first call of a new network: allocator and kernel choice out of the timing
+        forward(ready=last[:1] + last[-1:])  # a new network's first calls: allocator, kernel choice
         _, extracted = timed(forward)
         pure = min(in_supernet, extracted)
         rows.append(
@@ -264,7 +296,7 @@ def measure(config, subnets: int, seed: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--settings", nargs="+", default=["quickstart", "ofa_jpeg"])
+    parser.add_argument("--settings", nargs="+", default=["quickstart", "ofa_jpeg", "ofa_jpeg_paper"])
     parser.add_argument("--subnets", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (the GPU script: cuda)")
@@ -276,6 +308,12 @@ def main() -> int:
         action="store_true",
         help="also measure the ranking's fidelity against the number of calibration images",
     )
+    parser.add_argument(
+        "--validation-cache-mb",
+        type=float,
+        help="evaluation.validation_cache_mb of every setting (default: the config's; 0: the validation "
+        "images decoded and resized again for every subnet)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     name = "evaluation_speed" + ("_cuda" if args.device.startswith("cuda") else "")
@@ -285,10 +323,16 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         built = configs(Path(tmp), args.quick, args.threads, args.device, args.precision)
+        if args.validation_cache_mb is not None:
+            for config in built.values():
+                config.evaluation.validation_cache_mb = args.validation_cache_mb
         for name in args.settings:
             print(f"{name}:", flush=True)
             with process_settings(built[name]):  # as a run holds them (threads, host memory reuse)
-                results[name] = measure(built[name], 2 if args.quick else args.subnets, args.seed)
+                count = 2 if args.quick else args.subnets
+                if name == "ofa_jpeg_paper":
+                    count = min(count, PAPER_SUBNETS)
+                results[name] = measure(built[name], count, args.seed)
             r = results[name]
             print(
                 f"{name}: efficiency {r['efficiency']:.2f} ({r['end_to_end_images_per_s']:.0f} vs "
@@ -311,6 +355,7 @@ def main() -> int:
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         "precision": args.precision,
         "quick": args.quick,
+        "validation_cache_mb": args.validation_cache_mb,
         "commit": commit,
         "machine": machine(),
         "settings": results,

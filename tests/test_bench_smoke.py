@@ -223,7 +223,7 @@ def test_evaluation_speed_quick_times_phases_against_pure_forward(tmp_path: Path
     out = tmp_path / "evaluation_speed.json"
     run_bench("evaluation_speed", "--quick", "--out", str(out))
     settings = json.loads(out.read_text())["settings"]
-    assert set(settings) == {"quickstart", "ofa_jpeg"}
+    assert set(settings) == {"quickstart", "ofa_jpeg", "ofa_jpeg_paper"}
     for row in settings.values():
         assert row["efficiency"] > 0
         assert set(row["seconds_per_subnet"]) == {"calibration", "validation", "other"}

@@ -318,6 +318,7 @@ class FileLoader:
     ) -> None:
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.channels = channels  # of the decoded uint8 images (`uint8_batches`)
         rows = _check_rows(rows, batch_size, len(split), drop_last)
         dataset = _FileImages(
             split, channels=channels, train=train, hflip=hflip, crop_pct=crop_pct, scale=scale, ratio=ratio
@@ -349,10 +350,22 @@ class FileLoader:
         self.plan.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
+        for x, y in self.uint8_batches():
+            yield self.normalize(x), y
+
+    def uint8_batches(self) -> Iterator[Batch]:
+        """The batches as decoded, uint8 at their final size, on the device: a quarter of the bytes of
+        the normalised images, so a cache of them (the search-validation split's, per resolution) holds
+        four times as many; `normalize` turns one into exactly what iterating the loader gives."""
         for x, y in _worker_errors_unwrapped(self._loader):
-            x = x.to(self.device, non_blocking=self._non_blocking)
-            y = y.to(self.device, non_blocking=self._non_blocking)
-            yield normalize_batch(x, **self._kw), y  # type: ignore[arg-type]
+            yield (
+                x.to(self.device, non_blocking=self._non_blocking),
+                y.to(self.device, non_blocking=self._non_blocking),
+            )
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch of `uint8_batches` -> the normalised float batch (``out_channels``)."""
+        return normalize_batch(images, **self._kw)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------- factory

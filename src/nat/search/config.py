@@ -139,6 +139,13 @@ class EvaluationConfig(BaseModel):
         description="bound on the BN-calibration images kept resized on the device, over all resolutions "
         "(least recently used resolution evicted first; speed only, never results)",
     )
+    validation_cache_mb: float = Field(
+        2048,
+        ge=0,
+        description="bound on the search-validation batches kept on the device, over all resolutions "
+        "(a file-based split's as decoded uint8; least recently used resolution evicted first, one "
+        "larger than the bound read again per subnet, 0: none kept; speed only, never results)",
+    )
 
 
 class LatencyConfig(BaseModel):

@@ -2,11 +2,13 @@
 
 This is the expensive step the surrogates stand in for. For each subnet: activate it on the supernet
 of its width, recalibrate BN on a fixed set of training images (cached per resolution), and measure
-top-1 on the search-validation split at the subnet's resolution (batches cached per resolution when
-they fit in memory). BN recalibration and the validation pass run in the run's ``precision`` (autocast;
-the resized calibration images stay on the device up to ``evaluation.calibration_cache_mb``, least
-recently used first out). Latency, when it is a measured objective, is measured outside autocast on the
-extracted standalone model, as deployed.
+top-1 on the search-validation split at the subnet's resolution. BN recalibration and the validation
+pass run in the run's ``precision`` (autocast). Both image sets are prepared once per resolution and
+kept on the device within a bound, least recently used resolution first out: the resized calibration
+images up to ``evaluation.calibration_cache_mb``, the validation batches up to
+``evaluation.validation_cache_mb`` (a file-based split's as decoded uint8, normalised per use).
+Latency, when it is a measured objective, is measured outside autocast on the extracted standalone
+model, as deployed.
 A measurement that is not a finite number is a `ConfigError` naming the measure and the subnet.
 """
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from nat.data import TaskData, loader_from_config
+from nat.data.loaders import FileLoader, InMemoryLoader
 from nat.errors import ConfigError
 from nat.objectives.latency import measure_latency_ms
 from nat.runtime import Runtime
@@ -31,7 +35,6 @@ from nat.train import evaluate_top1
 
 log = logging.getLogger(__name__)
 
-CACHE_BYTES = 512 * 2**20
 #: offset of the calibration-set and validation-cap draws from the run seed (part of every result)
 SUBSET_SEED_OFFSET = 17
 
@@ -47,6 +50,68 @@ def calibration_images(
         task, config.data, split, resolution=resolution, train=False, seed=config.seed
     )
     return torch.cat([x for x, _ in loader]).cpu()
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class ValidationCache:
+    """The search-validation batches per resolution, kept on the device within ``max_bytes`` (least
+    recently used resolution evicted first; one larger than the bound is streamed, never kept).
+
+    Every subnet of a search is measured on the same images, so decoding and resizing them again for
+    each would repeat the same work: with a file-based split at 192-256 px that was a third of a
+    validation pass on a CPU, and most of it on a GPU. A file split's batches are kept as decoded (uint8,
+    a quarter of the bytes) and normalised per use by the loader's own `FileLoader.normalize`, so a
+    cached pass gives exactly the floats a fresh one gives; an in-memory split's are kept as the
+    normalised floats its loader resamples on the device. What is cached changes speed, never results.
+    """
+
+    def __init__(self, make_loader: Callable[[int], FileLoader | InMemoryLoader], max_bytes: int) -> None:
+        self.make_loader, self.max_bytes = make_loader, max_bytes
+        self._cache: dict[int, tuple[list[Batch], FileLoader | InMemoryLoader]] = {}  # most recent last
+
+    def cached_resolutions(self) -> list[int]:
+        """The resolutions held now, least recently used first."""
+        return list(self._cache)
+
+    def cache_bytes(self) -> int:
+        return sum(_bytes(batches) for batches, _ in self._cache.values())
+
+    def batches(self, resolution: int) -> Iterable[Batch]:
+        """The normalised validation batches at ``resolution``, on the device."""
+        if resolution in self._cache:
+            self._cache[resolution] = self._cache.pop(resolution)  # now the most recently used
+            return self._normalised(*self._cache[resolution])
+        loader = self.make_loader(resolution)
+        size = _expected_bytes(loader, resolution)
+        if size > self.max_bytes:
+            return loader
+        while self._cache and self.cache_bytes() + size > self.max_bytes:
+            del self._cache[next(iter(self._cache))]  # the least recently used
+        kept = list(loader.uint8_batches() if isinstance(loader, FileLoader) else loader)
+        self._cache[resolution] = (kept, loader)
+        return self._normalised(kept, loader)
+
+    @staticmethod
+    def _normalised(kept: list[Batch], loader: FileLoader | InMemoryLoader) -> Iterator[Batch]:
+        if isinstance(loader, FileLoader):
+            return ((loader.normalize(x), y) for x, y in kept)
+        return iter(kept)
+
+
+def _bytes(batches: list[Batch]) -> int:
+    return sum(x.numel() * x.element_size() + y.numel() * y.element_size() for x, y in batches)
+
+
+def _expected_bytes(loader: FileLoader | InMemoryLoader, resolution: int) -> int:
+    """What keeping ``loader``'s batches would take: uint8 images of the file's channels, or
+    normalised float32 RGB, plus int64 labels."""
+    if isinstance(loader, FileLoader):
+        n, per_image = loader.plan.n, loader.channels * resolution * resolution
+    else:
+        n, per_image = len(loader.labels), 3 * resolution * resolution * 4
+    return n * (per_image + 8)
 
 
 class SubnetEvaluator:
@@ -76,25 +141,16 @@ class SubnetEvaluator:
             idx = np.sort(rng.choice(len(val), config.evaluation.max_val_images, replace=False))
             val = val.subset(idx)
         self.val = val
-        self._val_cache: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-
-    def _val_batches(self, resolution: int):
-        if resolution in self._val_cache:
-            return self._val_cache[resolution]
-        loader = loader_from_config(
-            self.task,
-            self.config.data,
-            self.val,
-            resolution=resolution,
-            train=False,
-            device=self.device,
-            seed=self.config.seed,
+        self.validation = ValidationCache(
+            lambda resolution: loader_from_config(
+                task, config.data, val, resolution=resolution, train=False, device=device, seed=config.seed
+            ),
+            int(config.evaluation.validation_cache_mb * 2**20),
         )
-        if len(self.val) * 3 * resolution * resolution * 4 > CACHE_BYTES:
-            return loader
-        batches = [(x, y) for x, y in loader]
-        self._val_cache[resolution] = batches
-        return batches
+
+    def validation_batches(self, resolution: int) -> Iterable[Batch]:
+        """The search-validation batches at ``resolution``, normalised, on the device (cached)."""
+        return self.validation.batches(resolution)
 
     def top1(self, subnet: Subnet) -> float:
         """Search-validation top-1 of ``subnet`` with shared weights, after BN recalibration."""
@@ -105,7 +161,7 @@ class SubnetEvaluator:
         with kept_bn_statistics(net):
             self.calibrator(net, subnet)  # in the run's precision (the calibrator holds it)
             return evaluate_top1(
-                net, self._val_batches(subnet.r), device=self.device, precision=self.precision
+                net, self.validation_batches(subnet.r), device=self.device, precision=self.precision
             )
 
     def latency_ms(self, subnet: Subnet) -> float:

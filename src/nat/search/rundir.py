@@ -66,6 +66,7 @@ RESUMABLE = (
     "data.num_workers",
     "data.pin_memory",
     "evaluation.calibration_cache_mb",
+    "evaluation.validation_cache_mb",
 )
 
 
