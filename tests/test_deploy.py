@@ -62,7 +62,7 @@ def test_fp32_files_compute_the_models_logits(model, images, files) -> None:
 
 
 def test_int8_files_are_quantized_and_close(model, images, files) -> None:
-    """The int8 files hold int8 weights (about a quarter of the fp32 file) and agree with the fp32
+    """The int8 files hold int8 weights (about a quarter of the fp32 weights) and agree with the fp32
     network on most images' class (random weights: a loose check; accuracy is measured per model on
     real data by `nat export`)."""
     onnx = pytest.importorskip("onnx")
@@ -71,12 +71,17 @@ def test_int8_files_are_quantized_and_close(model, images, files) -> None:
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert len(int8_weights) >= 10
+
+    def weight_bytes(path) -> int:
+        return sum(onnx.numpy_helper.to_array(t).nbytes for t in onnx.load(str(path)).graph.initializer)
+
+    # weights and their scales; a model this small is mostly graph, which int8 does not shrink
+    assert weight_bytes(files["onnx_int8"]) < 0.4 * weight_bytes(files["onnx"])
     x = images[16:]
     with torch.no_grad():
         reference = model(x)
+    assert files["executorch_int8"].stat().st_size < 0.5 * files["executorch"].stat().st_size
     for name in ("onnx_int8", "executorch_int8"):
-        fp32 = files[name.replace("_int8", "")]
-        assert files[name].stat().st_size < 0.5 * fp32.stat().st_size, name
         out = deploy.open_runner(files[name], threads=1)(x)
         cosine = torch.nn.functional.cosine_similarity(out, reference).mean()
         assert cosine > 0.9, (name, float(cosine))

@@ -46,6 +46,9 @@ def test_file_split_kept_as_uint8_gives_the_floats_of_a_fresh_pass(jpegs: FileSp
     assert first[0][0].dtype == torch.float32
     assert same(cache.batches(24), first) and made == [24]  # the second pass decodes nothing
     assert cache.cache_bytes() == 10 * 3 * 24 * 24 + 10 * 8  # uint8 images and int64 labels
+    unfinished = cache.batches(16)
+    next(iter(unfinished))  # a first pass stopped early keeps nothing
+    assert cache.cached_resolutions() == [24]
 
 
 def test_bounded_least_recently_used_out_first_and_too_large_streamed(jpegs: FileSplit) -> None:

@@ -89,9 +89,16 @@ class ValidationCache:
             return loader
         while self._cache and self.cache_bytes() + size > self.max_bytes:
             del self._cache[next(iter(self._cache))]  # the least recently used
-        kept = list(loader.uint8_batches() if isinstance(loader, FileLoader) else loader)
+        return self._filling(resolution, loader)
+
+    def _filling(self, resolution: int, loader: FileLoader | InMemoryLoader) -> Iterator[Batch]:
+        """The first pass at ``resolution``: each batch is used as it arrives (the loader's workers
+        still decode ahead of the forward passes) and kept; the whole set is cached once the pass ends."""
+        kept: list[Batch] = []
+        for x, y in loader.uint8_batches() if isinstance(loader, FileLoader) else loader:
+            kept.append((x, y))
+            yield (loader.normalize(x), y) if isinstance(loader, FileLoader) else (x, y)
         self._cache[resolution] = (kept, loader)
-        return self._normalised(kept, loader)
 
     @staticmethod
     def _normalised(kept: list[Batch], loader: FileLoader | InMemoryLoader) -> Iterator[Batch]:
