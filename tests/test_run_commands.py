@@ -129,6 +129,7 @@ def test_export_delivers_the_runs_models_as_they_are(run: Path, tmp_path, capsys
     """Without settings that make new models, `nat export` converts the delivered ones: the same names,
     weights and figures, copied to --out and/or given runtime files, each measured in its own runtime;
     the run's own files stay as they were."""
+    onnx = pytest.importorskip("onnx")
     before = digest(run, skip=(".lock",))
     delivered = json.loads((run / "models.json").read_text())
     out = tmp_path / "as_delivered"
@@ -150,7 +151,10 @@ def test_export_delivers_the_runs_models_as_they_are(run: Path, tmp_path, capsys
         assert formats["pytorch"]["test_top1"] == m["test_top1"]  # the run's figure, measured again
         assert abs(formats["onnx"]["test_top1"] - m["test_top1"]) <= 1 / m["test_images"] + 1e-9
         assert formats["onnx_int8"]["calibration_images"] == 16
-        assert formats["onnx_int8"]["size_bytes"] < 0.5 * formats["onnx"]["size_bytes"]
+        # a smoke model is mostly graph, which int8 does not shrink: smaller, with int8 weights
+        assert formats["onnx_int8"]["size_bytes"] < 0.8 * formats["onnx"]["size_bytes"]
+        int8 = onnx.load(str(out / m["name"] / "model.int8.onnx")).graph.initializer
+        assert sum(t.data_type == onnx.TensorProto.INT8 for t in int8) >= 10
     # nat eval runs a deployed file in its runtime and finds the figure models.json holds
     first = exported[0]
     for target in (
@@ -369,8 +373,10 @@ def test_search_delivers_every_runtime_file_measured(tmp_path) -> None:
     one_image = 1 / model["test_images"] + 1e-9
     assert formats["pytorch"]["test_top1"] == model["test_top1"]
     assert abs(formats["executorch"]["test_top1"] - model["test_top1"]) <= one_image
-    for runtime in ("onnx", "executorch"):
-        assert formats[f"{runtime}_int8"]["size_bytes"] < 0.5 * formats[runtime]["size_bytes"]
+    # ExecuTorch's int8 file is a quarter of its fp32 one plus little; an ONNX file of a smoke model
+    # is mostly graph (quantize/dequantize nodes, names), which int8 does not shrink
+    assert formats["executorch_int8"]["size_bytes"] < 0.5 * formats["executorch"]["size_bytes"]
+    assert formats["onnx_int8"]["size_bytes"] < 0.8 * formats["onnx"]["size_bytes"]
     assert "ExecuTorch int8" in (out / "report.html").read_text()
 
 

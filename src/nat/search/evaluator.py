@@ -60,8 +60,9 @@ class ValidationCache:
     recently used resolution evicted first; one larger than the bound is streamed, never kept).
 
     Every subnet of a search is measured on the same images, so decoding and resizing them again for
-    each would repeat the same work: with a file-based split at 192-256 px that was a third of a
-    validation pass on a CPU, and most of it on a GPU. A file split's batches are kept as decoded (uint8,
+    each repeats the same work: for 5,000 JPEGs at 224 px with no CPU core to spare, a validation pass
+    took 1.41x as long uncached (docs/results/evaluation_speed.md), and a GPU's forward passes outrun
+    the decoding by far. A file split's batches are kept as decoded (uint8,
     a quarter of the bytes) and normalised per use by the loader's own `FileLoader.normalize`, so a
     cached pass gives exactly the floats a fresh one gives; an in-memory split's are kept as the
     normalised floats its loader resamples on the device. What is cached changes speed, never results.
