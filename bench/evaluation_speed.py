@@ -29,7 +29,8 @@ the pure forward passes.
 Writes bench/results/evaluation_speed.json: per setting ``efficiency`` (pure forward time / end-to-end
 time: 1.0 would be an evaluation at the cost of its forward passes), images per second both ways, and
 the per-phase seconds (``calibration``, ``validation``, ``other``) per subnet; with ``--fidelity``,
-``calibration_fidelity``: Kendall tau of 30 subnets' top-1 against the number of calibration images.
+``calibration_fidelity``: Kendall tau of 30 subnets' top-1 against the number of calibration images
+(with its commit; a run without ``--fidelity`` keeps the one the result file holds).
 ``--device cuda`` (bench/gpu_check.sh, with ``--precision bf16``): the same on a GPU, with batches that
 fill it, into bench/results/evaluation_speed_cuda.json (issue 43's GPU target: efficiency >= 0.5).
 ``--quick``: a smoke check (two subnets, tiny sets), bench/results/evaluation_speed_quick.json.
@@ -38,6 +39,7 @@ fill it, into bench/results/evaluation_speed_cuda.json (issue 43's GPU target: e
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import tempfile
@@ -73,8 +75,9 @@ PAPER_SUBNETS = 3
 def configs(work: Path, quick: bool, threads: int, device: str, precision: str) -> dict[str, Any]:
     """The search config of each setting (what a run of it would use)."""
     common = {"seed": 0, "device": device, "precision": precision, "threads": threads}
-    # on a GPU, batches that fill it (the sizes of bench/paper_scale.py --device cuda)
-    batches = {"train_batch_size": 64, "eval_batch_size": 200} if device != "cpu" else {}
+    # on a GPU, batches that fill it (the sizes of bench/paper_scale.py --device cuda) and loader
+    # workers enough to decode a first pass at its speed
+    batches = {"train_batch_size": 64, "eval_batch_size": 200, "num_workers": 8} if device != "cpu" else {}
     quickstart = load_config(
         preset="quickstart",
         overrides={
@@ -348,6 +351,11 @@ def main() -> int:
                     config, 4 if args.quick else 30, sizes, 128 if args.quick else 2000, args.seed
                 )
             print(f"  noise floor (two reference draws): tau {fidelity['noise_floor_tau']:.3f}", flush=True)
+            fidelity["commit"] = commit
+        elif out.is_file() and not args.quick:  # not measured now: the result file keeps the last one
+            fidelity = json.loads(out.read_text()).get("calibration_fidelity")
+        else:
+            fidelity = None
     record = {
         "question": "evaluated images per second end to end against pure forward passes (issue 43)",
         "threads": args.threads,
@@ -359,7 +367,7 @@ def main() -> int:
         "commit": commit,
         "machine": machine(),
         "settings": results,
-        **({"calibration_fidelity": fidelity} if args.fidelity else {}),
+        **({"calibration_fidelity": fidelity} if fidelity else {}),
     }
     write_result(out, record)
     return 0
