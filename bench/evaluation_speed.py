@@ -30,7 +30,8 @@ Writes bench/results/evaluation_speed.json: per setting ``efficiency`` (pure for
 time: 1.0 would be an evaluation at the cost of its forward passes), images per second both ways, and
 the per-phase seconds (``calibration``, ``validation``, ``other``) per subnet; with ``--fidelity``,
 ``calibration_fidelity``: Kendall tau of 30 subnets' top-1 against the number of calibration images
-(with its commit; a run without ``--fidelity`` keeps the one the result file holds).
+(with its commit; a run without ``--fidelity`` keeps the one the result file holds). The file is
+written after each setting, so a run cut off (e.g. at bench/gpu_check.sh's stage limit) keeps those done.
 ``--device cuda`` (bench/gpu_check.sh, with ``--precision bf16``): the same on a GPU, with batches that
 fill it, into bench/results/evaluation_speed_cuda.json (issue 43's GPU target: efficiency >= 0.5).
 ``--quick``: a smoke check (two subnets, tiny sets), bench/results/evaluation_speed_quick.json.
@@ -72,63 +73,66 @@ PAPER_VAL = 5000
 PAPER_SUBNETS = 3
 
 
-def configs(work: Path, quick: bool, threads: int, device: str, precision: str) -> dict[str, Any]:
-    """The search config of each setting (what a run of it would use)."""
+SETTINGS = ("quickstart", "ofa_jpeg", "ofa_jpeg_paper")
+
+
+def configs(
+    work: Path, quick: bool, threads: int, device: str, precision: str, names: list[str]
+) -> dict[str, Any]:
+    """The search config of each setting in ``names`` (what a run of it would use); only their data
+    and checkpoints are made."""
     common = {"seed": 0, "device": device, "precision": precision, "threads": threads}
     # on a GPU, batches that fill it (the sizes of bench/paper_scale.py --device cuda) and loader
     # workers enough to decode a first pass at its speed
     batches = {"train_batch_size": 64, "eval_batch_size": 200, "num_workers": 8} if device != "cpu" else {}
-    quickstart = load_config(
+    built: dict[str, Any] = {}
+    if "quickstart" in names:
+        built["quickstart"] = quickstart(quick, common)
+    if not {"ofa_jpeg", "ofa_jpeg_paper"} & set(names):
+        return built
+    checkpoint = make_ofa_checkpoints(work)[0]  # w1.0
+    if "ofa_jpeg" in names:
+        built["ofa_jpeg"] = ofa_jpeg(work / "jpegs", checkpoint, quick, common, batches, paper=False)
+    if "ofa_jpeg_paper" in names:
+        built["ofa_jpeg_paper"] = ofa_jpeg(
+            work / "jpegs_paper", checkpoint, quick, common, batches, paper=True
+        )
+    return built
+
+
+def quickstart(quick: bool, common: dict[str, Any]):
+    return load_config(
         preset="quickstart",
         overrides={
             **common,
             **({"data": {"val_size": 100}, "evaluation": {"calibration_images": 64}} if quick else {}),
         },
     )
-    images = work / "jpegs"
-    if not images.exists():
-        make_jpegs(images, per_class_train=8 if quick else 80)
-    checkpoint = make_ofa_checkpoints(work)[0]  # w1.0
-    ofa = load_config(
+
+
+def ofa_jpeg(images: Path, checkpoint: Path, quick: bool, common: dict[str, Any], batches: dict, paper: bool):
+    """OFA's w1.0 space over a generated JPEG folder: the CPU-sized share, or the paper's counts."""
+    if not images.exists():  # the paper's setting holds its 5,000 validation images out of the training split
+        make_jpegs(images, per_class_train=8 if quick else (PAPER_VAL // 10 + 60 if paper else 80))
+    val = 40 if quick else (PAPER_VAL if paper else 200)
+    return load_config(
         overrides={
             **common,
             "supernet": str(checkpoint),
             "data": {
                 "dataset": "folder",
                 "root": str(images),
-                "val_size": 40 if quick else 200,
+                "val_size": val,
                 "in_memory": False,
                 "num_workers": 2,
                 "train_batch_size": 32,
                 "eval_batch_size": 50,
                 **batches,
             },
-            "space": {"resolutions": [192, 224, 256]},
+            "space": {"resolutions": [224] if paper else [192, 224, 256]},
             "evaluation": {"calibration_images": 64 if quick else 500},
         }
     )
-    paper = work / "jpegs_paper"
-    if not paper.exists():  # the paper's 5,000 search-validation images held out of the training split
-        make_jpegs(paper, per_class_train=8 if quick else PAPER_VAL // 10 + 60)
-    ofa_paper = load_config(
-        overrides={
-            **common,
-            "supernet": str(checkpoint),
-            "data": {
-                "dataset": "folder",
-                "root": str(paper),
-                "val_size": 40 if quick else PAPER_VAL,
-                "in_memory": False,
-                "num_workers": 2,
-                "train_batch_size": 32,
-                "eval_batch_size": 50,
-                **batches,
-            },
-            "space": {"resolutions": [224]},
-            "evaluation": {"calibration_images": 64 if quick else 500},
-        }
-    )
-    return {"quickstart": quickstart, "ofa_jpeg": ofa, "ofa_jpeg_paper": ofa_paper}
 
 
 def fidelity_config(quick: bool, threads: int):
@@ -299,7 +303,7 @@ def measure(config, subnets: int, seed: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--settings", nargs="+", default=["quickstart", "ofa_jpeg", "ofa_jpeg_paper"])
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     parser.add_argument("--subnets", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (the GPU script: cuda)")
@@ -323,9 +327,30 @@ def main() -> int:
     out = args.out or RESULTS / (f"{name}_quick.json" if args.quick else f"{name}.json")
     commit = code_version()
     torch.set_num_threads(args.threads)
-    results = {}
+    results: dict[str, Any] = {}
+    # not measured now (no --fidelity): the result file keeps the study it holds
+    kept = (
+        json.loads(out.read_text()).get("calibration_fidelity") if out.is_file() and not args.quick else None
+    )
+
+    def write(fidelity: dict[str, Any] | None) -> None:  # after every setting: a cut-off run keeps those done
+        record = {
+            "question": "evaluated images per second end to end against pure forward passes (issue 43)",
+            "threads": args.threads,
+            "device": args.device,
+            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+            "precision": args.precision,
+            "quick": args.quick,
+            "validation_cache_mb": args.validation_cache_mb,
+            "commit": commit,
+            "machine": machine(),
+            "settings": results,
+            **({"calibration_fidelity": fidelity} if fidelity else {}),
+        }
+        write_result(out, record)
+
     with tempfile.TemporaryDirectory() as tmp:
-        built = configs(Path(tmp), args.quick, args.threads, args.device, args.precision)
+        built = configs(Path(tmp), args.quick, args.threads, args.device, args.precision, args.settings)
         if args.validation_cache_mb is not None:
             for config in built.values():
                 config.evaluation.validation_cache_mb = args.validation_cache_mb
@@ -342,6 +367,7 @@ def main() -> int:
                 f"{r['pure_forward_images_per_s']:.0f} img/s); per subnet {r['seconds_per_subnet']}",
                 flush=True,
             )
+            write(kept)
         if args.fidelity:
             print("calibration fidelity (the shipped supernet on Fashion-MNIST):", flush=True)
             sizes = [32, 64] if args.quick else [64, 128, 256, 500, 1000]
@@ -352,24 +378,9 @@ def main() -> int:
                 )
             print(f"  noise floor (two reference draws): tau {fidelity['noise_floor_tau']:.3f}", flush=True)
             fidelity["commit"] = commit
-        elif out.is_file() and not args.quick:  # not measured now: the result file keeps the last one
-            fidelity = json.loads(out.read_text()).get("calibration_fidelity")
-        else:
-            fidelity = None
-    record = {
-        "question": "evaluated images per second end to end against pure forward passes (issue 43)",
-        "threads": args.threads,
-        "device": args.device,
-        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        "precision": args.precision,
-        "quick": args.quick,
-        "validation_cache_mb": args.validation_cache_mb,
-        "commit": commit,
-        "machine": machine(),
-        "settings": results,
-        **({"calibration_fidelity": fidelity} if fidelity else {}),
-    }
-    write_result(out, record)
+            write(fidelity)
+        elif not results:
+            write(kept)
     return 0
 
 

@@ -3,6 +3,8 @@ bounded, least recently used resolution out first."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -51,7 +53,7 @@ def test_file_split_kept_as_uint8_gives_the_floats_of_a_fresh_pass(jpegs: FileSp
     assert cache.cached_resolutions() == [24]
 
 
-def test_bounded_least_recently_used_out_first_and_too_large_streamed(jpegs: FileSplit) -> None:
+def test_bounded_least_recently_used_out_first_and_too_large_streamed(jpegs: FileSplit, caplog) -> None:
     per = {r: 10 * (3 * r * r + 8) for r in (16, 20, 24, 28)}
     made = []
     cache = ValidationCache(lambda r: made.append(r) or file_loader(jpegs, r), per[24] + per[20] + 10)
@@ -64,7 +66,11 @@ def test_bounded_least_recently_used_out_first_and_too_large_streamed(jpegs: Fil
     assert made == [24, 20, 16, 20]
 
     small = ValidationCache(lambda r: file_loader(jpegs, r), per[24] - 1)
-    assert same(small.batches(24), reference[24]) and small.cached_resolutions() == []  # streamed
+    with caplog.at_level(logging.INFO, logger="nat.search.evaluator"):
+        assert same(small.batches(24), reference[24]) and small.cached_resolutions() == []  # streamed
+        small.batches(24)
+    hints = [r.getMessage() for r in caplog.records if "validation_cache_mb" in r.getMessage()]
+    assert len(hints) == 1 and "at 24 px" in hints[0]  # said once, naming the setting
     assert same(small.batches(16), reference[16]) and small.cached_resolutions() == [16]
     none = ValidationCache(lambda r: file_loader(jpegs, r), 0)
     assert same(none.batches(16), reference[16]) and none.cached_resolutions() == []

@@ -71,6 +71,7 @@ class ValidationCache:
     def __init__(self, make_loader: Callable[[int], FileLoader | InMemoryLoader], max_bytes: int) -> None:
         self.make_loader, self.max_bytes = make_loader, max_bytes
         self._cache: dict[int, tuple[list[Batch], FileLoader | InMemoryLoader]] = {}  # most recent last
+        self._streamed_noted = False
 
     def cached_resolutions(self) -> list[int]:
         """The resolutions held now, least recently used first."""
@@ -87,6 +88,16 @@ class ValidationCache:
         loader = self.make_loader(resolution)
         size = _expected_bytes(loader, resolution)
         if size > self.max_bytes:
+            if not self._streamed_noted and self.max_bytes > 0:  # once: a hint, not a fault
+                self._streamed_noted = True
+                log.info(
+                    "the search-validation images at %d px take %.0f MB, more than "
+                    "evaluation.validation_cache_mb (%.0f): they are read again for every subnet; a larger "
+                    "bound keeps them (speed only, never results)",
+                    resolution,
+                    size / 2**20,
+                    self.max_bytes / 2**20,
+                )
             return loader
         while self._cache and self.cache_bytes() + size > self.max_bytes:
             del self._cache[next(iter(self._cache))]  # the least recently used
