@@ -14,13 +14,14 @@
 #  2. `nat search --preset smoke` on the GPU in bf16: the whole loop end to end on CUDA (in-memory data);
 #  3. the CUDA tests (pytest -m cuda: bf16 step without host sync, fp16/bf16 evaluation, CUDA latency
 #     tables), skipped elsewhere;
-#  4. the cost of new layer shapes over 24 steps on new subnets: nat NCHW, nat channels-last, OFA's network
-#     (the JSON is rewritten after each, so a cut-off stage keeps what finished);
-#  5. bench/paper_scale.py --device cuda: the paper-scale search end to end (OFA w1.0 + w1.2, 192-256 px,
-#     a JPEG folder) with batches that fill a GPU, and the projected wall time of a paper-sized run;
-#  6. bench/evaluation_speed.py --device cuda: one subnet evaluation (BN calibration + validation) against
+#  4. bench/paper_scale.py --device cuda: the paper-scale search end to end (OFA w1.0 + w1.2, 192-256 px,
+#     a JPEG folder) with batches that fill a GPU, and the projected wall time of a paper-sized run
+#     (issue 43's target: <= 3 hours);
+#  5. bench/evaluation_speed.py --device cuda: one subnet evaluation (BN calibration + validation) against
 #     its forward passes alone, OFA's space at 192-256 px in bf16, and at the paper's counts (5,000
-#     validation images, 224 px; issue 43's target: >= 0.5);
+#     validation images, 224 px; issue 43's target: >= 0.5; the JSON is rewritten after each setting);
+#  6. the cost of new layer shapes over 24 steps on new subnets: nat NCHW, nat channels-last, OFA's network
+#     (the JSON is rewritten after each, so a cut-off stage keeps what finished);
 #  7. with what budget is left, bench/latency_lut.py --only cuda: a latency table of OFA's space on the
 #     GPU against 30 subnets measured end to end (issue 18's Kendall tau, on a quieter device than a CPU).
 # bench/compile_speed.py --device cuda (whether finalize.compile pays there) and
@@ -78,12 +79,12 @@ cp "$SMOKE/summary.md" "$WORK/smoke_summary.md" 2>/dev/null
 cp "$SMOKE/search.log" "$WORK/smoke_search.log" 2>/dev/null
 pack
 stage cuda_tests 100 $PY -m pytest -m cuda -q -p no:cacheprovider -o addopts="" tests
-stage new_shapes 120 $PY bench/supernet_throughput.py --device cuda --precisions bf16 --sequence 24 \
-  --sequence-only --out "$WORK/supernet_new_shapes_cuda.json"
 stage paper_scale 150 $PY bench/paper_scale.py --device cuda --precisions bf16 --threads 4 \
   --train-batch 64 --eval-batch 200 --workers 8 --max-steps 8 --calibration-images 200 --val-images 200 \
   --per-class 60 --strategy-from bench/results/paper_scale.json --out "$WORK/paper_scale_cuda.json"
 stage evaluation 150 $PY bench/evaluation_speed.py --device cuda --precision bf16 \
   --settings ofa_jpeg ofa_jpeg_paper --subnets 4 --threads 4 --out "$WORK/evaluation_speed_cuda.json"
+stage new_shapes 120 $PY bench/supernet_throughput.py --device cuda --precisions bf16 --sequence 24 \
+  --sequence-only --out "$WORK/supernet_new_shapes_cuda.json"
 stage latency_cuda 120 $PY bench/latency_lut.py --only cuda --subnets 30 --out "$WORK/latency_lut_cuda.json"
 echo "total $((SECONDS - START)) s" | tee -a "$OUT/summary.txt"
