@@ -26,6 +26,7 @@ from nat.data.loaders import FileLoader, InMemoryLoader
 from nat.errors import ConfigError
 from nat.objectives.latency import measure_latency_ms
 from nat.runtime import Runtime
+from nat.runtime.cache import ResolutionCache
 from nat.runtime.device import resolve_device
 from nat.search.config import SearchConfig
 from nat.search.supernets import supernet_for
@@ -62,33 +63,36 @@ class ValidationCache:
     Every subnet of a search is measured on the same images, so decoding and resizing them again for
     each repeats the same work: for 5,000 JPEGs at 224 px with no CPU core to spare, a validation pass
     took 1.41x as long uncached (docs/results/evaluation_speed.md), and a GPU's forward passes outrun
-    the decoding by far. A file split's batches are kept as decoded (uint8,
-    a quarter of the bytes) and normalised per use by the loader's own `FileLoader.normalize`, so a
-    cached pass gives exactly the floats a fresh one gives; an in-memory split's are kept as the
-    normalised floats its loader resamples on the device. What is cached changes speed, never results.
+    the decoding by far. A file split's batches are kept as decoded (uint8, a quarter of the bytes) and
+    normalised per use by the loader's own `FileLoader.normalize`, so a cached pass gives exactly the
+    floats a fresh one gives; an in-memory split's are kept as the normalised floats its loader
+    resamples on the device. What is cached changes speed, never results (`nat.runtime.cache`).
     """
 
     def __init__(self, make_loader: Callable[[int], FileLoader | InMemoryLoader], max_bytes: int) -> None:
-        self.make_loader, self.max_bytes = make_loader, max_bytes
-        self._cache: dict[int, tuple[list[Batch], FileLoader | InMemoryLoader]] = {}  # most recent last
+        self.make_loader = make_loader
+        self._cache: ResolutionCache[tuple[list[Batch], FileLoader | InMemoryLoader]] = ResolutionCache(
+            max_bytes
+        )
         self._streamed_noted = False
 
     def cached_resolutions(self) -> list[int]:
         """The resolutions held now, least recently used first."""
-        return list(self._cache)
+        return self._cache.resolutions()
 
     def cache_bytes(self) -> int:
-        return sum(_bytes(batches) for batches, _ in self._cache.values())
+        return self._cache.bytes()
 
     def batches(self, resolution: int) -> Iterable[Batch]:
         """The normalised validation batches at ``resolution``, on the device."""
-        if resolution in self._cache:
-            self._cache[resolution] = self._cache.pop(resolution)  # now the most recently used
-            return self._normalised(*self._cache[resolution])
+        cached = self._cache.get(resolution)
+        if cached is not None:
+            return self._normalised(*cached)
         loader = self.make_loader(resolution)
         size = _expected_bytes(loader, resolution)
-        if size > self.max_bytes:
-            if not self._streamed_noted and self.max_bytes > 0:  # once: a hint, not a fault
+        if not self._cache.fits(size):
+            bound = self._cache.max_bytes or 0  # 0: the user keeps none, and knows it
+            if not self._streamed_noted and bound > 0:  # once: a hint, not a fault
                 self._streamed_noted = True
                 log.info(
                     "the search-validation images at %d px take %.0f MB, more than "
@@ -96,11 +100,10 @@ class ValidationCache:
                     "bound keeps them (speed only, never results)",
                     resolution,
                     size / 2**20,
-                    self.max_bytes / 2**20,
+                    bound / 2**20,
                 )
             return loader
-        while self._cache and self.cache_bytes() + size > self.max_bytes:
-            del self._cache[next(iter(self._cache))]  # the least recently used
+        self._cache.make_room(size)
         return self._filling(resolution, loader)
 
     def _filling(self, resolution: int, loader: FileLoader | InMemoryLoader) -> Iterator[Batch]:
@@ -110,7 +113,7 @@ class ValidationCache:
         for x, y in loader.uint8_batches() if isinstance(loader, FileLoader) else loader:
             kept.append((x, y))
             yield (loader.normalize(x), y) if isinstance(loader, FileLoader) else (x, y)
-        self._cache[resolution] = (kept, loader)
+        self._cache.put(resolution, (kept, loader), _bytes(kept))  # what the tensors take
 
     @staticmethod
     def _normalised(kept: list[Batch], loader: FileLoader | InMemoryLoader) -> Iterator[Batch]:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nat.errors import DataError
+from nat.runtime.cache import ResolutionCache
 from nat.runtime.precision import Precision, as_precision
 from nat.space.subnet import Subnet
 from nat.supernet.dynamic import BatchNorm2d, RunningAverage, normalise_by_batch
@@ -149,39 +150,33 @@ class BNCalibrator:
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.channels_last = channels_last
-        self.max_cached = max_cached_resolutions
-        self.max_cache_bytes = max_cache_bytes
         self.precision = as_precision(precision, self.device)
-        self._cache: dict[int, list[torch.Tensor]] = {}  # in order of use, most recent last
+        self._cache: ResolutionCache[list[torch.Tensor]] = ResolutionCache(
+            max_cache_bytes, max_cached_resolutions
+        )
 
     def cached_resolutions(self) -> list[int]:
         """The resolutions whose resized images are held now, least recently used first."""
-        return list(self._cache)
+        return self._cache.resolutions()
 
     def cache_bytes(self) -> int:
         """Bytes the cached resized images take on the device."""
-        return sum(b.numel() * b.element_size() for batches in self._cache.values() for b in batches)
+        return self._cache.bytes()
 
     def batches(self, resolution: int) -> list[torch.Tensor]:
         """The calibration images at ``resolution`` on the device, in batches (cached, LRU)."""
-        if resolution in self._cache:
-            self._cache[resolution] = self._cache.pop(resolution)  # now the most recently used
-            return self._cache[resolution]
+        cached = self._cache.get(resolution)
+        if cached is not None:
+            return cached
         n, c = self.images.shape[:2]
         size = n * c * resolution * resolution * self.images.element_size()
-        fits = self.max_cache_bytes is None or size <= self.max_cache_bytes
-        while fits and self._cache and self._full(size):
-            del self._cache[next(iter(self._cache))]  # the least recently used
+        fits = self._cache.fits(size)
+        if fits:
+            self._cache.make_room(size)
         batches = self._resize(resolution)
         if fits:
-            self._cache[resolution] = batches
+            self._cache.put(resolution, batches, size)
         return batches
-
-    def _full(self, incoming: int) -> bool:
-        """Whether caching ``incoming`` more bytes would break a bound."""
-        limit = self.max_cache_bytes
-        too_many = len(self._cache) >= self.max_cached
-        return too_many or (limit is not None and self.cache_bytes() + incoming > limit)
 
     def _resize(self, resolution: int) -> list[torch.Tensor]:
         images = self.images
