@@ -227,6 +227,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("max-evaluations", [*S, "--set", "max_evaluations=0"], "max_evaluations"),
     ("reevaluate-policy", [*S, "--set", "evaluation.reevaluate=some"], "evaluation.reevaluate"),
     ("reevaluate-sample", [*S, "--set", "evaluation.reevaluate_sample=0"], "evaluation.reevaluate_sample"),
+    ("validation-cache", [*S, "--set", "evaluation.validation_cache_mb=-1"], "validation_cache_mb"),
     ("host-memory", [*S, "--set", "reuse_host_memory=sometimes"], "reuse_host_memory"),
     (
         "task-names",
