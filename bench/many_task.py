@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from nat.runtime.threads import torch_threads  # noqa: E402
 from nat.search import NATSearch, load_config  # noqa: E402
-from record import code_version  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TASKS = {
@@ -258,8 +258,7 @@ def main() -> int:
         result["per_task"] = per_task
         result["single_task_seconds_total"] = round(total_single, 1)
     out = args.out or RESULTS / ("many_task_quick.json" if args.quick else "many_task.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result, indent=2, threads=args.threads, commit=code)
     print(
         f"many-task run: {result['many_task']['seconds']} s, {evaluations} subnets x "
         f"{len(args.tasks)} tasks; "
@@ -272,7 +271,6 @@ def main() -> int:
             f"{100 * r['best_test_top1']['single_task']:.2f}%; mean difference at matched MAdds "
             f"{'-' if mean is None else f'{100 * mean:+.2f} points'}"
         )
-    print(f"wrote {out}")
     return 0
 
 

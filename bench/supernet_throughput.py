@@ -33,7 +33,6 @@ Writes bench/results/supernet_throughput[_cuda].json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
@@ -53,6 +52,7 @@ from nat.objectives.complexity import profile_subnet  # noqa: E402
 from nat.runtime.precision import PRECISIONS, Precision, enable_cuda_fast_path  # noqa: E402
 from nat.space import Subnet, get_space  # noqa: E402
 from nat.train import SupernetTrainer  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 from supernet_speed import activate, build_pair, regime_space, subnets  # noqa: E402
 
 CLASSES = 1000
@@ -286,6 +286,7 @@ def main() -> None:
     if args.sequence_only and not args.sequence:
         parser.error("--sequence-only needs --sequence N")
     device = torch.device(args.device)
+    commit = code_version()  # the code this process runs (read before the runs, not after)
     t0 = time.perf_counter()
     result: dict = {
         "what": "supernet training/inference images/s, nat vs OFA's package, OFA MobileNetV3 w1.0",
@@ -307,14 +308,14 @@ def main() -> None:
         if partial is not None:
             result["new_shapes"] = partial
         result["seconds"] = time.perf_counter() - t0
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        write_result(path, result, indent=2, threads=args.threads, commit=commit)
 
     result.update(measure(args))
     if args.sequence:
         result["new_shapes"] = new_shapes_cost(args, device, save)
     save()
     if args.sequence_only:
-        print(f"wrote {path} ({result['seconds']:.0f} s)")
+        print(f"took {result['seconds']:.0f} s")
         return
     print(
         f"{result['device_name']} {args.resolution} px, "
@@ -325,7 +326,7 @@ def main() -> None:
         row = ", ".join(f"{k} {v:.0f}" for k, v in figures.items())
         ratios = ", ".join(f"{k} {v:.2f}" for k, v in result[f"nat_over_ofa_{kind}"].items())
         print(f"{kind} img/s: {row}; over OFA's: {ratios}")
-    print(f"wrote {path} ({result['seconds']:.0f} s)")
+    print(f"took {result['seconds']:.0f} s")
 
 
 if __name__ == "__main__":
