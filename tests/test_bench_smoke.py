@@ -334,3 +334,19 @@ def test_search_efficiency_compares_nat_with_random_search(tmp_path: Path) -> No
 def test_latency_lut_scores_a_table_against_end_to_end_measurements(tmp_path: Path) -> None:
     result = measured("latency_lut", tmp_path, "--only", "torch", "--subnets", "4")
     assert result["cases"] and all(-1 <= c["kendall_tau"] <= 1 for c in result["cases"])
+
+
+def test_make_surrogate_data_measures_a_given_supernet(tmp_path: Path) -> None:
+    """The measure-only path that made bench/data/fmnist_s2_subnets.csv (the surrogate benchmark's data)."""
+    out = tmp_path / "subnets.csv"
+    run_bench(
+        "make_surrogate_data",
+        "--supernet", str(ROOT / "bench" / "data" / "supernet_fmnist_tiny_s2.safetensors"),
+        "--val-size", "10000", "--subnets", "3", "--calib-images", "32", "--eval-images", "64",
+        "--out", str(out),
+    )  # fmt: skip
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("id,g0,") and lines[0].endswith("subnet,top1,madds,params")
+    assert len(lines) == 4
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["eval_images"] == 64 and 0.0 <= meta["top1"]["min"] <= meta["top1"]["max"] <= 100.0  # percent
