@@ -102,7 +102,7 @@ def cases(args: argparse.Namespace) -> list[dict]:
     return [c for c in all_cases if c["device"] == backend]
 
 
-def run_case(case: dict, threads: int) -> dict:
+def run_case(case: dict, threads: int, commit: str) -> dict:
     space = get_space(case["space"]).model_copy(
         update={"resolutions": tuple(case["resolutions"]), "width_mults": tuple(case["widths"])}
     )
@@ -145,6 +145,7 @@ def run_case(case: dict, threads: int) -> dict:
         **case,
         "machine": torch.cuda.get_device_name() if case["device"] == "cuda" else cpu_name(),
         "date": time.strftime("%Y-%m-%d"),
+        "commit": commit,  # per case: a run of some cases keeps the others' rows, made by other code
         "threads": threads,
         "batch_size": 1,
         "table_entries": len(table.entries),
@@ -196,7 +197,7 @@ def main() -> None:
     results = {c["name"]: c for c in previous.get("cases", [])}
     for case in cases(args):
         print(f"== {case['name']}", file=sys.stderr)
-        result = run_case(case, args.threads)
+        result = run_case(case, args.threads, commit)
         results[case["name"]] = result
         print(
             f"{case['name']}: tau {result['kendall_tau']:.3f} (MAdds {result['kendall_tau_madds']:.3f}, "
