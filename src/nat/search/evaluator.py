@@ -54,6 +54,8 @@ def calibration_images(
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+#: turns the images of a kept validation batch into what the loader's own iteration gives
+Prepare = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ValidationCache:
@@ -71,9 +73,8 @@ class ValidationCache:
 
     def __init__(self, make_loader: Callable[[int], FileLoader | InMemoryLoader], max_bytes: int) -> None:
         self.make_loader = make_loader
-        self._cache: ResolutionCache[tuple[list[Batch], FileLoader | InMemoryLoader]] = ResolutionCache(
-            max_bytes
-        )
+        #: per resolution: the batches as kept, and what turns a kept batch's images into the loader's
+        self._cache: ResolutionCache[tuple[list[Batch], Prepare]] = ResolutionCache(max_bytes)
         self._streamed_noted = False
 
     def cached_resolutions(self) -> list[int]:
@@ -87,7 +88,8 @@ class ValidationCache:
         """The normalised validation batches at ``resolution``, on the device."""
         cached = self._cache.get(resolution)
         if cached is not None:
-            return self._normalised(*cached)
+            kept, prepare = cached
+            return ((prepare(x), y) for x, y in kept)
         loader = self.make_loader(resolution)
         size = _expected_bytes(loader, resolution)
         if not self._cache.fits(size):
@@ -109,17 +111,19 @@ class ValidationCache:
     def _filling(self, resolution: int, loader: FileLoader | InMemoryLoader) -> Iterator[Batch]:
         """The first pass at ``resolution``: each batch is used as it arrives (the loader's workers
         still decode ahead of the forward passes) and kept; the whole set is cached once the pass ends."""
+        if isinstance(loader, FileLoader):  # kept as decoded, normalised per use
+            raw, prepare = loader.uint8_batches(), loader.normalize
+        else:  # kept as the loader gives them
+            raw, prepare = iter(loader), _as_given
         kept: list[Batch] = []
-        for x, y in loader.uint8_batches() if isinstance(loader, FileLoader) else loader:
+        for x, y in raw:
             kept.append((x, y))
-            yield (loader.normalize(x), y) if isinstance(loader, FileLoader) else (x, y)
-        self._cache.put(resolution, (kept, loader), _bytes(kept))  # what the tensors take
+            yield prepare(x), y
+        self._cache.put(resolution, (kept, prepare), _bytes(kept))  # what the tensors take
 
-    @staticmethod
-    def _normalised(kept: list[Batch], loader: FileLoader | InMemoryLoader) -> Iterator[Batch]:
-        if isinstance(loader, FileLoader):
-            return ((loader.normalize(x), y) for x, y in kept)
-        return iter(kept)
+
+def _as_given(images: torch.Tensor) -> torch.Tensor:
+    return images
 
 
 def _bytes(batches: list[Batch]) -> int:
