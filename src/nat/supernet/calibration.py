@@ -155,6 +155,11 @@ class BNCalibrator:
             max_cache_bytes, max_cached_resolutions
         )
 
+    @property
+    def max_cache_bytes(self) -> int | None:
+        """The bound on the bytes of the cached resized images (None: no bound), as constructed."""
+        return self._cache.max_bytes
+
     def cached_resolutions(self) -> list[int]:
         """The resolutions whose resized images are held now, least recently used first."""
         return self._cache.resolutions()
