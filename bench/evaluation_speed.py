@@ -64,7 +64,7 @@ from nat.space.subnet import Subnet  # noqa: E402
 from nat.supernet import BNCalibrator, kept_bn_statistics  # noqa: E402
 from nat.train import evaluate_top1  # noqa: E402
 from paper_scale import make_jpegs, make_ofa_checkpoints  # noqa: E402
-from record import code_version, machine, write_result  # noqa: E402
+from record import code_version, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 #: the paper's search-validation images (and its 500 calibration images): setting ``ofa_jpeg_paper``
@@ -336,18 +336,15 @@ def main() -> int:
     def write(fidelity: dict[str, Any] | None) -> None:  # after every setting: a cut-off run keeps those done
         record = {
             "question": "evaluated images per second end to end against pure forward passes (issue 43)",
-            "threads": args.threads,
             "device": args.device,
             "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
             "precision": args.precision,
             "quick": args.quick,
             "validation_cache_mb": args.validation_cache_mb,
-            "commit": commit,
-            "machine": machine(),
             "settings": results,
             **({"calibration_fidelity": fidelity} if fidelity else {}),
         }
-        write_result(out, record)
+        write_result(out, record, threads=args.threads, commit=commit)
 
     with tempfile.TemporaryDirectory() as tmp:
         built = configs(Path(tmp), args.quick, args.threads, args.device, args.precision, args.settings)

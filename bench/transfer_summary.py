@@ -141,13 +141,14 @@ def main() -> None:
         runs[seed] = run.get("tasks", run)  # files before the machine was recorded hold the tasks alone
         recorded = {k: run[k] for k in ("machine", "threads", "commit") if k in run}
         provenance[seed] = {"file": path.name, **recorded}
-    summary = summarise(runs)
-    summary["runs"] = {str(seed): provenance[seed] for seed in sorted(provenance)}
     # the summary is made from the runs, so its machine, threads and commit are theirs (where they agree)
-    for key in ("commit", "threads", "machine"):  # prepended in turn: machine ends up first
+    shared = {}
+    for key in ("machine", "threads", "commit"):
         values = [json.dumps(p.get(key), sort_keys=True) for p in provenance.values()]
         same = len(set(values)) == 1 and values[0] != "null"
-        summary = {key: json.loads(values[0]) if same else "differs between runs: see runs", **summary}
+        shared[key] = json.loads(values[0]) if same else "differs between runs: see runs"
+    summary = {**shared, **summarise(runs)}
+    summary["runs"] = {str(seed): provenance[seed] for seed in sorted(provenance)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
     print(f"seeds {summary['seeds']}: target met on {summary['target_met_on_seeds']}")
