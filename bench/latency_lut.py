@@ -24,7 +24,8 @@ on its own: seconds each).
 
 ``--only cuda`` runs one more case, on a GPU: OFA's space at 224 px, width 1.0, PyTorch on CUDA (for
 `bench/gpu_check.sh`; a GPU's timings are far less noisy than this shared CPU's). Writes
-bench/results/latency_lut.json (or ``--out``) and keeps the tables under bench/results/latency_tables/.
+bench/results/latency_lut.json (or ``--out``) and keeps the tables in ``latency_tables/`` beside it
+(bench/results/latency_tables/ by default), so a run elsewhere never rewrites the committed tables.
 Run it on an otherwise idle machine: it is a timing benchmark.
 """
 
@@ -61,7 +62,6 @@ from nat.versions import library_versions  # noqa: E402
 from record import code_version, write_result  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "latency_lut.json"
-TABLES = ROOT / "bench" / "results" / "latency_tables"
 CLASSES = 1000
 #: end-to-end measurements of the held-out subnets: rounds, and the timing of one subnet in a round
 ROUND = TimingSettings(warmup=2, repeats=4, min_block_ms=10.0, rounds=6, drift_correction=True)
@@ -102,12 +102,12 @@ def cases(args: argparse.Namespace) -> list[dict]:
     return [c for c in all_cases if c["device"] == backend]
 
 
-def run_case(case: dict, threads: int, commit: str) -> dict:
+def run_case(case: dict, threads: int, commit: str, tables: Path) -> dict:
     space = get_space(case["space"]).model_copy(
         update={"resolutions": tuple(case["resolutions"]), "width_mults": tuple(case["widths"])}
     )
     backend = make_backend(case["device"], threads, 1, int8=case.get("int8", False))
-    table_path = TABLES / f"{case['name']}.yaml"
+    table_path = tables / f"{case['name']}.yaml"
     table_path.unlink(missing_ok=True)
     start = time.perf_counter()
     table = build_table(
@@ -191,13 +191,14 @@ def main() -> None:
     args = parser.parse_args()
     commit = code_version()  # the code this process runs (read before the runs, not after)
     torch.set_num_threads(args.threads)
-    TABLES.mkdir(parents=True, exist_ok=True)
     result_path = args.out
+    tables = result_path.parent / "latency_tables"  # beside the result file
+    tables.mkdir(parents=True, exist_ok=True)
     previous = json.loads(result_path.read_text()) if result_path.is_file() else {}
     results = {c["name"]: c for c in previous.get("cases", [])}
     for case in cases(args):
         print(f"== {case['name']}", file=sys.stderr)
-        result = run_case(case, args.threads, commit)
+        result = run_case(case, args.threads, commit, tables)
         results[case["name"]] = result
         print(
             f"{case['name']}: tau {result['kendall_tau']:.3f} (MAdds {result['kendall_tau_madds']:.3f}, "

@@ -332,8 +332,14 @@ def test_search_efficiency_compares_nat_with_random_search(tmp_path: Path) -> No
 
 
 def test_latency_lut_scores_a_table_against_end_to_end_measurements(tmp_path: Path) -> None:
+    committed = {p: p.read_bytes() for p in (ROOT / "bench" / "results" / "latency_tables").glob("*.yaml")}
     result = measured("latency_lut", tmp_path, "--only", "torch", "--subnets", "4")
     assert result["cases"] and all(-1 <= c["kendall_tau"] <= 1 for c in result["cases"])
+    assert sorted(p.name for p in (tmp_path / "latency_tables").iterdir()) == [
+        "torch_ofa_mbv3.yaml",
+        "torch_tiny.yaml",
+    ]
+    assert all(p.read_bytes() == data for p, data in committed.items())  # the committed tables untouched
 
 
 def test_make_surrogate_data_measures_a_given_supernet(tmp_path: Path) -> None:
