@@ -276,6 +276,11 @@ def test_onnx_export_matches_pytorch(tmp_path) -> None:
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a symbolic batch
     assert not any(node.metadata_props for node in proto.graph.node)  # no exporter debugging notes
+    # the spatial means (squeeze-and-excite, head) as GlobalAveragePool, which ONNX Runtime quantizes
+    ops = [node.op_type for node in proto.graph.node]
+    squeeze_excite = sum(type(m).__name__ == "SqueezeExcite" for m in model.modules())
+    assert squeeze_excite > 0 and "ReduceMean" not in ops
+    assert ops.count("GlobalAveragePool") == squeeze_excite + 1
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     for batch in (1, 3):
         x = torch.randn(batch, 3, model.subnet.r, model.subnet.r)
@@ -291,6 +296,9 @@ def test_onnx_torchscript_fallback_is_quiet(tmp_path, model) -> None:
         warnings.simplefilter("always")
         path = export_onnx(model, tmp_path / "model.onnx", dynamo=False)
     assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    import onnx
+
+    assert "ReduceMean" not in [node.op_type for node in onnx.load(str(path)).graph.node]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 3):
         x = torch.randn(batch, 3, model.subnet.r, model.subnet.r)
