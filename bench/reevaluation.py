@@ -16,8 +16,12 @@ policy and seed and reports, per run:
   and 95% t-interval.
 
     python bench/reevaluation.py [--policies all predicted] [--seeds 0 1 2 3 4 5] [--jobs 2] [--quick]
+        [--initial-samples N] [--iterations N] [--candidates N] [--adaptation-epochs E]
 
-Writes bench/results/reevaluation.json (``--out``). ``--quick``: the smoke preset, one seed.
+Writes bench/results/reevaluation.json (``--out``). ``--quick``: the smoke preset, one seed. The count
+options replace the preset's: ``--initial-samples 100 --iterations 30 --candidates 8
+--adaptation-epochs 1`` are the paper's counts (an archive of 100 growing to 340), where the
+re-evaluations are most of a search (bench/results/reevaluation_paper_counts.json).
 """
 
 from __future__ import annotations
@@ -41,22 +45,28 @@ sys.path.insert(0, str(ROOT / "bench"))
 RESULT = ROOT / "bench" / "results" / "reevaluation.json"
 
 
-def config_for(policy: str, seed: int, quick: bool):
+def config_for(policy: str, seed: int, quick: bool, counts: dict[str, Any] | None = None):
+    """The run's config: the preset, the policy and seed, and ``counts`` (top-level settings such as
+    ``iterations``, and ``adaptation_epochs``) replacing the preset's."""
     from nat.search import load_config
 
+    counts = dict(counts or {})
     overrides: dict[str, Any] = {
         "seed": seed,
         "device": "cpu",
         "threads": 1,
         "evaluation": {"reevaluate": policy},
     }
+    if "adaptation_epochs" in counts:
+        overrides["adaptation"] = {"epochs": counts.pop("adaptation_epochs")}
+    overrides.update(counts)
     if quick:
         return load_config(preset="smoke", overrides=overrides)
     overrides["evaluation"]["calibration_images"] = 256  # the quickstart's own setting, kept
     return load_config(preset="quickstart", overrides=overrides)
 
 
-def one_run(policy: str, seed: int, quick: bool, work: str) -> dict[str, Any]:
+def one_run(policy: str, seed: int, quick: bool, work: str, counts: dict[str, Any]) -> dict[str, Any]:
     """One search to the end, then its archive re-measured on the final supernet."""
     from scipy.stats import kendalltau
 
@@ -68,7 +78,7 @@ def one_run(policy: str, seed: int, quick: bool, work: str) -> dict[str, Any]:
     from nat.space import Subnet
 
     torch.set_num_threads(1)
-    config = config_for(policy, seed, quick)
+    config = config_for(policy, seed, quick, counts)
     out = Path(work) / f"{policy}_seed{seed}"
     start = time.perf_counter()
     result = run_search(config, out)
@@ -107,13 +117,24 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--initial-samples", type=int, help="replaces the preset's initial_samples")
+    parser.add_argument("--iterations", type=int, help="replaces the preset's iterations")
+    parser.add_argument("--candidates", type=int, help="replaces the preset's candidates_per_iteration")
+    parser.add_argument("--adaptation-epochs", type=float, help="replaces the preset's adaptation.epochs")
     args = parser.parse_args()
+    given = {
+        "initial_samples": args.initial_samples,
+        "iterations": args.iterations,
+        "candidates_per_iteration": args.candidates,
+        "adaptation_epochs": args.adaptation_epochs,
+    }
+    counts = {k: v for k, v in given.items() if v is not None}
     from record import code_version, machine, write_result
 
     seeds = args.seeds[:1] if args.quick else args.seeds
     todo = [(p, s) for s in seeds for p in args.policies]
     with tempfile.TemporaryDirectory() as work, ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(one_run, p, s, args.quick, work) for p, s in todo]
+        futures = [pool.submit(one_run, p, s, args.quick, work, counts) for p, s in todo]
         runs = [f.result() for f in futures]
     summary = {}
     for policy in args.policies:
@@ -149,6 +170,7 @@ def main() -> int:
     record = {
         "question": "re-evaluation policies after adaptation: cost against fidelity (issue 43, part 2)",
         "preset": "smoke" if args.quick else "quickstart",
+        "counts": counts,
         "seeds": seeds,
         "threads": 1,
         "jobs": args.jobs,

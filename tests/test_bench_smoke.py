@@ -264,9 +264,13 @@ def test_deploy_quick_measures_int8_against_fp32_per_runtime(tmp_path: Path) -> 
 
 def test_reevaluation_quick_compares_policies_on_whole_runs(tmp_path: Path) -> None:
     out = tmp_path / "reevaluation.json"
-    run_bench("reevaluation", "--quick", "--jobs", "1", "--out", str(out))
+    run_bench(
+        "reevaluation", "--quick", "--jobs", "1", "--out", str(out), "--iterations", "1", "--candidates", "2"
+    )
     result = json.loads(out.read_text())
     assert set(result["summary"]) == {"all", "predicted"} and len(result["runs"]) == 2
+    assert result["counts"] == {"iterations": 1, "candidates_per_iteration": 2}  # the smoke preset's: 2, 3
+    assert all(8 < r["archive_members"] <= 8 + 2 for r in result["runs"])  # 8 initial, one iteration of 2
     every = next(r for r in result["runs"] if r["policy"] == "all")
     assert every["archive_tau"] == 1.0 and every["predicted"] == 0  # all values measured on the final weights
     assert all(0 < r["test_hypervolume"] < 1.21 and r["evaluations"] > 0 for r in result["runs"])
