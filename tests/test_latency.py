@@ -42,18 +42,20 @@ def threads():
     torch.set_num_threads(before)
 
 
-def test_heavier_models_and_larger_inputs_measure_slower() -> None:
+def test_heavier_models_and_larger_inputs_measure_slower(threads) -> None:
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # several threads' barriers stall unpredictably on an oversubscribed machine
     tiny, heavy = conv_net(4, layers=1), conv_net(48, layers=3)
-
-    def least(model, resolution: int) -> float:
-        # the least of three medians: on a shared machine one median can land in another job's time
-        # slice (a 48 px pass once measured slower than the same network at 16 px beside benchmarks)
-        return min(measure_latency_ms(model, resolution, warmup=1, repeats=5) for _ in range(3))
-
-    fast, slow = least(tiny, 16), least(heavy, 48)
-    assert 0 < fast < slow
-    assert least(heavy, 16) < slow  # 9x fewer pixels, same network
+    cases = {"fast": (tiny, 16), "heavy_small": (heavy, 16), "slow": (heavy, 48)}
+    # the least of five medians per case, the cases interleaved: on a shared machine one median can land
+    # in another job's time slice (once, beside two searches and a test run, the 16 px pass of the tiny
+    # network measured 6.9 ms against 0.8 ms for the heavy one at 48 px, each case measured in a row)
+    least = dict.fromkeys(cases, float("inf"))
+    for _ in range(5):
+        for name, (model, resolution) in cases.items():
+            least[name] = min(least[name], measure_latency_ms(model, resolution, warmup=1, repeats=5))
+    assert 0 < least["fast"] < least["slow"]
+    assert least["heavy_small"] < least["slow"]  # 9x fewer pixels, same network
 
 
 def test_runs_the_requested_batch_in_eval_mode_without_grad() -> None:
