@@ -33,6 +33,7 @@ from nat.search import NATSearch, load_config
 from nat.search.finalize import finalize
 from nat.space import Subnet, get_space
 from nat.supernet import StaticMobileNetV3, Supernet
+from nat.supernet.layers import SqueezeExcite
 
 MICRO = get_space("micro")
 INFO = {
@@ -278,7 +279,7 @@ def test_onnx_export_matches_pytorch(tmp_path) -> None:
     assert not any(node.metadata_props for node in proto.graph.node)  # no exporter debugging notes
     # the spatial means (squeeze-and-excite, head) as GlobalAveragePool, which ONNX Runtime quantizes
     ops = [node.op_type for node in proto.graph.node]
-    squeeze_excite = sum(type(m).__name__ == "SqueezeExcite" for m in model.modules())
+    squeeze_excite = sum(isinstance(m, SqueezeExcite) for m in model.modules())
     assert squeeze_excite > 0 and "ReduceMean" not in ops
     assert ops.count("GlobalAveragePool") == squeeze_excite + 1
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -359,7 +359,7 @@ def _spatial_means_as_global_pools(path: Path) -> None:
     for node in proto.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             constants[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
-    changed = False
+    freed: set[str] = set()  # the axes inputs of the rewritten nodes
     for node in proto.graph.node:
         if node.op_type != "ReduceMean" or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
             continue
@@ -370,15 +370,16 @@ def _spatial_means_as_global_pools(path: Path) -> None:
             continue
         if sorted(int(a) % 4 for a in axes.reshape(-1)) != [2, 3]:
             continue
+        freed.add(node.input[1])
         node.op_type = "GlobalAveragePool"
         del node.input[1:]
         del node.attribute[:]
-        changed = True
-    if changed:  # the axes constants no node reads any more go too
+    if freed:  # those axes constants that no node reads any more go too; nothing else is touched
         used = {name for node in proto.graph.node for name in node.input}
         used |= {v.name for v in proto.graph.output}
-        nodes = [n for n in proto.graph.node if n.op_type != "Constant" or n.output[0] in used]
-        initializers = [t for t in proto.graph.initializer if t.name in used]
+        unused = freed - used
+        nodes = [n for n in proto.graph.node if n.op_type != "Constant" or n.output[0] not in unused]
+        initializers = [t for t in proto.graph.initializer if t.name not in unused]
         del proto.graph.node[:], proto.graph.initializer[:]
         proto.graph.node.extend(nodes)
         proto.graph.initializer.extend(initializers)
